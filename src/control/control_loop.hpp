@@ -1,0 +1,23 @@
+#pragma once
+// The control thread's main loop (main lcore): stop conditions and periodic stats.
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "control/options.hpp"
+
+namespace l7gate::dp {
+class Worker;
+}
+
+namespace l7gate::ctl {
+
+// Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.
+// Returns why it stopped, for the log.
+std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& ports,
+                             const std::vector<const dp::Worker*>& workers,
+                             const std::atomic<bool>& stop);
+
+} // namespace l7gate::ctl

@@ -1,0 +1,336 @@
+#include "control/options.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <string_view>
+
+#include "dataplane/counters.hpp"
+
+namespace l7gate::ctl {
+
+namespace {
+
+struct OptSpec {
+    const char* name;   // long name without dashes
+    char short_name;    // 0 when none
+    bool has_arg;
+    const char* arg;
+    const char* help;
+};
+
+// One table drives parsing and --help, so the two cannot disagree.
+constexpr OptSpec kOpts[] = {
+    {"pairs", 0, true, "A:B[,C:D...]",
+     "bridge pairs of port ids; frames received on one port of a pair leave on the other "
+     "(default 0:1)"},
+    {"rxq", 0, true, "N",
+     "RX/TX queues per port, one worker lcore per queue index; the EAL core list gives the "
+     "workers, the main lcore runs the control thread (default 1)"},
+    {"rss", 0, true, "symmetric|driver",
+     "symmetric: with --rxq > 1 every port must offer RSS, programmed with a symmetric "
+     "Toeplitz key so both directions of a flow meet on one worker (default); driver: trust "
+     "the driver's own spreading (af_packet fanout, pcap files per queue)"},
+    {"flows", 0, true, "N", "flow-table capacity per worker (default 262144)"},
+    {"frags", 0, true, "N", "fragment-table entries per worker (default 4096)"},
+    {"timeouts", 0, true, "K=S[,K=S...]",
+     "idle timeouts in seconds; keys: tcp-syn (one direction seen, default 30), tcp "
+     "(established, 300), tcp-closed (after RST or FIN both ways, 10), udp (60), other "
+     "(ICMP and other protocols, 30), frag (fragment entries, 5)"},
+    {"on-flow-table-full", 0, true, "pass|drop",
+     "what to do with a packet whose new flow finds the table full; counted either way "
+     "(default pass: the gateway stays open)"},
+    {"malformed", 0, true, "pass|drop",
+     "what to do with malformed packets and fragments with no first fragment; counted by "
+     "reason either way (default drop)"},
+    {"mbufs", 0, true, "N",
+     "mbufs in the packet pool (one pool per NUMA socket; default: enough for every "
+     "descriptor ring and worker cache, at least 8191; a pcap vdev with infinite_rx needs "
+     "more than the capture's packet count)"},
+    {"rxd", 0, true, "N", "RX descriptors per queue (default 1024)"},
+    {"txd", 0, true, "N", "TX descriptors per queue (default 1024)"},
+    {"duration", 0, true, "S", "stop after S seconds (default: run until SIGINT/SIGTERM)"},
+    {"idle-exit", 0, true, "MS",
+     "stop once no port has received anything for MS milliseconds after the first packet "
+     "(for replaying captures)"},
+    {"stats-interval", 0, true, "S", "print a one-line stats summary every S seconds"},
+    {"stats-json", 0, true, "FILE", "write every counter as one JSON object to FILE at exit"},
+    {"help", 'h', false, nullptr, "print this help and exit"},
+};
+
+const OptSpec* find_long(std::string_view name) {
+    for (const OptSpec& o : kOpts) {
+        if (name == o.name) {
+            return &o;
+        }
+    }
+    return nullptr;
+}
+
+bool parse_u64(const std::string& s, uint64_t max, uint64_t& out) {
+    if (s.empty() || s[0] == '-' || s[0] == '+') {
+        return false;
+    }
+    errno = 0;
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (errno != 0 || end == s.c_str() || *end != '\0' || v > max) {
+        return false;
+    }
+    out = v;
+    return true;
+}
+
+bool parse_seconds(const std::string& s, double& out) {
+    if (s.empty()) {
+        return false;
+    }
+    char* end = nullptr;
+    errno = 0;
+    double v = std::strtod(s.c_str(), &end);
+    if (errno != 0 || *end != '\0' || !std::isfinite(v) || v < 0 || v > 1e9) {
+        return false;
+    }
+    out = v;
+    return true;
+}
+
+std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
+    const std::string name = std::string("--") + o.name;
+    auto bad = [&](const std::string& why) { return name + ": " + why + " (got '" + v + "')"; };
+    uint64_t n = 0;
+    std::string_view key = o.name;
+    if (key == "pairs") {
+        opt.pairs.clear();
+        std::set<uint16_t> used;
+        size_t pos = 0;
+        while (pos <= v.size()) {
+            size_t comma = v.find(',', pos);
+            std::string item = v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+            size_t colon = item.find(':');
+            uint64_t a = 0;
+            uint64_t b = 0;
+            if (colon == std::string::npos || !parse_u64(item.substr(0, colon), 65535, a) ||
+                !parse_u64(item.substr(colon + 1), 65535, b)) {
+                return bad("expected port pairs like 0:1,2:3");
+            }
+            if (a == b) {
+                return bad("a pair needs two different ports");
+            }
+            if (a >= dp::kMaxPorts || b >= dp::kMaxPorts) {
+                return bad("port ids must be below " + std::to_string(dp::kMaxPorts));
+            }
+            if (!used.insert(static_cast<uint16_t>(a)).second ||
+                !used.insert(static_cast<uint16_t>(b)).second) {
+                return bad("each port may appear in one pair only");
+            }
+            opt.pairs.emplace_back(static_cast<uint16_t>(a), static_cast<uint16_t>(b));
+            if (comma == std::string::npos) {
+                break;
+            }
+            pos = comma + 1;
+        }
+    } else if (key == "rxq") {
+        if (!parse_u64(v, 128, n) || n == 0) {
+            return bad("expected a queue count from 1 to 128");
+        }
+        opt.rxq = static_cast<unsigned>(n);
+    } else if (key == "rss") {
+        if (v == "symmetric") {
+            opt.rss_symmetric = true;
+        } else if (v == "driver") {
+            opt.rss_symmetric = false;
+        } else {
+            return bad("expected symmetric or driver");
+        }
+    } else if (key == "flows") {
+        if (!parse_u64(v, 1u << 30, n) || n < 16) {
+            return bad("expected a flow count from 16 to 1073741824");
+        }
+        opt.flows = static_cast<uint32_t>(n);
+    } else if (key == "frags") {
+        if (!parse_u64(v, 1u << 24, n) || n < 4) {
+            return bad("expected an entry count from 4 to 16777216");
+        }
+        opt.frags = static_cast<uint32_t>(n);
+    } else if (key == "timeouts") {
+        size_t pos = 0;
+        while (pos < v.size()) {
+            size_t comma = v.find(',', pos);
+            std::string item = v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+            size_t eq = item.find('=');
+            if (eq == std::string::npos || !parse_u64(item.substr(eq + 1), 86400 * 7, n) || n == 0) {
+                return bad("expected KEY=SECONDS items (1 to 604800 s)");
+            }
+            const std::string k = item.substr(0, eq);
+            using dp::TimeoutClass;
+            auto set = [&](TimeoutClass c) { opt.timeouts.seconds[static_cast<unsigned>(c)] = static_cast<uint32_t>(n); };
+            if (k == "tcp-syn") {
+                set(TimeoutClass::TcpSyn);
+            } else if (k == "tcp") {
+                set(TimeoutClass::Tcp);
+            } else if (k == "tcp-closed") {
+                set(TimeoutClass::TcpClosed);
+            } else if (k == "udp") {
+                set(TimeoutClass::Udp);
+            } else if (k == "other") {
+                set(TimeoutClass::Other);
+            } else if (k == "frag") {
+                opt.frag_timeout_s = static_cast<uint32_t>(n);
+            } else {
+                return bad("unknown timeout '" + k + "' (tcp-syn, tcp, tcp-closed, udp, other, frag)");
+            }
+            if (comma == std::string::npos) {
+                break;
+            }
+            pos = comma + 1;
+        }
+        if (v.empty()) {
+            return bad("expected KEY=SECONDS items");
+        }
+    } else if (key == "on-flow-table-full" || key == "malformed") {
+        bool drop;
+        if (v == "pass") {
+            drop = false;
+        } else if (v == "drop") {
+            drop = true;
+        } else {
+            return bad("expected pass or drop");
+        }
+        (key == "malformed" ? opt.malformed_drop : opt.table_full_drop) = drop;
+    } else if (key == "mbufs") {
+        if (!parse_u64(v, 1u << 28, n) || n < 1024) {
+            return bad("expected an mbuf count from 1024 to 268435456");
+        }
+        opt.mbufs = static_cast<uint32_t>(n);
+    } else if (key == "rxd" || key == "txd") {
+        if (!parse_u64(v, 32768, n) || n < 32) {
+            return bad("expected a descriptor count from 32 to 32768");
+        }
+        (key == "rxd" ? opt.rx_desc : opt.tx_desc) = static_cast<uint16_t>(n);
+    } else if (key == "duration" || key == "stats-interval") {
+        double s = 0;
+        if (!parse_seconds(v, s) || s <= 0) {
+            return bad("expected a positive number of seconds");
+        }
+        (key == "duration" ? opt.duration_s : opt.stats_interval_s) = s;
+    } else if (key == "idle-exit") {
+        if (!parse_u64(v, 86400000, n) || n == 0) {
+            return bad("expected milliseconds from 1 to 86400000");
+        }
+        opt.idle_exit_ms = static_cast<uint32_t>(n);
+    } else if (key == "stats-json") {
+        if (v.empty()) {
+            return bad("expected a file name");
+        }
+        opt.stats_json = v;
+    }
+    return {};
+}
+
+} // namespace
+
+int find_separator(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--") == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+std::string parse_options(int argc, char** argv, int first, Options& out) {
+    for (int i = first; i < argc; ++i) {
+        std::string a = argv[i];
+        const OptSpec* o = nullptr;
+        std::string value;
+        bool inline_value = false;
+        if (a.rfind("--", 0) == 0 && a.size() > 2) {
+            std::string name = a.substr(2);
+            size_t eq = name.find('=');
+            if (eq != std::string::npos) {
+                value = name.substr(eq + 1);
+                name = name.substr(0, eq);
+                inline_value = true;
+            }
+            o = find_long(name);
+            if (o == nullptr) {
+                return "unknown option '" + a + "' (see --help)";
+            }
+        } else if (a.size() == 2 && a[0] == '-') {
+            for (const OptSpec& s : kOpts) {
+                if (s.short_name == a[1]) {
+                    o = &s;
+                }
+            }
+            if (o == nullptr) {
+                return "unknown option '" + a + "' (see --help)";
+            }
+        } else {
+            return "unexpected argument '" + a + "' (see --help)";
+        }
+        if (!o->has_arg) {
+            if (inline_value) {
+                return std::string("--") + o->name + " takes no value";
+            }
+            out.help = true;
+            continue;
+        }
+        if (!inline_value) {
+            if (i + 1 >= argc) {
+                return std::string("--") + o->name + " needs a value: " + o->arg;
+            }
+            value = argv[++i];
+        }
+        if (std::string err = apply(*o, value, out); !err.empty()) {
+            return err;
+        }
+    }
+    return {};
+}
+
+std::string usage(const char* prog) {
+    std::string s = "Usage: ";
+    s += prog;
+    s += " [EAL options] -- [l7gate options]\n\n"
+         "l7gate bridges DPDK ports in pairs and inspects every flow on the way.\n"
+         "EAL options are DPDK's (-l, --lcores, --vdev, -a, --no-huge, ...; see dpdk docs).\n\n"
+         "l7gate options:\n";
+    for (const OptSpec& o : kOpts) {
+        std::string head = "  ";
+        if (o.short_name != 0) {
+            head += "-";
+            head += o.short_name;
+            head += ", ";
+        }
+        head += "--";
+        head += o.name;
+        if (o.has_arg) {
+            head += " ";
+            head += o.arg;
+        }
+        s += head + "\n";
+        // Wrap the help text at 76 columns, indented by 8.
+        std::string_view h = o.help;
+        while (!h.empty()) {
+            size_t take = h.size() <= 70 ? h.size() : h.rfind(' ', 70);
+            if (take == std::string_view::npos || take == 0) {
+                take = std::min<size_t>(70, h.size());
+            }
+            s += "        ";
+            s += h.substr(0, take);
+            s += "\n";
+            h.remove_prefix(take);
+            while (!h.empty() && h[0] == ' ') {
+                h.remove_prefix(1);
+            }
+        }
+    }
+    s += "\nExit status: 0 after a clean stop, 2 on bad arguments or a port that cannot do what "
+         "is asked.\nSIGINT/SIGTERM stop cleanly: drain, print the summary, write --stats-json.\n";
+    return s;
+}
+
+} // namespace l7gate::ctl

@@ -1,0 +1,42 @@
+#pragma once
+// l7gate's own command line (after EAL's options and "--"), testpmd style.
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dataplane/flow_table.hpp"
+
+namespace l7gate::ctl {
+
+struct Options {
+    std::vector<std::pair<uint16_t, uint16_t>> pairs{{0, 1}};
+    unsigned rxq = 1;
+    bool rss_symmetric = true;       // --rss symmetric|driver
+    uint32_t flows = 262144;         // per worker
+    uint32_t frags = 4096;           // per worker
+    dp::FlowTimeouts timeouts{};
+    uint32_t frag_timeout_s = 5;
+    bool malformed_drop = true;
+    bool table_full_drop = false;
+    uint32_t mbufs = 0;              // 0 = automatic
+    uint16_t rx_desc = 1024;
+    uint16_t tx_desc = 1024;
+    double duration_s = 0;           // 0 = run until signalled
+    uint32_t idle_exit_ms = 0;       // 0 = off
+    double stats_interval_s = 0;     // 0 = off
+    std::string stats_json;
+    bool help = false;
+};
+
+// Parses argv[first, argc). Returns "" on success, else one line describing the first error.
+std::string parse_options(int argc, char** argv, int first, Options& out);
+
+// The --help text (also the source of the man page later).
+std::string usage(const char* prog);
+
+// Index of the "--" that separates EAL options from l7gate's, or -1.
+int find_separator(int argc, char** argv);
+
+} // namespace l7gate::ctl

@@ -1,0 +1,197 @@
+#include "control/stats_report.hpp"
+
+#include <cinttypes>
+#include <sstream>
+
+#include <rte_ethdev.h>
+
+#include "dataplane/port.hpp"
+#include "dataplane/worker.hpp"
+
+namespace l7gate::ctl {
+
+StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
+                            const std::vector<const dp::Worker*>& workers, bool with_pmd) {
+    StatsSnapshot s;
+    for (uint16_t p : ports) {
+        PortStats ps;
+        ps.port = p;
+        ps.driver = with_pmd ? dp::port_driver(p) : "";
+        ps.queues.resize(workers.size());
+        for (size_t w = 0; w < workers.size(); ++w) {
+            const dp::QueueCounters& qc = workers[w]->counters().port[p];
+            QueueStats& q = ps.queues[w];
+            q.rx_packets = qc.rx_packets.get();
+            q.rx_bytes = qc.rx_bytes.get();
+            q.tx_packets = qc.tx_packets.get();
+            q.tx_bytes = qc.tx_bytes.get();
+            ps.total.rx_packets += q.rx_packets;
+            ps.total.rx_bytes += q.rx_bytes;
+            ps.total.tx_packets += q.tx_packets;
+            ps.total.tx_bytes += q.tx_bytes;
+        }
+        if (with_pmd) {
+            rte_eth_stats es{};
+            if (rte_eth_stats_get(p, &es) == 0) {
+                ps.imissed = es.imissed;
+                ps.ierrors = es.ierrors;
+                ps.rx_nombuf = es.rx_nombuf;
+                ps.oerrors = es.oerrors;
+            }
+        }
+        s.rx_packets += ps.total.rx_packets;
+        s.tx_packets += ps.total.tx_packets;
+        s.rx_bytes += ps.total.rx_bytes;
+        s.tx_bytes += ps.total.tx_bytes;
+        s.ports.push_back(std::move(ps));
+    }
+    for (const dp::Worker* w : workers) {
+        const dp::WorkerCounters& c = w->counters();
+        WorkerStats ws;
+        ws.lcore = w->config().lcore;
+        ws.queue = w->config().queue;
+        ws.rx_packets = c.rx_packets.get();
+        for (uint16_t p : ports) {
+            ws.tx_packets += c.port[p].tx_packets.get();
+        }
+        for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+            const uint64_t d = c.drops[r].get();
+            s.drops[r] += d;
+            ws.dropped += d;
+            s.malformed[r] += c.malformed[r].get();
+        }
+        ws.bursts = c.bursts.get();
+        ws.idle_polls = c.idle_polls.get();
+        ws.busy_cycles = c.busy_cycles.get();
+        ws.flows_active = c.flows_active.get();
+        s.non_ip += c.non_ip.get();
+        s.flows_created += c.flows_created.get();
+        s.flows_expired += c.flows_expired.get();
+        s.flows_active += ws.flows_active;
+        s.table_full += c.table_full.get();
+        s.frag_tracked += c.frag_tracked.get();
+        s.frag_matched += c.frag_matched.get();
+        s.frag_table_full += c.frag_table_full.get();
+        s.dropped += ws.dropped;
+        s.workers.push_back(ws);
+    }
+    return s;
+}
+
+namespace {
+double per(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b); }
+} // namespace
+
+std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(3);
+    auto q = [&](const QueueStats& x) {
+        o << "\"rx_packets\":" << x.rx_packets << ",\"rx_bytes\":" << x.rx_bytes
+          << ",\"tx_packets\":" << x.tx_packets << ",\"tx_bytes\":" << x.tx_bytes;
+    };
+    o << "{\"elapsed_seconds\":" << elapsed_s << ",\"tsc_hz\":" << tsc_hz << ",\"ports\":[";
+    for (size_t i = 0; i < s.ports.size(); ++i) {
+        const PortStats& p = s.ports[i];
+        o << (i ? "," : "") << "{\"port\":" << p.port << ",\"driver\":\"" << p.driver << "\",";
+        q(p.total);
+        o << ",\"imissed\":" << p.imissed << ",\"ierrors\":" << p.ierrors
+          << ",\"rx_nombuf\":" << p.rx_nombuf << ",\"oerrors\":" << p.oerrors << ",\"queues\":[";
+        for (size_t k = 0; k < p.queues.size(); ++k) {
+            o << (k ? "," : "") << "{\"queue\":" << k << ",";
+            q(p.queues[k]);
+            o << "}";
+        }
+        o << "]}";
+    }
+    o << "],\"drops\":{";
+    for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+        o << (r ? "," : "") << "\"" << dp::kDropReasons[r].name << "\":" << s.drops[r];
+    }
+    o << "},\"malformed\":{";
+    bool first = true;
+    for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+        if (dp::kDropReasons[r].malformed) {
+            o << (first ? "" : ",") << "\"" << dp::kDropReasons[r].name << "\":" << s.malformed[r];
+            first = false;
+        }
+    }
+    o << "},\"non_ip_packets\":" << s.non_ip << ",\"flows\":{\"created\":" << s.flows_created
+      << ",\"expired\":" << s.flows_expired << ",\"active\":" << s.flows_active
+      << ",\"table_full\":" << s.table_full << "},\"fragments\":{\"tracked\":" << s.frag_tracked
+      << ",\"matched\":" << s.frag_matched << ",\"table_full\":" << s.frag_table_full
+      << "},\"workers\":[";
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+        const WorkerStats& w = s.workers[i];
+        o << (i ? "," : "") << "{\"lcore\":" << w.lcore << ",\"queue\":" << w.queue
+          << ",\"rx_packets\":" << w.rx_packets << ",\"tx_packets\":" << w.tx_packets
+          << ",\"dropped\":" << w.dropped << ",\"bursts\":" << w.bursts
+          << ",\"idle_polls\":" << w.idle_polls << ",\"busy_cycles\":" << w.busy_cycles
+          << ",\"cycles_per_packet\":" << per(w.busy_cycles, w.rx_packets)
+          << ",\"flows_active\":" << w.flows_active << "}";
+    }
+    o << "],\"totals\":{\"rx_packets\":" << s.rx_packets << ",\"tx_packets\":" << s.tx_packets
+      << ",\"dropped\":" << s.dropped << ",\"rx_bytes\":" << s.rx_bytes
+      << ",\"tx_bytes\":" << s.tx_bytes << "}}\n";
+    return o.str();
+}
+
+void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz) {
+    std::fprintf(out, "\n==== l7gate summary (%.2f s) ====\n", elapsed_s);
+    std::fprintf(out, "%-6s %-12s %12s %14s %12s %14s\n", "port", "driver", "rx_packets",
+                 "rx_bytes", "tx_packets", "tx_bytes");
+    for (const PortStats& p : s.ports) {
+        std::fprintf(out, "%-6u %-12s %12" PRIu64 " %14" PRIu64 " %12" PRIu64 " %14" PRIu64 "\n",
+                     p.port, p.driver.c_str(), p.total.rx_packets, p.total.rx_bytes,
+                     p.total.tx_packets, p.total.tx_bytes);
+    }
+    std::fprintf(out, "\n%-6s %-6s %12s %12s %10s %12s %10s\n", "lcore", "queue", "rx_packets",
+                 "tx_packets", "dropped", "flows", "cyc/pkt");
+    for (const WorkerStats& w : s.workers) {
+        std::fprintf(out, "%-6u %-6u %12" PRIu64 " %12" PRIu64 " %10" PRIu64 " %12" PRIu64 " %10.1f\n",
+                     w.lcore, w.queue, w.rx_packets, w.tx_packets, w.dropped, w.flows_active,
+                     per(w.busy_cycles, w.rx_packets));
+    }
+    std::fprintf(out, "\nflows: created %" PRIu64 ", expired %" PRIu64 ", active %" PRIu64
+                      ", table full %" PRIu64 "; non-IP frames %" PRIu64 "\n",
+                 s.flows_created, s.flows_expired, s.flows_active, s.table_full, s.non_ip);
+    if (s.frag_tracked + s.frag_matched + s.frag_table_full != 0) {
+        std::fprintf(out, "fragments: datagrams tracked %" PRIu64 ", later fragments matched %" PRIu64
+                          ", table full %" PRIu64 "\n",
+                     s.frag_tracked, s.frag_matched, s.frag_table_full);
+    }
+    bool any = false;
+    for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+        if (s.drops[r] != 0 || s.malformed[r] != 0) {
+            if (!any) {
+                std::fprintf(out, "\n%-22s %12s %12s\n", "reason", "dropped", "seen");
+                any = true;
+            }
+            std::fprintf(out, "%-22.*s %12" PRIu64 " %12" PRIu64 "\n",
+                         static_cast<int>(dp::kDropReasons[r].name.size()),
+                         dp::kDropReasons[r].name.data(), s.drops[r],
+                         dp::kDropReasons[r].malformed ? s.malformed[r] : s.drops[r]);
+        }
+    }
+    std::fprintf(out, "\ntotal: rx %" PRIu64 " = tx %" PRIu64 " + dropped %" PRIu64 "%s\n",
+                 s.rx_packets, s.tx_packets, s.dropped,
+                 s.rx_packets == s.tx_packets + s.dropped ? "" : "  (MISMATCH)");
+    (void)tsc_hz;
+}
+
+std::string stats_line(const StatsSnapshot& now, const StatsSnapshot& prev, double dt_s) {
+    const double d = dt_s > 0 ? dt_s : 1;
+    char buf[256];
+    std::snprintf(buf, sizeof(buf),
+                  "rx %.0f pps %.1f Mbit/s | tx %.0f pps %.1f Mbit/s | drop %.0f pps | flows %" PRIu64
+                  " active, %.0f new/s",
+                  static_cast<double>(now.rx_packets - prev.rx_packets) / d,
+                  static_cast<double>(now.rx_bytes - prev.rx_bytes) * 8 / d / 1e6,
+                  static_cast<double>(now.tx_packets - prev.tx_packets) / d,
+                  static_cast<double>(now.tx_bytes - prev.tx_bytes) * 8 / d / 1e6,
+                  static_cast<double>(now.dropped - prev.dropped) / d, now.flows_active,
+                  static_cast<double>(now.flows_created - prev.flows_created) / d);
+    return buf;
+}
+
+} // namespace l7gate::ctl

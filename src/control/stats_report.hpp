@@ -1,0 +1,58 @@
+#pragma once
+// Folds the per-worker counters into one consistent-enough picture for printing and JSON.
+// Runs on the control thread only.
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "dataplane/drop_reason.hpp"
+
+namespace l7gate::dp {
+class Worker;
+}
+
+namespace l7gate::ctl {
+
+struct QueueStats {
+    uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
+};
+
+struct PortStats {
+    uint16_t port = 0;
+    std::string driver;
+    QueueStats total;
+    std::vector<QueueStats> queues;  // indexed by queue (= worker)
+    uint64_t imissed = 0, ierrors = 0, rx_nombuf = 0, oerrors = 0;  // from the PMD
+};
+
+struct WorkerStats {
+    unsigned lcore = 0;
+    unsigned queue = 0;
+    uint64_t rx_packets = 0, tx_packets = 0, dropped = 0;
+    uint64_t bursts = 0, idle_polls = 0, busy_cycles = 0;
+    uint64_t flows_active = 0;
+};
+
+struct StatsSnapshot {
+    std::vector<PortStats> ports;
+    std::vector<WorkerStats> workers;
+    uint64_t drops[dp::kDropReasonCount] = {};
+    uint64_t malformed[dp::kDropReasonCount] = {};
+    uint64_t non_ip = 0;
+    uint64_t flows_created = 0, flows_expired = 0, flows_active = 0, table_full = 0;
+    uint64_t frag_tracked = 0, frag_matched = 0, frag_table_full = 0;
+    uint64_t rx_packets = 0, tx_packets = 0, dropped = 0;
+    uint64_t rx_bytes = 0, tx_bytes = 0;
+};
+
+// ports: every bridged port; workers: in queue order. Reads PMD stats when with_pmd.
+StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
+                            const std::vector<const dp::Worker*>& workers, bool with_pmd);
+
+std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz);
+void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz);
+std::string stats_line(const StatsSnapshot& now, const StatsSnapshot& prev, double dt_s);
+
+} // namespace l7gate::ctl

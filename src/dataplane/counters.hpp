@@ -1,0 +1,57 @@
+#pragma once
+// Per-worker counters: single writer (the worker), any number of readers (control thread).
+//
+// A relaxed load + relaxed store compiles to a plain load/add/store (no lock prefix); it is
+// enough because each counter has exactly one writer and readers only need a value that was
+// true at some recent moment, never a consistent snapshot across counters.
+
+#include <atomic>
+#include <cstdint>
+
+#include "dataplane/drop_reason.hpp"
+
+namespace l7gate::dp {
+
+inline constexpr unsigned kMaxPorts = 16;
+
+class Counter {
+public:
+    void add(uint64_t n) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    void inc() noexcept { add(1); }
+    void set(uint64_t n) noexcept { v_.store(n, std::memory_order_relaxed); }
+    uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<uint64_t> v_{0};
+};
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+struct QueueCounters {
+    Counter rx_packets;
+    Counter rx_bytes;
+    Counter tx_packets;
+    Counter tx_bytes;
+};
+
+// dp: rw (owning worker only), cp: ro. Cache-line aligned so two workers' blocks never share
+// a line.
+struct alignas(64) WorkerCounters {
+    QueueCounters port[kMaxPorts];  // this worker's queue on each port
+    Counter drops[kDropReasonCount];
+    Counter malformed[kDropReasonCount];  // malformed packets seen, dropped or passed
+    Counter non_ip;
+    Counter flows_created;
+    Counter flows_expired;
+    Counter flows_active;  // gauge
+    Counter table_full;
+    Counter frag_tracked;
+    Counter frag_matched;
+    Counter frag_table_full;
+    Counter rx_packets;    // all ports
+    Counter bursts;
+    Counter idle_polls;
+    Counter busy_cycles;   // TSC cycles spent on non-empty bursts (rx to tx)
+    Counter heartbeat;     // loop iterations; the control thread watches it move
+};
+
+} // namespace l7gate::dp

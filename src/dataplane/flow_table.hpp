@@ -1,0 +1,189 @@
+#pragma once
+// FlowTable: one per worker, fixed capacity, no locks, no allocation after init.
+//
+// Index: 2-choice bucketised hash. Each 64-byte bucket holds 8 (signature, entry index)
+// slots; a key lives in its primary bucket, or in its alternative one when the primary is
+// full; when both are full one resident moves to its own other bucket (a single cuckoo
+// step). Slots = 2 x capacity, so the load factor never exceeds 50%.
+// Entries live in one array and are recycled through a free stack.
+//
+// Expiry: one intrusive doubly-linked list per timeout class, ordered by `queued_s`, the
+// second at which the entry was last appended. A packet moves its flow to the tail at most
+// once per second. The head is the oldest; housekeeping looks at a bounded number of heads:
+// if the head's queued_s + timeout is still in the future, nothing behind it can be expired
+// (last_ns >= queued_s for every entry), so the scan stops; otherwise the head is either
+// really idle (expired) or was active since (moved to the tail with queued_s = now).
+// No full-table scan, ever.
+
+#include <cstdint>
+
+#include "dataplane/flow_key.hpp"
+
+namespace l7gate::dp {
+
+enum class TimeoutClass : uint8_t {
+    TcpSyn,    // TCP seen in one direction only (handshake / half-open / SYN flood)
+    Tcp,       // TCP established
+    TcpClosed, // TCP after RST, or FIN from both sides
+    Udp,
+    Other,     // ICMP and every other protocol
+    Count,
+};
+inline constexpr unsigned kTimeoutClasses = static_cast<unsigned>(TimeoutClass::Count);
+
+struct FlowTimeouts {
+    uint32_t seconds[kTimeoutClasses] = {30, 300, 10, 60, 30};
+};
+
+namespace tcp_state {
+inline constexpr uint8_t kFin0 = 0x01;   // FIN sent by key slot 0
+inline constexpr uint8_t kFin1 = 0x02;   // FIN sent by key slot 1
+inline constexpr uint8_t kRst = 0x04;
+inline constexpr uint8_t kSeen0 = 0x08;  // any packet from slot 0
+inline constexpr uint8_t kSeen1 = 0x10;  // any packet from slot 1
+} // namespace tcp_state
+
+namespace flow_flag {
+inline constexpr uint8_t kLive = 0x01;  // set while the entry is in the table
+} // namespace flow_flag
+
+struct alignas(64) FlowEntry {
+    FlowKey key;           // 44 B
+    uint32_t queued_s;     // expiry list position stamp (seconds of the worker clock)
+    uint64_t first_ns;     // first packet
+    uint64_t last_ns;      // latest packet
+    uint64_t packets[2];   // indexed by the key slot of the sender
+    uint64_t bytes[2];
+    uint32_t prev;         // expiry list links (entry indexes)
+    uint32_t next;
+    uint8_t tclass;        // TimeoutClass
+    uint8_t tcp_state;     // tcp_state bits
+    uint8_t client_slot;   // key slot of the endpoint that sent the first packet
+    uint8_t flags;         // flow_flag bits
+    uint8_t reserved[20];  // classification results (nDPI issue) live here
+};
+static_assert(sizeof(FlowEntry) == 128, "a classified flow must fit in two cache lines");
+
+class FlowTable {
+public:
+    static constexpr uint32_t kNil = UINT32_MAX;
+    static constexpr unsigned kBucketSlots = 8;
+
+    FlowTable() = default;
+    FlowTable(const FlowTable&) = delete;
+    FlowTable& operator=(const FlowTable&) = delete;
+    ~FlowTable();
+
+    // Allocates for `capacity` entries on `socket`. Returns false when out of memory.
+    bool init(uint32_t capacity, const FlowTimeouts& timeouts, int socket) noexcept;
+
+    // Looks up n keys; out[i] = entry or nullptr. Prefetches buckets, then entries.
+    void lookup_burst(const FlowKey* const keys[], const uint32_t hashes[], unsigned n,
+                      FlowEntry* out[]) noexcept;
+    FlowEntry* lookup(const FlowKey& key, uint32_t hash) noexcept;
+
+    // Inserts a key known to be absent. Returns nullptr when the table is full.
+    FlowEntry* insert(const FlowKey& key, uint32_t hash, uint64_t now_ns, uint8_t client_slot) noexcept;
+
+    // Records a packet of `bytes` from key slot `slot` at now_ns; keeps the expiry order.
+    void touch(FlowEntry& e, uint8_t slot, uint32_t bytes, uint64_t now_ns) noexcept {
+        e.packets[slot] += 1;
+        e.bytes[slot] += bytes;
+        e.last_ns = now_ns;
+        const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000u);
+        if (now_s != e.queued_s) {
+            requeue(e, now_s);
+        }
+    }
+
+    // Moves the entry to another timeout class (TCP state change).
+    void set_class(FlowEntry& e, TimeoutClass c, uint64_t now_ns) noexcept;
+
+    // Expires idle entries, looking at most at `budget` list heads. fn(FlowEntry&) is called
+    // before each entry is freed. Returns the number expired.
+    template <typename Fn>
+    unsigned expire(uint64_t now_ns, unsigned budget, Fn&& fn) noexcept;
+
+    // Removes every entry (shutdown flush), calling fn for each.
+    template <typename Fn>
+    unsigned expire_all(Fn&& fn) noexcept;
+
+    void remove(FlowEntry& e) noexcept;
+
+    uint32_t capacity() const noexcept { return capacity_; }
+    uint32_t active() const noexcept { return capacity_ - free_top_; }
+    uint32_t index_of(const FlowEntry& e) const noexcept { return static_cast<uint32_t>(&e - entries_); }
+    FlowEntry& at(uint32_t idx) noexcept { return entries_[idx]; }
+    size_t memory_bytes() const noexcept { return memory_bytes_; }
+    uint32_t timeout_s(TimeoutClass c) const noexcept { return timeouts_.seconds[static_cast<unsigned>(c)]; }
+
+private:
+    struct alignas(64) Bucket {
+        uint32_t sig[kBucketSlots];
+        uint32_t idx[kBucketSlots];
+    };
+    struct List {
+        uint32_t head = kNil;
+        uint32_t tail = kNil;
+    };
+
+    uint32_t primary(uint32_t h) const noexcept { return h & bucket_mask_; }
+    uint32_t alternative(uint32_t h) const noexcept {
+        return ((h >> 16 | h << 16) * 0x9e3779b1u) & bucket_mask_;
+    }
+    bool find_free_slot(uint32_t hash, uint32_t& bucket, unsigned& slot) noexcept;
+    void link_tail(uint32_t idx, TimeoutClass c) noexcept;
+    void unlink(uint32_t idx) noexcept;
+    void requeue(FlowEntry& e, uint32_t now_s) noexcept;
+    void free_entry(FlowEntry& e) noexcept;
+
+    Bucket* buckets_ = nullptr;
+    FlowEntry* entries_ = nullptr;
+    uint32_t* free_stack_ = nullptr;
+    uint32_t free_top_ = 0;   // number of free entries on the stack
+    uint32_t capacity_ = 0;
+    uint32_t bucket_mask_ = 0;
+    size_t memory_bytes_ = 0;
+    FlowTimeouts timeouts_{};
+    List lists_[kTimeoutClasses];
+};
+
+template <typename Fn>
+unsigned FlowTable::expire(uint64_t now_ns, unsigned budget, Fn&& fn) noexcept {
+    const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000u);
+    unsigned expired = 0;
+    for (unsigned c = 0; c < kTimeoutClasses && budget > 0; ++c) {
+        const uint32_t to = timeouts_.seconds[c];
+        while (budget > 0 && lists_[c].head != kNil) {
+            --budget;
+            FlowEntry& e = entries_[lists_[c].head];
+            if (uint64_t{e.queued_s} + to > now_s) {
+                break;  // the list is ordered by queued_s: nothing behind is older
+            }
+            if (e.last_ns + uint64_t{to} * 1000000000u <= now_ns) {
+                fn(e);
+                free_entry(e);
+                ++expired;
+            } else {
+                requeue(e, now_s);
+            }
+        }
+    }
+    return expired;
+}
+
+template <typename Fn>
+unsigned FlowTable::expire_all(Fn&& fn) noexcept {
+    unsigned n = 0;
+    for (unsigned c = 0; c < kTimeoutClasses; ++c) {
+        while (lists_[c].head != kNil) {
+            FlowEntry& e = entries_[lists_[c].head];
+            fn(e);
+            free_entry(e);
+            ++n;
+        }
+    }
+    return n;
+}
+
+} // namespace l7gate::dp

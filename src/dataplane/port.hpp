@@ -1,0 +1,38 @@
+#pragma once
+// Ethernet port setup: queues, symmetric RSS, descriptor rings, start/stop.
+
+#include <cstdint>
+#include <string>
+
+struct rte_mempool;
+
+namespace l7gate::dp {
+
+// Symmetric Toeplitz key: the 16-bit pattern 0x6d5a repeated makes the hash of
+// (src, dst, sport, dport) equal to that of (dst, src, dport, sport), so both directions of
+// a flow, arriving on the two ports of a bridge pair, land on the same queue index.
+inline constexpr uint8_t kSymmetricRssKeyByte0 = 0x6d;
+inline constexpr uint8_t kSymmetricRssKeyByte1 = 0x5a;
+void make_symmetric_rss_key(uint8_t* key, unsigned len) noexcept;
+
+struct PortSetup {
+    uint16_t queues = 1;        // RX and TX queues (one per worker)
+    bool require_rss = true;    // queues > 1 need symmetric RSS from the port
+    uint16_t rx_desc = 1024;
+    uint16_t tx_desc = 1024;
+    rte_mempool* pool = nullptr;
+};
+
+// Checks what the port can do against what is asked. Returns "" when it fits, else one line
+// naming the port, what was asked and what it supports.
+std::string port_check(uint16_t port, const PortSetup& s);
+
+// Configures and starts the port. Returns "" or an error line.
+std::string port_start(uint16_t port, const PortSetup& s);
+
+void port_stop(uint16_t port) noexcept;
+
+// Driver name, for messages.
+std::string port_driver(uint16_t port);
+
+} // namespace l7gate::dp

@@ -1,0 +1,233 @@
+// l7gate launcher: l7gate [EAL options] -- [l7gate options]
+//
+// Start-up order: parse l7gate's options (bad ones exit 2 before EAL touches anything),
+// initialise EAL, check every port against what is asked (exit 2 before any traffic moves),
+// create mempools, start ports, build one Worker per queue on the worker lcores, then run the
+// control loop on the main lcore until a stop condition. Shutdown drains the workers, prints
+// the summary, writes --stats-json and closes the ports (which flushes pcap outputs).
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "control/control_loop.hpp"
+#include "control/options.hpp"
+#include "control/stats_report.hpp"
+#include "dataplane/memory.hpp"
+#include "dataplane/port.hpp"
+#include "dataplane/worker.hpp"
+
+namespace {
+
+using namespace l7gate;
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+
+bool g_eal_up = false;
+
+// Start-up failure: one line on stderr, exit 2. After EAL is up, the ports are closed first
+// so vdevs release their files (and no output pcap gets frames that never moved).
+[[noreturn]] void fail(const std::string& msg, int code = 2) {
+    std::fprintf(stderr, "l7gate: %s\n", msg.c_str());
+    std::fflush(stderr);
+    if (g_eal_up) {
+        uint16_t p;
+        RTE_ETH_FOREACH_DEV(p) {
+            (void)rte_eth_dev_stop(p);
+            (void)rte_eth_dev_close(p);
+        }
+        rte_eal_cleanup();
+    }
+    std::exit(code);
+}
+
+int worker_main(void* arg) { return static_cast<dp::Worker*>(arg)->run(); }
+
+bool wants_help(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const int sep = ctl::find_separator(argc, argv);
+    ctl::Options opt;
+    if (sep >= 0) {
+        if (std::string err = ctl::parse_options(argc, argv, sep + 1, opt); !err.empty()) {
+            fail(err);
+        }
+    } else if (wants_help(argc, argv)) {
+        opt.help = true;
+    }
+    if (opt.help) {
+        std::fputs(ctl::usage("l7gate").c_str(), stdout);
+        return 0;
+    }
+
+    const int eal_argc = sep >= 0 ? sep : argc;
+    if (rte_eal_init(eal_argc, argv) < 0) {
+        fail(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno) +
+             " (check the EAL options, e.g. --vdev files and --no-huge/-m)");
+    }
+    g_eal_up = true;
+    dp::memory_use_eal(true);
+
+    // Ports, in pair order.
+    std::vector<uint16_t> ports;
+    std::map<uint16_t, uint16_t> peer;
+    for (auto [a, b] : opt.pairs) {
+        ports.push_back(a);
+        ports.push_back(b);
+        peer[a] = b;
+        peer[b] = a;
+    }
+    dp::PortSetup setup;
+    setup.queues = static_cast<uint16_t>(opt.rxq);
+    setup.require_rss = opt.rss_symmetric;
+    setup.rx_desc = opt.rx_desc;
+    setup.tx_desc = opt.tx_desc;
+    for (uint16_t p : ports) {
+        if (std::string err = dp::port_check(p, setup); !err.empty()) {
+            fail(err);
+        }
+    }
+
+    // Workers: the first rxq worker lcores, in order.
+    std::vector<unsigned> lcores;
+    unsigned lc;
+    RTE_LCORE_FOREACH_WORKER(lc) {
+        lcores.push_back(lc);
+    }
+    if (lcores.size() < opt.rxq) {
+        fail("--rxq " + std::to_string(opt.rxq) + " needs " + std::to_string(opt.rxq) +
+             " worker lcore(s), the EAL core list gives " + std::to_string(lcores.size()) +
+             " (the main lcore runs the control thread; e.g. -l 0-" + std::to_string(opt.rxq) + ")");
+    }
+    lcores.resize(opt.rxq);
+
+    // One mbuf pool per socket that has ports.
+    std::map<int, rte_mempool*> pools;
+    for (uint16_t p : ports) {
+        int s = rte_eth_dev_socket_id(p);
+        pools[s < 0 ? 0 : s] = nullptr;
+    }
+    const uint32_t cache = 256;
+    uint64_t need = uint64_t{opt.rxq} * ports.size() * (opt.rx_desc + opt.tx_desc) +
+                    uint64_t{opt.rxq} * (cache + 2 * dp::kMaxBurst) + 1024;
+    uint32_t nb_mbufs = opt.mbufs != 0 ? opt.mbufs : static_cast<uint32_t>(std::max<uint64_t>(need, 8191));
+    for (auto& [sock, pool] : pools) {
+        const std::string name = "l7g_pkt_s" + std::to_string(sock);
+        pool = rte_pktmbuf_pool_create(name.c_str(), nb_mbufs, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, sock);
+        if (pool == nullptr) {
+            fail("cannot allocate " + std::to_string(nb_mbufs) + " mbufs on socket " +
+                 std::to_string(sock) + ": " + rte_strerror(rte_errno) +
+                 " (give EAL more memory with -m or hugepages, or lower --mbufs)");
+        }
+    }
+    for (uint16_t p : ports) {
+        int s = rte_eth_dev_socket_id(p);
+        setup.pool = pools[s < 0 ? 0 : s];
+        if (std::string err = dp::port_start(p, setup); !err.empty()) {
+            fail(err);
+        }
+    }
+
+    std::vector<dp::Worker*> workers;
+    for (unsigned q = 0; q < opt.rxq; ++q) {
+        const int sock = static_cast<int>(rte_lcore_to_socket_id(lcores[q]));
+        void* mem = rte_zmalloc_socket("l7gate_worker", sizeof(dp::Worker), 64, sock);
+        if (mem == nullptr) {
+            fail("cannot allocate worker " + std::to_string(q) + " on socket " + std::to_string(sock));
+        }
+        auto* w = new (mem) dp::Worker();
+        dp::WorkerConfig wc;
+        wc.queue = static_cast<uint16_t>(q);
+        wc.lcore = lcores[q];
+        wc.socket = sock;
+        wc.nb_ports = static_cast<uint16_t>(ports.size());
+        for (size_t i = 0; i < ports.size(); ++i) {
+            wc.port[i] = ports[i];
+            wc.peer[i] = peer[ports[i]];
+        }
+        wc.flows = opt.flows;
+        wc.frags = opt.frags;
+        wc.timeouts = opt.timeouts;
+        wc.frag_timeout_s = opt.frag_timeout_s;
+        wc.malformed_drop = opt.malformed_drop;
+        wc.table_full_drop = opt.table_full_drop;
+        if (!w->init(wc)) {
+            fail("cannot allocate the flow table of worker " + std::to_string(q) + " (" +
+                 std::to_string(opt.flows) + " flows): lower --flows or give EAL more memory");
+        }
+        workers.push_back(w);
+    }
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+
+    std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker, %u mbufs\n",
+                "0.1.0", ports.size(), opt.pairs.size(), opt.rxq, opt.flows, nb_mbufs);
+    std::fflush(stdout);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned q = 0; q < opt.rxq; ++q) {
+        rte_eal_remote_launch(worker_main, workers[q], lcores[q]);
+    }
+
+    std::vector<const dp::Worker*> cworkers(workers.begin(), workers.end());
+    const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop);
+
+    for (dp::Worker* w : workers) {
+        w->request_stop();
+    }
+    rte_eal_mp_wait_lcore();
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("l7gate: stopping (%s)\n", why.c_str());
+
+    const ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
+    ctl::print_summary(stdout, snap, elapsed, rte_get_tsc_hz());
+    std::fflush(stdout);
+    int rc = 0;
+    if (!opt.stats_json.empty()) {
+        std::ofstream f(opt.stats_json, std::ios::trunc);
+        f << ctl::stats_json(snap, elapsed, rte_get_tsc_hz());
+        if (!f) {
+            std::fprintf(stderr, "l7gate: cannot write %s\n", opt.stats_json.c_str());
+            rc = 1;
+        }
+    }
+
+    for (uint16_t p : ports) {
+        dp::port_stop(p);
+    }
+    for (dp::Worker* w : workers) {
+        w->~Worker();
+        rte_free(w);
+    }
+    for (auto& [sock, pool] : pools) {
+        rte_mempool_free(pool);
+    }
+    rte_eal_cleanup();
+    return rc;
+}

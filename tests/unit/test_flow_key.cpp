@@ -1,0 +1,401 @@
+// Unit tests for dp::FlowKey: make_flow_key canonicalisation and flow_key_hash quality.
+
+#include <gtest/gtest.h>
+
+// Designated initializers rely on default member initializers (see frame_builder.hpp).
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dataplane/flow_key.hpp"
+#include "dataplane/packet_parser.hpp"
+#include "frame_builder.hpp"
+
+namespace {
+
+namespace dp = l7gate::dp;
+using namespace l7gate::test; // NOLINT(google-build-using-namespace): test-local helpers
+
+using dp::FlowKey;
+using dp::PacketKind;
+using dp::PacketMeta;
+
+using KeyBytes = std::array<uint8_t, sizeof(FlowKey)>;
+
+KeyBytes bytes_of(const FlowKey& k) {
+    KeyBytes b;
+    std::memcpy(b.data(), &k, sizeof(k));
+    return b;
+}
+
+// A key whose storage starts as garbage, so every byte make_flow_key leaves alone shows.
+FlowKey garbage_key(uint8_t fill = 0xee) {
+    FlowKey k;
+    std::memset(&k, fill, sizeof(k));
+    return k;
+}
+
+struct Endpoints {
+    const char* name;
+    uint8_t version;
+    uint8_t proto;
+    uint32_t vlan;
+    Ip6 a; // only the first 4 bytes are used for IPv4
+    uint16_t a_port;
+    Ip6 b;
+    uint16_t b_port;
+};
+
+Ip6 widen(const Ip4& v4) {
+    Ip6 a{};
+    std::memcpy(a.data(), v4.data(), 4);
+    return a;
+}
+
+std::vector<Endpoints> endpoint_cases() {
+    return {
+        {"v4 tcp", 4, ipproto::kTcp, 0, widen(kV4A), 40000, widen(kV4B), 80},
+        {"v4 udp", 4, ipproto::kUdp, 0, widen(kV4C), 53, widen(kV4A), 53000},
+        {"v4 tcp vlan", 4, ipproto::kTcp, 100, widen(kV4B), 443, widen(kV4C), 60000},
+        {"v4 udp qinq", 4, ipproto::kUdp, (100u << 12) | 200u, widen(kV4A), 5060, widen(kV4B),
+         5060},
+        {"v4 same host", 4, ipproto::kTcp, 0, widen(kV4A), 8080, widen(kV4A), 1234},
+        {"v6 tcp", 6, ipproto::kTcp, 0, kV6A, 40000, kV6B, 443},
+        {"v6 udp", 6, ipproto::kUdp, 0, kV6C, 123, kV6A, 123},
+        {"v6 tcp qinq", 6, ipproto::kTcp, (4095u << 12) | 4095u, kV6B, 22, kV6C, 50022},
+        {"v6 udp vlan", 6, ipproto::kUdp, 7, kV6C, 4500, kV6B, 500},
+    };
+}
+
+TEST(FlowKey, BothDirectionsGiveTheSameKey) {
+    for (const Endpoints& e : endpoint_cases()) {
+        SCOPED_TRACE(e.name);
+        FlowKey fwd = garbage_key(0x11);
+        FlowKey rev = garbage_key(0x77);
+        const bool r_fwd = dp::make_flow_key(fwd, e.version, e.proto, e.vlan, e.a.data(),
+                                             e.b.data(), e.a_port, e.b_port);
+        const bool r_rev = dp::make_flow_key(rev, e.version, e.proto, e.vlan, e.b.data(),
+                                             e.a.data(), e.b_port, e.a_port);
+        EXPECT_EQ(fwd, rev);
+        EXPECT_EQ(bytes_of(fwd), bytes_of(rev));
+        EXPECT_NE(r_fwd, r_rev);
+        EXPECT_EQ(fwd.vlan, e.vlan);
+        EXPECT_EQ(fwd.proto, e.proto);
+        EXPECT_EQ(fwd.ip_version, e.version);
+    }
+}
+
+TEST(FlowKey, LowerEndpointGoesIntoSlotZero) {
+    FlowKey k;
+    // Source lower: not reversed, stored as given.
+    EXPECT_FALSE(dp::make_flow_key(k, 4, ipproto::kTcp, 0, kV4A.data(), kV4B.data(), 50000, 80));
+    EXPECT_EQ(k, key_v4(kV4A, 50000, kV4B, 80, ipproto::kTcp));
+    // Source higher: reversed, swapped with its port.
+    EXPECT_TRUE(dp::make_flow_key(k, 4, ipproto::kTcp, 0, kV4B.data(), kV4A.data(), 80, 50000));
+    EXPECT_EQ(k, key_v4(kV4A, 50000, kV4B, 80, ipproto::kTcp));
+    // Addresses decide before ports: the lower address keeps its (higher) port.
+    EXPECT_FALSE(dp::make_flow_key(k, 6, ipproto::kUdp, 0, kV6A.data(), kV6B.data(), 65535, 1));
+    EXPECT_EQ(k, key_v6(kV6A, 65535, kV6B, 1, ipproto::kUdp));
+    // Address tie: the port decides, numerically.
+    EXPECT_TRUE(dp::make_flow_key(k, 6, ipproto::kUdp, 0, kV6A.data(), kV6A.data(), 256, 1));
+    EXPECT_EQ(k, key_v6(kV6A, 1, kV6A, 256, ipproto::kUdp));
+    // Identical endpoints: not reversed in either direction.
+    EXPECT_FALSE(dp::make_flow_key(k, 4, ipproto::kUdp, 0, kV4A.data(), kV4A.data(), 9, 9));
+    EXPECT_EQ(k, key_v4(kV4A, 9, kV4A, 9, ipproto::kUdp));
+}
+
+TEST(FlowKey, DifferentPortsVlanProtocolOrVersionGiveDifferentKeys) {
+    auto v4 = [](uint8_t proto, uint32_t vlan, uint16_t sport, uint16_t dport) {
+        FlowKey k;
+        dp::make_flow_key(k, 4, proto, vlan, kV4A.data(), kV4B.data(), sport, dport);
+        return k;
+    };
+    const FlowKey base = v4(ipproto::kTcp, 10, 40000, 80);
+    EXPECT_EQ(base, v4(ipproto::kTcp, 10, 40000, 80));
+    EXPECT_NE(base, v4(ipproto::kTcp, 10, 40001, 80));
+    EXPECT_NE(base, v4(ipproto::kTcp, 10, 40000, 81));
+    EXPECT_NE(base, v4(ipproto::kTcp, 10, 80, 40000)); // same ports, swapped roles
+    EXPECT_NE(base, v4(ipproto::kTcp, 11, 40000, 80));
+    EXPECT_NE(base, v4(ipproto::kTcp, 0, 40000, 80));
+    EXPECT_NE(base, v4(ipproto::kTcp, (10u << 12) | 10u, 40000, 80));
+    EXPECT_NE(base, v4(ipproto::kUdp, 10, 40000, 80));
+
+    // The same four address bytes as IPv6 (the rest zero): only ip_version differs.
+    FlowKey as_v6;
+    const Ip6 a6 = widen(kV4A);
+    const Ip6 b6 = widen(kV4B);
+    dp::make_flow_key(as_v6, 6, ipproto::kTcp, 10, a6.data(), b6.data(), 40000, 80);
+    EXPECT_NE(base, as_v6);
+    FlowKey patched = as_v6;
+    patched.ip_version = 4;
+    EXPECT_EQ(base, patched);
+
+    EXPECT_NE(dp::flow_key_hash(base), dp::flow_key_hash(v4(ipproto::kTcp, 10, 40001, 80)));
+    EXPECT_NE(dp::flow_key_hash(base), dp::flow_key_hash(as_v6));
+}
+
+TEST(FlowKey, Ipv4AddressesOccupyTheFirstFourBytes) {
+    // Sources with garbage after the 4 address bytes: make_flow_key must read only 4 bytes.
+    Ip6 src;
+    Ip6 dst;
+    src.fill(0xcc);
+    dst.fill(0xdd);
+    std::memcpy(src.data(), kV4B.data(), 4);
+    std::memcpy(dst.data(), kV4A.data(), 4);
+    FlowKey k = garbage_key();
+    EXPECT_TRUE(dp::make_flow_key(k, 4, ipproto::kUdp, 5, src.data(), dst.data(), 1, 2));
+    EXPECT_EQ(std::memcmp(k.addr[0], kV4A.data(), 4), 0);
+    EXPECT_EQ(std::memcmp(k.addr[1], kV4B.data(), 4), 0);
+    for (int slot = 0; slot < 2; ++slot) {
+        for (size_t i = 4; i < 16; ++i) {
+            EXPECT_EQ(k.addr[slot][i], 0) << "slot " << slot << " byte " << i;
+        }
+    }
+    EXPECT_EQ(k.pad, 0);
+    EXPECT_EQ(k, key_v4(kV4A, 2, kV4B, 1, ipproto::kUdp, 5));
+}
+
+TEST(FlowKey, PadIsZero) {
+    for (const Endpoints& e : endpoint_cases()) {
+        SCOPED_TRACE(e.name);
+        FlowKey k = garbage_key(0xff);
+        dp::make_flow_key(k, e.version, e.proto, e.vlan, e.a.data(), e.b.data(), e.a_port,
+                          e.b_port);
+        EXPECT_EQ(k.pad, 0);
+    }
+}
+
+TEST(FlowKey, HashIsEqualForEqualKeys) {
+    for (const Endpoints& e : endpoint_cases()) {
+        SCOPED_TRACE(e.name);
+        FlowKey fwd = garbage_key(0x01);
+        FlowKey rev = garbage_key(0xfe);
+        dp::make_flow_key(fwd, e.version, e.proto, e.vlan, e.a.data(), e.b.data(), e.a_port,
+                          e.b_port);
+        dp::make_flow_key(rev, e.version, e.proto, e.vlan, e.b.data(), e.a.data(), e.b_port,
+                          e.a_port);
+        ASSERT_EQ(fwd, rev);
+        const FlowKey copy = fwd;
+        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(rev));
+        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(copy));
+        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(fwd)); // deterministic
+    }
+}
+
+TEST(FlowKey, HashDependsOnEveryKeyByte) {
+    FlowKey base;
+    dp::make_flow_key(base, 6, ipproto::kTcp, (12u << 12) | 34u, kV6A.data(), kV6C.data(), 40000,
+                      443);
+    const uint32_t h = dp::flow_key_hash(base);
+    // Every byte but the always-zero pad.
+    for (size_t i = 0; i < offsetof(FlowKey, pad); ++i) {
+        for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}}) {
+            KeyBytes b = bytes_of(base);
+            b[i] ^= flip;
+            FlowKey k;
+            std::memcpy(&k, b.data(), sizeof(k));
+            EXPECT_NE(dp::flow_key_hash(k), h) << "byte " << i << " flip " << unsigned{flip};
+        }
+    }
+}
+
+// Distinct keys, realistic mix: IPv4 in 198.18.0.0/15, IPv6 in 2001:db8::/32, TCP and UDP,
+// ephemeral client ports, a handful of VLANs.
+std::vector<FlowKey> random_distinct_keys(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::set<KeyBytes> seen;
+    std::vector<FlowKey> keys;
+    keys.reserve(n);
+    while (keys.size() < n) {
+        const bool v6 = rng() % 4 == 0;
+        Ip6 a{};
+        Ip6 b{};
+        if (v6) {
+            a = ip6({0x2001, 0x0db8, static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()), 0,
+                     0, static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng())});
+            b = ip6({0x2001, 0x0db8, static_cast<uint16_t>(rng()), 0, 0, 0, 0,
+                     static_cast<uint16_t>(rng() % 64)});
+        } else {
+            const uint32_t ra = rng();
+            const uint32_t rb = rng();
+            a = widen(ip4(198, static_cast<uint8_t>(18 + (ra & 1)), static_cast<uint8_t>(ra >> 8),
+                          static_cast<uint8_t>(ra >> 16)));
+            b = widen(ip4(198, static_cast<uint8_t>(18 + (rb & 1)), static_cast<uint8_t>(rb >> 8),
+                          static_cast<uint8_t>(rb >> 16)));
+        }
+        const uint8_t proto = rng() % 3 == 0 ? ipproto::kUdp : ipproto::kTcp;
+        const uint16_t sport = static_cast<uint16_t>(32768 + rng() % 28232);
+        const uint16_t dports[] = {80, 443, 53, 22, 25, 8080, 3306, 5060};
+        const uint16_t dport = dports[rng() % 8];
+        const uint32_t vlan = rng() % 2 == 0 ? 0 : 1 + rng() % 16;
+        FlowKey k;
+        dp::make_flow_key(k, v6 ? 6 : 4, proto, vlan, a.data(), b.data(), sport, dport);
+        if (seen.insert(bytes_of(k)).second) {
+            keys.push_back(k);
+        }
+    }
+    return keys;
+}
+
+// Keys that differ in few bits: one client, sequential source ports; and a /16 of clients
+// talking to one server port.
+std::vector<FlowKey> structured_keys(size_t n) {
+    std::vector<FlowKey> keys;
+    keys.reserve(n);
+    for (size_t i = 0; keys.size() < n / 2; ++i) {
+        FlowKey k;
+        dp::make_flow_key(k, 4, ipproto::kTcp, 0, kV4A.data(), kV4C.data(),
+                          static_cast<uint16_t>(10000 + i), 443);
+        keys.push_back(k);
+    }
+    for (size_t i = 0; keys.size() < n; ++i) {
+        const Ip4 client = ip4(198, 19, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i));
+        FlowKey k;
+        dp::make_flow_key(k, 4, ipproto::kTcp, 0, client.data(), kV4A.data(), 50000, 80);
+        keys.push_back(k);
+    }
+    return keys;
+}
+
+size_t hash_collisions(const std::vector<FlowKey>& keys) {
+    std::vector<uint32_t> hashes;
+    hashes.reserve(keys.size());
+    for (const FlowKey& k : keys) {
+        hashes.push_back(dp::flow_key_hash(k));
+    }
+    std::sort(hashes.begin(), hashes.end());
+    const auto unique_end = std::unique(hashes.begin(), hashes.end());
+    return static_cast<size_t>(hashes.end() - unique_end);
+}
+
+// Largest bucket over 1024 buckets indexed by the low hash bits, as a multiple of the mean.
+double worst_bucket_ratio(const std::vector<FlowKey>& keys, size_t* empty_buckets) {
+    constexpr size_t kBuckets = 1024;
+    std::vector<size_t> count(kBuckets, 0);
+    for (const FlowKey& k : keys) {
+        ++count[dp::flow_key_hash(k) % kBuckets];
+    }
+    const double mean = static_cast<double>(keys.size()) / kBuckets;
+    *empty_buckets = static_cast<size_t>(std::count(count.begin(), count.end(), size_t{0}));
+    return static_cast<double>(*std::max_element(count.begin(), count.end())) / mean;
+}
+
+TEST(FlowKey, HashHasFewCollisionsOverRandomKeys) {
+    const std::vector<FlowKey> keys = random_distinct_keys(10000, 0x5eed);
+    ASSERT_EQ(keys.size(), 10000u);
+    EXPECT_LT(hash_collisions(keys), 10u);
+}
+
+TEST(FlowKey, HashSpreadsRandomKeysOverBuckets) {
+    const std::vector<FlowKey> keys = random_distinct_keys(10000, 0xb0c4e7);
+    size_t empty = 0;
+    const double ratio = worst_bucket_ratio(keys, &empty);
+    EXPECT_LE(ratio, 3.0) << "fullest bucket holds " << ratio << "x the mean";
+    RecordProperty("worst_bucket_ratio_x100", static_cast<int>(ratio * 100));
+}
+
+TEST(FlowKey, HashSpreadsStructuredKeysOverBuckets) {
+    const std::vector<FlowKey> keys = structured_keys(10000);
+    EXPECT_LT(hash_collisions(keys), 10u);
+    size_t empty = 0;
+    const double ratio = worst_bucket_ratio(keys, &empty);
+    EXPECT_LE(ratio, 3.0) << "fullest bucket holds " << ratio << "x the mean";
+}
+
+// ===== Through the parser ===================================================================
+
+struct Exchange {
+    const char* name;
+    Bytes request;
+    Bytes reply;
+};
+
+std::vector<Exchange> exchanges() {
+    const std::vector<VlanTag> qinq = {{.tpid = ether::kQinQ, .vid = 10},
+                                       {.tpid = ether::kVlan, .vid = 20}};
+    return {
+        {"v4 tcp",
+         ipv4_frame({.src = kV4A, .dst = kV4B},
+                    tcp({.sport = 40000, .dport = 80, .flags = dp::tcp_flag::kSyn})),
+         ipv4_frame({.src = kV4B, .dst = kV4A},
+                    tcp({.sport = 80, .dport = 40000, .seq = 77, .ack = 0x10000002,
+                         .flags = dp::tcp_flag::kSyn | dp::tcp_flag::kAck}))},
+        {"v4 udp qinq padded",
+         pad_to(ipv4_frame({.src = kV4C, .dst = kV4A, .proto = ipproto::kUdp},
+                           udp({.sport = 53000, .dport = 53}, pattern(4)), qinq)),
+         ipv4_frame({.src = kV4A, .dst = kV4C, .proto = ipproto::kUdp},
+                    udp({.sport = 53, .dport = 53000}, pattern(60)), qinq)},
+        {"v4 icmp echo",
+         ipv4_frame({.src = kV4B, .dst = kV4C, .proto = ipproto::kIcmp},
+                    icmp_echo(8, 0x77, 1, pattern(32))),
+         ipv4_frame({.src = kV4C, .dst = kV4B, .proto = ipproto::kIcmp},
+                    icmp_echo(0, 0x77, 1, pattern(32)))},
+        {"v4 non-first fragments",
+         ipv4_frame({.src = kV4A, .dst = kV4B, .proto = ipproto::kUdp, .frag_offset = 185},
+                    pattern(100)),
+         ipv4_frame({.src = kV4B, .dst = kV4A, .proto = ipproto::kUdp, .id = 9,
+                     .frag_offset = 185},
+                    pattern(100))},
+        {"v6 tcp",
+         ipv6_frame({.src = kV6C, .dst = kV6A},
+                    tcp({.sport = 51515, .dport = 443}, text("client hello"))),
+         ipv6_frame({.src = kV6A, .dst = kV6C}, tcp({.sport = 443, .dport = 51515}))},
+        {"v6 udp vlan, ext headers on one side",
+         ipv6_frame({.src = kV6A, .dst = kV6B, .next_header = ipproto::kHopByHop},
+                    cat({ipv6_options_header(ipproto::kUdp, 0),
+                         udp({.sport = 5353, .dport = 5354}, pattern(20))}),
+                    {{.tpid = ether::kVlan, .vid = 99}}),
+         ipv6_frame({.src = kV6B, .dst = kV6A, .next_header = ipproto::kUdp},
+                    udp({.sport = 5354, .dport = 5353}, pattern(20)),
+                    {{.tpid = ether::kVlan, .vid = 99}})},
+        {"v6 icmpv6 echo",
+         ipv6_frame({.src = kV6B, .dst = kV6C, .next_header = ipproto::kIcmpv6},
+                    icmp_echo(128, 5, 6)),
+         ipv6_frame({.src = kV6C, .dst = kV6B, .next_header = ipproto::kIcmpv6},
+                    icmp_echo(129, 5, 6))},
+    };
+}
+
+TEST(FlowKey, ParsedRequestAndReplyShareKeyAndHash) {
+    for (const Exchange& x : exchanges()) {
+        SCOPED_TRACE(x.name);
+        const PacketMeta req = parse(x.request);
+        const PacketMeta rep = parse(x.reply);
+        ASSERT_EQ(req.kind, PacketKind::Ip);
+        ASSERT_EQ(rep.kind, PacketKind::Ip);
+        EXPECT_EQ(req.key, rep.key);
+        EXPECT_EQ(bytes_of(req.key), bytes_of(rep.key));
+        EXPECT_EQ(dp::flow_key_hash(req.key), dp::flow_key_hash(rep.key));
+        EXPECT_NE(req.reversed, rep.reversed);
+        EXPECT_EQ(req.key.pad, 0);
+    }
+}
+
+TEST(FlowKey, ParsedKeysOfDifferentFlowsDiffer) {
+    const PacketMeta a = parse(ipv4_frame({}, tcp({.sport = 40000, .dport = 80})));
+    const PacketMeta b = parse(ipv4_frame({}, tcp({.sport = 40001, .dport = 80})));
+    const PacketMeta c = parse(ipv4_frame({}, tcp({.sport = 40000, .dport = 80}),
+                                          {{.tpid = ether::kVlan, .vid = 1}}));
+    const PacketMeta d = parse(ipv4_frame({.proto = ipproto::kUdp},
+                                          udp({.sport = 40000, .dport = 80})));
+    ASSERT_EQ(a.kind, PacketKind::Ip);
+    ASSERT_EQ(b.kind, PacketKind::Ip);
+    ASSERT_EQ(c.kind, PacketKind::Ip);
+    ASSERT_EQ(d.kind, PacketKind::Ip);
+    EXPECT_NE(a.key, b.key);
+    EXPECT_NE(a.key, c.key);
+    EXPECT_NE(a.key, d.key);
+    EXPECT_NE(dp::flow_key_hash(a.key), dp::flow_key_hash(b.key));
+    EXPECT_NE(dp::flow_key_hash(a.key), dp::flow_key_hash(c.key));
+    EXPECT_NE(dp::flow_key_hash(a.key), dp::flow_key_hash(d.key));
+}
+
+} // namespace

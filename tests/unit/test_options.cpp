@@ -1,0 +1,94 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "control/options.hpp"
+
+namespace l7gate::test {
+namespace {
+
+struct Argv {
+    std::vector<std::string> s;
+    std::vector<char*> p;
+    explicit Argv(std::vector<std::string> a) : s(std::move(a)) {
+        for (auto& x : s) {
+            p.push_back(x.data());
+        }
+    }
+};
+
+std::string parse(std::vector<std::string> args, ctl::Options& o) {
+    args.insert(args.begin(), "l7gate");
+    Argv a(args);
+    return ctl::parse_options(static_cast<int>(a.p.size()), a.p.data(), 1, o);
+}
+
+TEST(Options, DefaultsAreOnePairOneQueue) {
+    ctl::Options o;
+    ASSERT_EQ(parse({}, o), "");
+    ASSERT_EQ(o.pairs.size(), 1u);
+    EXPECT_EQ(o.pairs[0].first, 0);
+    EXPECT_EQ(o.pairs[0].second, 1);
+    EXPECT_EQ(o.rxq, 1u);
+    EXPECT_TRUE(o.malformed_drop);
+    EXPECT_FALSE(o.table_full_drop);
+}
+
+TEST(Options, ParsesEveryValueForm) {
+    ctl::Options o;
+    ASSERT_EQ(parse({"--pairs", "0:1,2:3", "--rxq=2", "--rss", "driver", "--flows", "1000",
+                     "--timeouts", "tcp=100,udp=20,frag=3", "--on-flow-table-full", "drop",
+                     "--malformed", "pass", "--idle-exit", "250", "--duration", "1.5",
+                     "--stats-json", "/tmp/x.json", "--mbufs", "4096"},
+                    o),
+              "");
+    ASSERT_EQ(o.pairs.size(), 2u);
+    EXPECT_EQ(o.pairs[1].first, 2);
+    EXPECT_EQ(o.pairs[1].second, 3);
+    EXPECT_EQ(o.rxq, 2u);
+    EXPECT_FALSE(o.rss_symmetric);
+    EXPECT_EQ(o.flows, 1000u);
+    EXPECT_EQ(o.timeouts.seconds[static_cast<unsigned>(dp::TimeoutClass::Tcp)], 100u);
+    EXPECT_EQ(o.timeouts.seconds[static_cast<unsigned>(dp::TimeoutClass::Udp)], 20u);
+    EXPECT_EQ(o.timeouts.seconds[static_cast<unsigned>(dp::TimeoutClass::TcpSyn)], 30u);
+    EXPECT_EQ(o.frag_timeout_s, 3u);
+    EXPECT_TRUE(o.table_full_drop);
+    EXPECT_FALSE(o.malformed_drop);
+    EXPECT_EQ(o.idle_exit_ms, 250u);
+    EXPECT_DOUBLE_EQ(o.duration_s, 1.5);
+    EXPECT_EQ(o.stats_json, "/tmp/x.json");
+    EXPECT_EQ(o.mbufs, 4096u);
+}
+
+TEST(Options, RejectsBadValuesWithOneLineNamingTheOption) {
+    const std::vector<std::vector<std::string>> bad = {
+        {"--pairs", "0:0"},      {"--pairs", "0:1,1:2"}, {"--pairs", "0-1"},
+        {"--pairs", "0:99"},     {"--rxq", "0"},         {"--rxq", "abc"},
+        {"--flows", "-5"},       {"--flows", "12x"},     {"--timeouts", "tcp=0"},
+        {"--timeouts", "foo=3"}, {"--malformed", "maybe"}, {"--rss", "asym"},
+        {"--duration", "-1"},    {"--idle-exit"},        {"--bogus"},
+        {"stray"},               {"--help=yes"},
+    };
+    for (const auto& args : bad) {
+        ctl::Options o;
+        const std::string err = parse(args, o);
+        EXPECT_FALSE(err.empty()) << args[0];
+        EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+    }
+}
+
+TEST(Options, HelpDocumentsEveryOption) {
+    const std::string u = ctl::usage("l7gate");
+    for (const char* opt : {"--pairs", "--rxq", "--rss", "--flows", "--frags", "--timeouts",
+                            "--on-flow-table-full", "--malformed", "--mbufs", "--duration",
+                            "--idle-exit", "--stats-interval", "--stats-json", "--help"}) {
+        EXPECT_NE(u.find(opt), std::string::npos) << opt;
+    }
+    ctl::Options o;
+    EXPECT_EQ(parse({"-h"}, o), "");
+    EXPECT_TRUE(o.help);
+}
+
+} // namespace
+} // namespace l7gate::test

@@ -1,0 +1,16 @@
+#!/bin/bash
+# Configures (once) and builds one build directory.
+#   tools/build.sh [release|asan]   -> build/ or build-asan/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind=${1:-release}
+case "$kind" in
+  release) dir=build; opts=(--buildtype=release) ;;
+  asan) dir=build-asan; opts=(--buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false) ;;
+  *) echo "usage: tools/build.sh [release|asan]" >&2; exit 2 ;;
+esac
+if [ ! -f "$dir/build.ninja" ]; then
+  meson setup "$dir" "${opts[@]}" >/dev/null
+fi
+ninja -C "$dir" >/dev/null || ninja -C "$dir"
+echo "$dir"

@@ -1,0 +1,37 @@
+#!/bin/bash
+# Installs every Debian 12 package l7gate needs to build, test and demo. Idempotent: it
+# asks apt only for what is missing, and runs `apt-get update` only when it must install.
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential meson ninja-build pkg-config
+  # libraries (linked through pkg-config)
+  dpdk-dev libdpdk-dev dpdk libndpi-dev libhyperscan-dev libmaxminddb-dev libyaml-cpp-dev
+  prometheus-cpp-dev googletest libgtest-dev libgmock-dev libpcap-dev
+  # tests: traffic generator, sanitizer runtime
+  python3 python3-scapy
+)
+if [ "${L7GATE_EXTRA_PKGS:-}" != "" ]; then
+  read -r -a extra <<<"$L7GATE_EXTRA_PKGS"
+  PKGS+=("${extra[@]}")
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root or install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
