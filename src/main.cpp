@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -24,11 +25,17 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include "control/control_loop.hpp"
+#include "control/flow_log.hpp"
+#include "control/ndpi_names.hpp"
 #include "control/options.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/memory.hpp"
+#include "dataplane/ndpi_arena.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
@@ -86,6 +93,9 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    // nDPI's allocations go through l7gate's hooks from the very first one.
+    dp::NdpiArena::install_hooks();
+
     const int eal_argc = sep >= 0 ? sep : argc;
     if (rte_eal_init(eal_argc, argv) < 0) {
         fail(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno) +
@@ -108,6 +118,7 @@ int main(int argc, char** argv) {
     setup.require_rss = opt.rss_symmetric;
     setup.rx_desc = opt.rx_desc;
     setup.tx_desc = opt.tx_desc;
+    setup.rx_timestamp = opt.capture_clock;
     for (uint16_t p : ports) {
         if (std::string err = dp::port_check(p, setup); !err.empty()) {
             fail(err);
@@ -154,6 +165,33 @@ int main(int argc, char** argv) {
         }
     }
 
+    int ts_offset = -1;
+    uint64_t ts_flag = 0;
+    if (opt.capture_clock && rte_mbuf_dyn_rx_timestamp_register(&ts_offset, &ts_flag) != 0) {
+        fail("cannot register the mbuf RX timestamp field");
+    }
+
+    for (const std::string* f : {&opt.ndpi_protos, &opt.ndpi_categories}) {
+        if (!f->empty()) {
+            if (FILE* fp = std::fopen(f->c_str(), "r"); fp != nullptr) {
+                std::fclose(fp);
+            } else {
+                fail("cannot read " + *f + ": " + std::strerror(errno));
+            }
+        }
+    }
+    ctl::NdpiNames names;
+    if (std::string err = names.init(opt.ndpi_protos, opt.ndpi_categories); !err.empty()) {
+        fail(err);
+    }
+    ctl::FlowLog flow_log;
+    if (!opt.flow_log.empty()) {
+        if (std::string err = flow_log.open(opt.flow_log, names.module()); !err.empty()) {
+            fail(err);
+        }
+    }
+
+    std::vector<rte_ring*> flow_rings;
     std::vector<dp::Worker*> workers;
     for (unsigned q = 0; q < opt.rxq; ++q) {
         const int sock = static_cast<int>(rte_lcore_to_socket_id(lcores[q]));
@@ -177,9 +215,32 @@ int main(int argc, char** argv) {
         wc.frag_timeout_s = opt.frag_timeout_s;
         wc.malformed_drop = opt.malformed_drop;
         wc.table_full_drop = opt.table_full_drop;
-        if (!w->init(wc)) {
-            fail("cannot allocate the flow table of worker " + std::to_string(q) + " (" +
-                 std::to_string(opt.flows) + " flows): lower --flows or give EAL more memory");
+        wc.capture_clock = opt.capture_clock;
+        wc.timestamp_offset = ts_offset;
+        wc.timestamp_flag = ts_flag;
+        // net_pcap (DPDK 22.11) stamps packets in microseconds; NIC timestamps are in ns.
+        wc.timestamp_scale_ns = dp::port_driver(ports[0]) == "net_pcap" ? 1000 : 1;
+        dp::ClassifierConfig& cc = wc.classifier;
+        cc.dpi_flows = opt.dpi_flows != 0 ? opt.dpi_flows : std::max<uint32_t>(opt.flows / 4, 1024);
+        cc.meta_flows = opt.flows;
+        cc.max_packets_tcp = opt.dpi_max_tcp;
+        cc.max_packets_udp = opt.dpi_max_udp;
+        cc.max_packets_other = opt.dpi_max_other;
+        cc.protos_file = opt.ndpi_protos.empty() ? nullptr : opt.ndpi_protos.c_str();
+        cc.categories_file = opt.ndpi_categories.empty() ? nullptr : opt.ndpi_categories.c_str();
+        if (!opt.flow_log.empty()) {
+            const std::string rname = "l7g_flowlog_" + std::to_string(q);
+            wc.flow_log = rte_ring_create_elem(rname.c_str(), sizeof(dp::FlowRecord), opt.flow_log_ring,
+                                               sock, RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (wc.flow_log == nullptr) {
+                fail("cannot create the flow-log ring of worker " + std::to_string(q) + ": " +
+                     rte_strerror(rte_errno));
+            }
+            flow_log.add_ring(wc.flow_log);
+            flow_rings.push_back(wc.flow_log);
+        }
+        if (const char* err = w->init(wc); err != nullptr) {
+            fail("worker " + std::to_string(q) + ": " + err);
         }
         workers.push_back(w);
     }
@@ -196,22 +257,40 @@ int main(int argc, char** argv) {
     }
 
     std::vector<const dp::Worker*> cworkers(workers.begin(), workers.end());
-    const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop);
+    ctl::FlowLog* fl = opt.flow_log.empty() ? nullptr : &flow_log;
+    const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, fl);
 
     for (dp::Worker* w : workers) {
         w->request_stop();
     }
+    // Workers flush their flows into the flow-log rings on the way out: keep draining.
+    for (bool running = true; running;) {
+        running = false;
+        for (unsigned lc : lcores) {
+            running = running || rte_eal_get_lcore_state(lc) == RUNNING;
+        }
+        if (fl != nullptr) {
+            fl->drain();
+        }
+        if (running) {
+            rte_delay_us_sleep(1000);
+        }
+    }
     rte_eal_mp_wait_lcore();
+    if (fl != nullptr) {
+        fl->drain();
+        fl->close();
+    }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
     const ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
-    ctl::print_summary(stdout, snap, elapsed, rte_get_tsc_hz());
+    ctl::print_summary(stdout, snap, elapsed, rte_get_tsc_hz(), names);
     std::fflush(stdout);
     int rc = 0;
     if (!opt.stats_json.empty()) {
         std::ofstream f(opt.stats_json, std::ios::trunc);
-        f << ctl::stats_json(snap, elapsed, rte_get_tsc_hz());
+        f << ctl::stats_json(snap, elapsed, rte_get_tsc_hz(), names);
         if (!f) {
             std::fprintf(stderr, "l7gate: cannot write %s\n", opt.stats_json.c_str());
             rc = 1;
@@ -224,6 +303,9 @@ int main(int argc, char** argv) {
     for (dp::Worker* w : workers) {
         w->~Worker();
         rte_free(w);
+    }
+    for (rte_ring* r : flow_rings) {
+        rte_ring_free(r);
     }
     for (auto& [sock, pool] : pools) {
         rte_mempool_free(pool);

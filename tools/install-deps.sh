@@ -9,8 +9,9 @@ PKGS=(
   # libraries (linked through pkg-config)
   dpdk-dev libdpdk-dev dpdk libndpi-dev libhyperscan-dev libmaxminddb-dev libyaml-cpp-dev
   prometheus-cpp-dev googletest libgtest-dev libgmock-dev libpcap-dev
-  # tests: traffic generator, sanitizer runtime
-  python3 python3-scapy
+  # tests: traffic generator (python3-cryptography: QUIC/X.509 in the l7 set), sanitizer
+  # runtime, ndpiReader (the reference classifier the classification tests compare with)
+  python3 python3-scapy python3-cryptography libndpi-bin
 )
 if [ "${L7GATE_EXTRA_PKGS:-}" != "" ]; then
   read -r -a extra <<<"$L7GATE_EXTRA_PKGS"

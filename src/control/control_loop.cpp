@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "control/flow_log.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
@@ -11,31 +12,46 @@ namespace l7gate::ctl {
 
 std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& ports,
                              const std::vector<const dp::Worker*>& workers,
-                             const std::atomic<bool>& stop) {
+                             const std::atomic<bool>& stop, FlowLog* flow_log) {
     using clock = std::chrono::steady_clock;
     const auto start = clock::now();
     auto last_stats = start;
-    auto last_rx_change = start;
+    auto last_tick = start;
+    std::chrono::steady_clock::duration idle_for{0};
     uint64_t last_rx = 0;
+    std::vector<uint64_t> last_beat(workers.size(), 0);
     StatsSnapshot prev = collect_stats(ports, workers, false);
     constexpr auto kTick = std::chrono::milliseconds(5);
 
     while (!stop.load(std::memory_order_relaxed)) {
         std::this_thread::sleep_for(kTick);
+        if (flow_log != nullptr) {
+            flow_log->drain();
+        }
         const auto now = clock::now();
         const double elapsed = std::chrono::duration<double>(now - start).count();
         if (opt.duration_s > 0 && elapsed >= opt.duration_s) {
             return "duration reached";
         }
+        // Idle time only accrues while every worker is polling (its heartbeat moves): a
+        // worker held up inside a call (a slow disk under a pcap vdev, a busy host) has not
+        // seen the end of its input.
         uint64_t rx = 0;
-        for (const dp::Worker* w : workers) {
-            rx += w->counters().rx_packets.get();
+        bool all_polling = true;
+        for (size_t i = 0; i < workers.size(); ++i) {
+            rx += workers[i]->counters().rx_packets.get();
+            const uint64_t beat = workers[i]->counters().heartbeat.get();
+            all_polling = all_polling && beat != last_beat[i];
+            last_beat[i] = beat;
         }
         if (rx != last_rx) {
             last_rx = rx;
-            last_rx_change = now;
-        } else if (opt.idle_exit_ms > 0 && rx > 0 &&
-                   now - last_rx_change >= std::chrono::milliseconds(opt.idle_exit_ms)) {
+            idle_for = {};
+        } else if (all_polling) {
+            idle_for += now - last_tick;
+        }
+        last_tick = now;
+        if (opt.idle_exit_ms > 0 && rx > 0 && idle_for >= std::chrono::milliseconds(opt.idle_exit_ms)) {
             return "idle for " + std::to_string(opt.idle_exit_ms) + " ms";
         }
         if (opt.stats_interval_s > 0 &&

@@ -14,10 +14,12 @@ class Worker;
 
 namespace l7gate::ctl {
 
+class FlowLog;
+
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.
 // Returns why it stopped, for the log.
 std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& ports,
                              const std::vector<const dp::Worker*>& workers,
-                             const std::atomic<bool>& stop);
+                             const std::atomic<bool>& stop, FlowLog* flow_log);
 
 } // namespace l7gate::ctl

@@ -57,6 +57,22 @@ constexpr OptSpec kOpts[] = {
      "(for replaying captures)"},
     {"stats-interval", 0, true, "S", "print a one-line stats summary every S seconds"},
     {"stats-json", 0, true, "FILE", "write every counter as one JSON object to FILE at exit"},
+    {"flow-log", 0, true, "FILE",
+     "write one JSON object per line for every flow when it ends (FIN/RST + grace, idle "
+     "timeout, or l7gate stopping, which flushes every active flow); - for stdout"},
+    {"clock", 0, true, "tsc|capture",
+     "time source for flows and nDPI: tsc (default, the wall clock), or capture: the RX "
+     "timestamp the port delivers (net_pcap gives the capture's timestamps), so replays are "
+     "deterministic"},
+    {"ndpi-protos", 0, true, "FILE", "load nDPI custom protocols from FILE (nDPI's format)"},
+    {"ndpi-categories", 0, true, "FILE", "load nDPI custom categories from FILE (nDPI's format)"},
+    {"dpi-max-packets", 0, true, "TCP[,UDP[,OTHER]]",
+     "packets of a flow nDPI may see before l7gate gives up on it with guessing (default "
+     "80,24,32: ndpiReader's limits)"},
+    {"dpi-flows", 0, true, "N",
+     "nDPI flow states per worker: flows in classification at once (default: --flows / 4, "
+     "at least 1024); a new flow that finds none is never classified (counted as "
+     "dpi_pool_full, protocol Unknown)"},
     {"help", 'h', false, nullptr, "print this help and exit"},
 };
 
@@ -221,11 +237,42 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected milliseconds from 1 to 86400000");
         }
         opt.idle_exit_ms = static_cast<uint32_t>(n);
-    } else if (key == "stats-json") {
+    } else if (key == "stats-json" || key == "flow-log" || key == "ndpi-protos" ||
+               key == "ndpi-categories") {
         if (v.empty()) {
             return bad("expected a file name");
         }
-        opt.stats_json = v;
+        (key == "stats-json"     ? opt.stats_json
+         : key == "flow-log"     ? opt.flow_log
+         : key == "ndpi-protos"  ? opt.ndpi_protos
+                                 : opt.ndpi_categories) = v;
+    } else if (key == "clock") {
+        if (v != "tsc" && v != "capture") {
+            return bad("expected tsc or capture");
+        }
+        opt.capture_clock = v == "capture";
+    } else if (key == "dpi-max-packets") {
+        uint16_t* dst[3] = {&opt.dpi_max_tcp, &opt.dpi_max_udp, &opt.dpi_max_other};
+        size_t pos = 0;
+        for (unsigned k = 0; k < 3; ++k) {
+            size_t comma = v.find(',', pos);
+            if (!parse_u64(v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos), 1000, n) || n == 0) {
+                return bad("expected 1 to 3 packet counts from 1 to 1000, e.g. 80,24");
+            }
+            *dst[k] = static_cast<uint16_t>(n);
+            if (comma == std::string::npos) {
+                break;
+            }
+            if (k == 2) {
+                return bad("expected at most 3 counts");
+            }
+            pos = comma + 1;
+        }
+    } else if (key == "dpi-flows") {
+        if (!parse_u64(v, 1u << 26, n) || n < 16) {
+            return bad("expected a count from 16 to 67108864");
+        }
+        opt.dpi_flows = static_cast<uint32_t>(n);
     }
     return {};
 }

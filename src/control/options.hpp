@@ -27,6 +27,15 @@ struct Options {
     uint32_t idle_exit_ms = 0;       // 0 = off
     double stats_interval_s = 0;     // 0 = off
     std::string stats_json;
+    std::string flow_log;            // "" = off, "-" = stdout
+    bool capture_clock = false;      // --clock capture
+    std::string ndpi_protos;
+    std::string ndpi_categories;
+    uint16_t dpi_max_tcp = 80;
+    uint16_t dpi_max_udp = 24;
+    uint16_t dpi_max_other = 32;
+    uint32_t dpi_flows = 0;          // 0 = automatic (flows / 4, at least 1024)
+    uint32_t flow_log_ring = 65536;  // records per worker ring
     bool help = false;
 };
 

@@ -1,10 +1,13 @@
 #include "control/stats_report.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <sstream>
 
 #include <rte_ethdev.h>
 
+#include "control/json.hpp"
+#include "control/ndpi_names.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
@@ -73,8 +76,38 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.frag_matched += c.frag_matched.get();
         s.frag_table_full += c.frag_table_full.get();
         s.dropped += ws.dropped;
+        s.flows_flushed += c.flows_flushed.get();
+        s.flow_log_records += c.flow_log_records.get();
+        s.flow_log_lost += c.flow_log_lost.get();
         s.workers.push_back(ws);
     }
+    std::vector<ProtoStats> protos(dp::kMaxNdpiProtocols);
+    for (const dp::Worker* w : workers) {
+        const dp::ClassifierCounters& cc = w->classifier().counters();
+        for (unsigned p = 0; p < dp::kMaxNdpiProtocols; ++p) {
+            protos[p].id = p;
+            protos[p].packets += cc.proto_packets[p].get();
+            protos[p].bytes += cc.proto_bytes[p].get();
+            protos[p].flows += cc.proto_flows[p].get();
+        }
+        for (unsigned r = 0; r < dp::kMaxRisks; ++r) {
+            s.risk_flows[r] += cc.risk_flows[r].get();
+        }
+        s.classified += cc.classified.get();
+        s.dpi_pool_full += cc.dpi_pool_full.get();
+        s.meta_pool_full += cc.meta_pool_full.get();
+        s.giveups += cc.giveups.get();
+        s.ndpi_packets += cc.ndpi_packets.get();
+        s.ndpi_cycles += cc.ndpi_cycles.get();
+        s.ndpi_heap_fallbacks += w->classifier().arena_heap_fallbacks();
+    }
+    for (const ProtoStats& p : protos) {
+        if (p.packets != 0 || p.flows != 0) {
+            s.protocols.push_back(p);
+        }
+    }
+    std::sort(s.protocols.begin(), s.protocols.end(),
+              [](const ProtoStats& a, const ProtoStats& b) { return a.bytes != b.bytes ? a.bytes > b.bytes : a.id < b.id; });
     return s;
 }
 
@@ -82,7 +115,7 @@ namespace {
 double per(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b); }
 } // namespace
 
-std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz) {
+std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names) {
     std::ostringstream o;
     o.setf(std::ios::fixed);
     o.precision(3);
@@ -118,7 +151,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     }
     o << "},\"non_ip_packets\":" << s.non_ip << ",\"flows\":{\"created\":" << s.flows_created
       << ",\"expired\":" << s.flows_expired << ",\"active\":" << s.flows_active
-      << ",\"table_full\":" << s.table_full << "},\"fragments\":{\"tracked\":" << s.frag_tracked
+      << ",\"table_full\":" << s.table_full << ",\"flushed\":" << s.flows_flushed << "},\"fragments\":{\"tracked\":" << s.frag_tracked
       << ",\"matched\":" << s.frag_matched << ",\"table_full\":" << s.frag_table_full
       << "},\"workers\":[";
     for (size_t i = 0; i < s.workers.size(); ++i) {
@@ -130,13 +163,33 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << ",\"cycles_per_packet\":" << per(w.busy_cycles, w.rx_packets)
           << ",\"flows_active\":" << w.flows_active << "}";
     }
-    o << "],\"totals\":{\"rx_packets\":" << s.rx_packets << ",\"tx_packets\":" << s.tx_packets
+    o << "],\"protocols\":{";
+    for (size_t i = 0; i < s.protocols.size(); ++i) {
+        const ProtoStats& p = s.protocols[i];
+        o << (i ? "," : "") << json_string(names.protocol(p.id)) << ":{\"id\":" << p.id
+          << ",\"packets\":" << p.packets << ",\"bytes\":" << p.bytes << ",\"flows\":" << p.flows << "}";
+    }
+    o << "},\"risks\":{";
+    bool firstr = true;
+    for (unsigned r = 0; r < 64; ++r) {
+        if (s.risk_flows[r] != 0) {
+            o << (firstr ? "" : ",") << json_string(NdpiNames::risk(r)) << ":" << s.risk_flows[r];
+            firstr = false;
+        }
+    }
+    o << "},\"classification\":{\"classified\":" << s.classified << ",\"giveups\":" << s.giveups
+      << ",\"dpi_pool_full\":" << s.dpi_pool_full << ",\"meta_pool_full\":" << s.meta_pool_full
+      << ",\"ndpi_packets\":" << s.ndpi_packets
+      << ",\"ndpi_cycles_per_packet\":" << per(s.ndpi_cycles, s.ndpi_packets)
+      << ",\"ndpi_heap_fallbacks\":" << s.ndpi_heap_fallbacks << "},\"flow_log\":{\"records\":"
+      << s.flow_log_records << ",\"lost\":" << s.flow_log_lost << "}";
+    o << ",\"totals\":{\"rx_packets\":" << s.rx_packets << ",\"tx_packets\":" << s.tx_packets
       << ",\"dropped\":" << s.dropped << ",\"rx_bytes\":" << s.rx_bytes
       << ",\"tx_bytes\":" << s.tx_bytes << "}}\n";
     return o.str();
 }
 
-void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz) {
+void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names) {
     std::fprintf(out, "\n==== l7gate summary (%.2f s) ====\n", elapsed_s);
     std::fprintf(out, "%-6s %-12s %12s %14s %12s %14s\n", "port", "driver", "rx_packets",
                  "rx_bytes", "tx_packets", "tx_bytes");
@@ -152,9 +205,34 @@ void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t
                      w.lcore, w.queue, w.rx_packets, w.tx_packets, w.dropped, w.flows_active,
                      per(w.busy_cycles, w.rx_packets));
     }
-    std::fprintf(out, "\nflows: created %" PRIu64 ", expired %" PRIu64 ", active %" PRIu64
+    std::fprintf(out, "\nflows: created %" PRIu64 ", expired %" PRIu64 ", flushed at exit %" PRIu64
                       ", table full %" PRIu64 "; non-IP frames %" PRIu64 "\n",
-                 s.flows_created, s.flows_expired, s.flows_active, s.table_full, s.non_ip);
+                 s.flows_created, s.flows_expired, s.flows_flushed, s.table_full, s.non_ip);
+    std::fprintf(out, "classification: %" PRIu64 " flows classified (%" PRIu64 " by give-up), "
+                      "%" PRIu64 " without nDPI state; nDPI saw %" PRIu64 " packets at %.0f cycles each\n",
+                 s.classified, s.giveups, s.dpi_pool_full, s.ndpi_packets, per(s.ndpi_cycles, s.ndpi_packets));
+    if (!s.protocols.empty()) {
+        std::fprintf(out, "\n%-28s %8s %12s %14s\n", "protocol", "flows", "packets", "bytes");
+        size_t shown = 0;
+        for (const ProtoStats& p : s.protocols) {
+            if (++shown > 25) {
+                std::fprintf(out, "... %zu more in --stats-json\n", s.protocols.size() - 25);
+                break;
+            }
+            std::fprintf(out, "%-28s %8" PRIu64 " %12" PRIu64 " %14" PRIu64 "\n", names.protocol(p.id).c_str(),
+                         p.flows, p.packets, p.bytes);
+        }
+    }
+    bool anyr = false;
+    for (unsigned r = 0; r < 64; ++r) {
+        if (s.risk_flows[r] != 0) {
+            if (!anyr) {
+                std::fprintf(out, "\n%-48s %8s\n", "risk", "flows");
+                anyr = true;
+            }
+            std::fprintf(out, "%-48s %8" PRIu64 "\n", NdpiNames::risk(r), s.risk_flows[r]);
+        }
+    }
     if (s.frag_tracked + s.frag_matched + s.frag_table_full != 0) {
         std::fprintf(out, "fragments: datagrams tracked %" PRIu64 ", later fragments matched %" PRIu64
                           ", table full %" PRIu64 "\n",

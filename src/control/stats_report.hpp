@@ -35,6 +35,11 @@ struct WorkerStats {
     uint64_t flows_active = 0;
 };
 
+struct ProtoStats {
+    unsigned id = 0;
+    uint64_t packets = 0, bytes = 0, flows = 0;
+};
+
 struct StatsSnapshot {
     std::vector<PortStats> ports;
     std::vector<WorkerStats> workers;
@@ -45,14 +50,22 @@ struct StatsSnapshot {
     uint64_t frag_tracked = 0, frag_matched = 0, frag_table_full = 0;
     uint64_t rx_packets = 0, tx_packets = 0, dropped = 0;
     uint64_t rx_bytes = 0, tx_bytes = 0;
+    uint64_t flows_flushed = 0;
+    std::vector<ProtoStats> protocols;  // ids with any traffic, by bytes descending
+    uint64_t risk_flows[64] = {};
+    uint64_t classified = 0, dpi_pool_full = 0, meta_pool_full = 0, giveups = 0;
+    uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_heap_fallbacks = 0;
+    uint64_t flow_log_records = 0, flow_log_lost = 0;
 };
+
+class NdpiNames;
 
 // ports: every bridged port; workers: in queue order. Reads PMD stats when with_pmd.
 StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
                             const std::vector<const dp::Worker*>& workers, bool with_pmd);
 
-std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz);
-void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz);
+std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names);
+void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names);
 std::string stats_line(const StatsSnapshot& now, const StatsSnapshot& prev, double dt_s);
 
 } // namespace l7gate::ctl

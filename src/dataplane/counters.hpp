@@ -41,7 +41,8 @@ struct alignas(64) WorkerCounters {
     Counter malformed[kDropReasonCount];  // malformed packets seen, dropped or passed
     Counter non_ip;
     Counter flows_created;
-    Counter flows_expired;
+    Counter flows_expired;  // idle expiry
+    Counter flows_flushed;  // ended by l7gate stopping
     Counter flows_active;  // gauge
     Counter table_full;
     Counter frag_tracked;
@@ -52,6 +53,8 @@ struct alignas(64) WorkerCounters {
     Counter idle_polls;
     Counter busy_cycles;   // TSC cycles spent on non-empty bursts (rx to tx)
     Counter heartbeat;     // loop iterations; the control thread watches it move
+    Counter flow_log_records;  // records handed to the control thread
+    Counter flow_log_lost;     // records lost because the ring was full
 };
 
 } // namespace l7gate::dp

@@ -155,8 +155,7 @@ FlowEntry* FlowTable::insert(const FlowKey& key, uint32_t hash, uint64_t now_ns,
     e.key = key;
     e.first_ns = now_ns;
     e.last_ns = now_ns;
-    e.client_slot = client_slot;
-    e.flags = flow_flag::kLive;
+    e.flags = static_cast<uint8_t>(1u | (client_slot & 1u) << 1);
     e.queued_s = static_cast<uint32_t>(now_ns / 1000000000u);
     const TimeoutClass c = key.proto == 6    ? TimeoutClass::TcpSyn
                            : key.proto == 17 ? TimeoutClass::Udp
@@ -168,7 +167,7 @@ FlowEntry* FlowTable::insert(const FlowKey& key, uint32_t hash, uint64_t now_ns,
 void FlowTable::link_tail(uint32_t idx, TimeoutClass c) noexcept {
     FlowEntry& e = entries_[idx];
     List& l = lists_[static_cast<unsigned>(c)];
-    e.tclass = static_cast<uint8_t>(c);
+    e.set_tclass(c);
     e.next = kNil;
     e.prev = l.tail;
     if (l.tail != kNil) {
@@ -181,7 +180,7 @@ void FlowTable::link_tail(uint32_t idx, TimeoutClass c) noexcept {
 
 void FlowTable::unlink(uint32_t idx) noexcept {
     FlowEntry& e = entries_[idx];
-    List& l = lists_[e.tclass];
+    List& l = lists_[static_cast<unsigned>(e.tclass())];
     if (e.prev != kNil) {
         entries_[e.prev].next = e.next;
     } else {
@@ -198,14 +197,14 @@ void FlowTable::unlink(uint32_t idx) noexcept {
 
 void FlowTable::requeue(FlowEntry& e, uint32_t now_s) noexcept {
     const uint32_t idx = index_of(e);
-    const auto c = static_cast<TimeoutClass>(e.tclass);
+    const TimeoutClass c = e.tclass();
     unlink(idx);
     link_tail(idx, c);
     e.queued_s = now_s;
 }
 
 void FlowTable::set_class(FlowEntry& e, TimeoutClass c, uint64_t now_ns) noexcept {
-    if (e.tclass == static_cast<uint8_t>(c)) {
+    if (e.tclass() == c) {
         return;
     }
     const uint32_t idx = index_of(e);

@@ -35,7 +35,7 @@ struct FlowTimeouts {
     uint32_t seconds[kTimeoutClasses] = {30, 300, 10, 60, 30};
 };
 
-namespace tcp_state {
+namespace tcp_state {  // FlowEntry::tcp() bits
 inline constexpr uint8_t kFin0 = 0x01;   // FIN sent by key slot 0
 inline constexpr uint8_t kFin1 = 0x02;   // FIN sent by key slot 1
 inline constexpr uint8_t kRst = 0x04;
@@ -43,24 +43,51 @@ inline constexpr uint8_t kSeen0 = 0x08;  // any packet from slot 0
 inline constexpr uint8_t kSeen1 = 0x10;  // any packet from slot 1
 } // namespace tcp_state
 
-namespace flow_flag {
-inline constexpr uint8_t kLive = 0x01;  // set while the entry is in the table
-} // namespace flow_flag
+enum class DpiState : uint8_t {
+    None,         // not classified and never will be (no nDPI state was available)
+    Classifying,  // FlowEntry::ext = nDPI state slot
+    Done,         // FlowEntry::ext = FlowMeta slot or none
+};
+
+// Verdict actions cached in a flow (the policy snapshot's marker, resolved).
+enum class Action : uint8_t {
+    Pass = 0,
+    Drop = 1,
+    Shape = 2,  // shaper index in FlowEntry::shaper via the snapshot's marker table
+};
 
 struct alignas(64) FlowEntry {
-    FlowKey key;           // 44 B
-    uint32_t queued_s;     // expiry list position stamp (seconds of the worker clock)
-    uint64_t first_ns;     // first packet
-    uint64_t last_ns;      // latest packet
-    uint64_t packets[2];   // indexed by the key slot of the sender
+    FlowKey key;            // 44 B
+    uint32_t queued_s;      // expiry list position stamp (seconds of the worker clock)
+    uint64_t first_ns;      // first packet (epoch ns)
+    uint64_t last_ns;       // latest packet (epoch ns)
+    uint64_t packets[2];    // indexed by the key slot of the sender
     uint64_t bytes[2];
-    uint32_t prev;         // expiry list links (entry indexes)
+    uint32_t prev;          // expiry list links (entry indexes)
     uint32_t next;
-    uint8_t tclass;        // TimeoutClass
-    uint8_t tcp_state;     // tcp_state bits
-    uint8_t client_slot;   // key slot of the endpoint that sent the first packet
-    uint8_t flags;         // flow_flag bits
-    uint8_t reserved[20];  // classification results (nDPI issue) live here
+    uint64_t risk;          // nDPI risk bitmap (ndpi_risk)
+    uint16_t master_proto;  // nDPI ids, valid once classification is done
+    uint16_t app_proto;
+    uint32_t ext;           // nDPI state slot while classifying, then FlowMeta slot (or none)
+    uint8_t state;          // bits 0-4: tcp_state bits; bits 5-7: TimeoutClass
+    uint8_t flags;          // bit 0: live; bit 1: client slot; bits 2-3: DpiState
+    uint8_t category;       // nDPI category id
+    uint8_t action;         // Action of the cached verdict (+ shaper index for Shape)
+    uint16_t reason;        // verdict reason id (stable across policy reloads)
+    uint16_t generation;    // low 16 bits of the policy generation the verdict came from
+
+    TimeoutClass tclass() const noexcept { return static_cast<TimeoutClass>(state >> 5); }
+    void set_tclass(TimeoutClass c) noexcept {
+        state = static_cast<uint8_t>((state & 0x1f) | static_cast<uint8_t>(c) << 5);
+    }
+    uint8_t tcp() const noexcept { return state & 0x1f; }
+    void add_tcp(uint8_t bits) noexcept { state |= static_cast<uint8_t>(bits & 0x1f); }
+    bool live() const noexcept { return (flags & 1u) != 0; }
+    uint8_t client_slot() const noexcept { return (flags >> 1) & 1u; }
+    DpiState dpi_state() const noexcept { return static_cast<DpiState>((flags >> 2) & 3u); }
+    void set_dpi_state(DpiState d) noexcept {
+        flags = static_cast<uint8_t>((flags & ~0x0cu) | static_cast<uint8_t>(d) << 2);
+    }
 };
 static_assert(sizeof(FlowEntry) == 128, "a classified flow must fit in two cache lines");
 

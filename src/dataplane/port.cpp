@@ -66,6 +66,11 @@ std::string port_start(uint16_t port, const PortSetup& s) {
     rte_eth_dev_info_get(port, &info);
 
     rte_eth_conf conf{};
+    // net_pcap stamps every packet with its capture time without advertising the offload;
+    // ports that advertise it are asked for it.
+    if (s.rx_timestamp && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TIMESTAMP) != 0) {
+        conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TIMESTAMP;
+    }
     std::vector<uint8_t> key;
     if (s.queues > 1 && s.require_rss) {
         key.resize(info.hash_key_size != 0 ? info.hash_key_size : 40);

@@ -21,6 +21,7 @@ struct PortSetup {
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
     rte_mempool* pool = nullptr;
+    bool rx_timestamp = false;  // ask the port for RX timestamps (--clock capture)
 };
 
 // Checks what the port can do against what is asked. Returns "" when it fits, else one line

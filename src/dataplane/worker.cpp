@@ -1,21 +1,29 @@
 #include "dataplane/worker.hpp"
 
 #include <cstring>
+#include <ctime>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_pause.h>
 #include <rte_prefetch.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 namespace l7gate::dp {
 
-bool Worker::init(const WorkerConfig& cfg) noexcept {
+const char* Worker::init(const WorkerConfig& cfg) noexcept {
     cfg_ = cfg;
     if (!flows_.init(cfg.flows, cfg.timeouts, cfg.socket)) {
-        return false;
+        return "cannot allocate the flow table (lower --flows or give EAL more memory)";
     }
     if (!frags_.init(cfg.frags, cfg.frag_timeout_s, cfg.socket)) {
-        return false;
+        return "cannot allocate the fragment table (lower --frags)";
+    }
+    if (const char* err = classifier_.init(cfg.classifier, cfg.socket); err != nullptr) {
+        return err;
     }
     for (unsigned i = 0; i < cfg.nb_ports; ++i) {
         for (unsigned j = 0; j < cfg.nb_ports; ++j) {
@@ -25,14 +33,80 @@ bool Worker::init(const WorkerConfig& cfg) noexcept {
         }
     }
     tsc_hz_ = rte_get_tsc_hz();
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
     tsc_start_ = rte_rdtsc();
-    return true;
+    epoch_start_ns_ = static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+    return nullptr;
 }
 
 uint64_t Worker::now_ns() const noexcept {
+    if (cfg_.capture_clock) {
+        return last_time_ns_;  // replays: time moves only with the capture
+    }
     const uint64_t d = rte_rdtsc() - tsc_start_;
-    return static_cast<uint64_t>(static_cast<unsigned __int128>(d) * 1000000000u / tsc_hz_);
+    return epoch_start_ns_ + static_cast<uint64_t>(static_cast<unsigned __int128>(d) * 1000000000u / tsc_hz_);
 }
+
+uint64_t Worker::packet_time(const rte_mbuf* m, uint64_t burst_ns) noexcept {
+    if (!cfg_.capture_clock) {
+        return burst_ns;
+    }
+    if ((m->ol_flags & cfg_.timestamp_flag) != 0) {
+        const uint64_t ts = *RTE_MBUF_DYNFIELD(m, cfg_.timestamp_offset, const rte_mbuf_timestamp_t*);
+        const uint64_t t = ts * cfg_.timestamp_scale_ns;
+        // Captures can step back a little (merged files, clock fixes); time never does here,
+        // as in ndpiReader.
+        if (t > last_time_ns_) {
+            last_time_ns_ = t;
+        }
+    }
+    return last_time_ns_;
+}
+
+void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
+    classifier_.finish_at_end(e);
+    if (cfg_.flow_log != nullptr) {
+        FlowRecord r;
+        std::memset(&r, 0, sizeof(r));
+        r.key = e.key;
+        r.client_slot = e.client_slot();
+        r.category = e.category;
+        r.verdict = e.action;
+        r.reason = e.reason;
+        r.end = static_cast<uint8_t>(why);
+        r.first_ns = e.first_ns;
+        r.last_ns = e.last_ns;
+        r.packets[0] = e.packets[0];
+        r.packets[1] = e.packets[1];
+        r.bytes[0] = e.bytes[0];
+        r.bytes[1] = e.bytes[1];
+        r.risk = e.risk;
+        r.master_proto = e.master_proto;
+        r.app_proto = e.app_proto;
+        r.worker = cfg_.queue;
+        if (const FlowMeta* m = classifier_.meta(e); m != nullptr) {
+            std::memcpy(r.host, m->host, sizeof(r.host));
+            std::memcpy(r.ja3c, m->ja3c, sizeof(r.ja3c));
+            std::memcpy(r.ja3s, m->ja3s, sizeof(r.ja3s));
+            r.tls_version = m->tls_version;
+        }
+        bool queued = rte_ring_sp_enqueue_elem(cfg_.flow_log, &r, sizeof(r)) == 0;
+        // At shutdown the control thread is draining the ring: wait for room (bounded)
+        // rather than lose the final records. In the loop a full ring never blocks.
+        for (unsigned spin = 0; !queued && why == FlowEnd::Shutdown && spin < 2000000; ++spin) {
+            rte_pause();
+            queued = rte_ring_sp_enqueue_elem(cfg_.flow_log, &r, sizeof(r)) == 0;
+        }
+        if (queued) {
+            counters_.flow_log_records.inc();
+        } else {
+            counters_.flow_log_lost.inc();
+        }
+    }
+    classifier_.release(e);
+}
+
 
 void Worker::drop(rte_mbuf* m, DropReason r) noexcept {
     counters_.drops[static_cast<unsigned>(r)].inc();
@@ -41,18 +115,18 @@ void Worker::drop(rte_mbuf* m, DropReason r) noexcept {
 
 void Worker::update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot,
                         uint64_t now_ns) noexcept {
-    e.tcp_state |= slot == 0 ? tcp_state::kSeen0 : tcp_state::kSeen1;
+    e.add_tcp(slot == 0 ? tcp_state::kSeen0 : tcp_state::kSeen1);
     if ((flags & tcp_flag::kRst) != 0) {
-        e.tcp_state |= tcp_state::kRst;
+        e.add_tcp(tcp_state::kRst);
     }
     if ((flags & tcp_flag::kFin) != 0) {
-        e.tcp_state |= slot == 0 ? tcp_state::kFin0 : tcp_state::kFin1;
+        e.add_tcp(slot == 0 ? tcp_state::kFin0 : tcp_state::kFin1);
     }
-    const uint8_t st = e.tcp_state;
+    const uint8_t st = e.tcp();
     if ((st & tcp_state::kRst) != 0 ||
         (st & (tcp_state::kFin0 | tcp_state::kFin1)) == (tcp_state::kFin0 | tcp_state::kFin1)) {
         ft.set_class(e, TimeoutClass::TcpClosed, now_ns);
-    } else if (e.tclass == static_cast<uint8_t>(TimeoutClass::TcpSyn) &&
+    } else if (e.tclass() == TimeoutClass::TcpSyn &&
                (st & (tcp_state::kSeen0 | tcp_state::kSeen1)) ==
                    (tcp_state::kSeen0 | tcp_state::kSeen1)) {
         ft.set_class(e, TimeoutClass::Tcp, now_ns);
@@ -69,7 +143,7 @@ FlowEntry* Worker::flow_for_fragment(const uint8_t* frame, const PacketMeta& m, 
     }
     FlowEntry& e = flows_.at(idx);
     // The flow may have expired (and its slot been reused) since the first fragment.
-    if ((e.flags & flow_flag::kLive) == 0 || e.key.proto != m.key.proto ||
+    if (!e.live() || e.key.proto != m.key.proto ||
         e.key.vlan != m.key.vlan || std::memcmp(e.key.addr, m.key.addr, sizeof(e.key.addr)) != 0) {
         return nullptr;
     }
@@ -92,6 +166,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         }
         rte_mbuf* m = b.mbufs[i];
         rx_bytes += m->pkt_len;
+        b.time_ns[i] = packet_time(m, now_ns);
         PacketMeta& pm = b.meta[i];
         parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
         b.flows[i] = nullptr;
@@ -151,7 +226,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             // A flow created earlier in this same burst is found by the second lookup.
             e = flows_.lookup(pm.key, pm.hash);
             if (e == nullptr) {
-                e = flows_.insert(pm.key, pm.hash, now_ns, slot);
+                e = flows_.insert(pm.key, pm.hash, b.time_ns[i], slot);
                 if (e == nullptr) {
                     counters_.table_full.inc();
                     if (cfg_.table_full_drop) {
@@ -162,16 +237,27 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     continue;
                 }
                 counters_.flows_created.inc();
+                classifier_.start(*e);
             }
         }
-        flows_.touch(*e, slot, m->pkt_len, now_ns);
+        const uint64_t t = b.time_ns[i];
+        flows_.touch(*e, slot, m->pkt_len, t);
         if (pm.l4_proto == 6 && pm.l4_offset != 0) {
-            update_tcp(flows_, *e, pm.tcp_flags, slot, now_ns);
+            update_tcp(flows_, *e, pm.tcp_flags, slot, t);
+        }
+        if (e->dpi_state() == DpiState::Classifying) {
+            // nDPI sees packets that carry their L4 header, from the IP header on.
+            if (!pm.is_fragment || pm.first_fragment) {
+                classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
+                                   m->data_len - pm.l3_offset, t / 1000000u);
+            }
+        } else {
+            classifier_.count_packet(*e, m->pkt_len);
         }
         if (pm.is_fragment && pm.first_fragment) {
             FragKey fk;
             FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
-            if (frags_.insert(fk, flows_.index_of(*e), slot, now_ns)) {
+            if (frags_.insert(fk, flows_.index_of(*e), slot, t)) {
                 counters_.frag_tracked.inc();
             } else {
                 counters_.frag_table_full.inc();
@@ -183,14 +269,21 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
 }
 
 void Worker::housekeeping(uint64_t now_ns) noexcept {
-    const unsigned n = flows_.expire(now_ns, kExpireBudget, [](FlowEntry&) {});
+    const unsigned n = flows_.expire(now_ns, kExpireBudget, [this](FlowEntry& e) { end_flow(e, FlowEnd::Idle); });
     if (n != 0) {
         counters_.flows_expired.add(n);
     }
     counters_.flows_active.set(flows_.active());
 }
 
+void Worker::flush_flows() noexcept {
+    const unsigned n = flows_.expire_all([this](FlowEntry& e) { end_flow(e, FlowEnd::Shutdown); });
+    counters_.flows_flushed.add(n);
+    counters_.flows_active.set(flows_.active());
+}
+
 int Worker::run() noexcept {
+    classifier_.attach_thread();
     Burst& b = burst_;
     const uint16_t q = cfg_.queue;
     for (uint64_t iter = 1; !stop_.load(std::memory_order_relaxed); ++iter) {
@@ -202,8 +295,10 @@ int Worker::run() noexcept {
             }
             idle = false;
             const uint64_t t0 = rte_rdtsc();
-            const uint64_t now = static_cast<uint64_t>(
-                static_cast<unsigned __int128>(t0 - tsc_start_) * 1000000000u / tsc_hz_);
+            const uint64_t now = cfg_.capture_clock
+                                     ? last_time_ns_
+                                     : epoch_start_ns_ + static_cast<uint64_t>(static_cast<unsigned __int128>(t0 - tsc_start_) *
+                                                                             1000000000u / tsc_hz_);
             const unsigned nout = process_burst(pi, n, now);
             if (nout != 0) {
                 uint64_t bytes = 0;
@@ -234,7 +329,8 @@ int Worker::run() noexcept {
             counters_.heartbeat.set(iter);
         }
     }
-    counters_.flows_active.set(flows_.active());
+    flush_flows();
+    NdpiArena::attach(nullptr);
     return 0;
 }
 

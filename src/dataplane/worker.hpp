@@ -6,12 +6,15 @@
 #include <atomic>
 #include <cstdint>
 
+#include "dataplane/classifier_ndpi.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/flow_record.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/frag_table.hpp"
 #include "dataplane/packet_parser.hpp"
 
 struct rte_mbuf;
+struct rte_ring;
 
 namespace l7gate::dp {
 
@@ -32,6 +35,12 @@ struct WorkerConfig {
     uint32_t frag_timeout_s = 5;
     bool malformed_drop = true;
     bool table_full_drop = false;
+    bool capture_clock = false;        // time from the mbuf RX timestamp (pcap replays)
+    int timestamp_offset = -1;         // mbuf dynfield offset of the RX timestamp
+    uint64_t timestamp_flag = 0;       // ol_flags bit saying the field is valid
+    uint32_t timestamp_scale_ns = 1;   // ns per timestamp unit
+    ClassifierConfig classifier{};
+    rte_ring* flow_log = nullptr;      // dp -> cp finished flows; nullptr: no flow log
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -40,6 +49,7 @@ struct Burst {
     PacketMeta meta[kMaxBurst];
     const FlowKey* keys[kMaxBurst];
     uint32_t hashes[kMaxBurst];
+    uint64_t time_ns[kMaxBurst];
     FlowEntry* flows[kMaxBurst];
     uint8_t lookup_slot[kMaxBurst];  // index into keys/flows for packets that need a lookup
     rte_mbuf* out[kMaxBurst];
@@ -52,7 +62,8 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    bool init(const WorkerConfig& cfg) noexcept;
+    // Returns nullptr or an error line.
+    const char* init(const WorkerConfig& cfg) noexcept;
 
     // lcore entry point; returns when stop is requested, after the last tx.
     int run() noexcept;
@@ -63,6 +74,9 @@ public:
     const WorkerCounters& counters() const noexcept { return counters_; }
     const WorkerConfig& config() const noexcept { return cfg_; }
     const FlowTable& flow_table() const noexcept { return flows_; }
+    const AppClassifier& classifier() const noexcept { return classifier_; }
+    // Tests drive process_burst() from their own thread: give it this worker's nDPI arena.
+    void classifier_attach_for_test() noexcept { classifier_.attach_thread(); }
 
     // The whole per-packet path on burst().mbufs[0, n) received on port index `pi` at time
     // now_ns. Frames that must leave are put in burst().out[0, return value); the others are
@@ -72,19 +86,27 @@ public:
 
     void housekeeping(uint64_t now_ns) noexcept;
 
+    // Ends every flow (flow log records with end = Shutdown). Called by run() on stop.
+    void flush_flows() noexcept;
+
 private:
     void drop(rte_mbuf* m, DropReason r) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
     static void update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot, uint64_t now_ns) noexcept;
     uint64_t now_ns() const noexcept;
+    uint64_t packet_time(const rte_mbuf* m, uint64_t burst_ns) noexcept;
+    void end_flow(FlowEntry& e, FlowEnd why) noexcept;
 
     WorkerConfig cfg_{};
     WorkerCounters counters_{};
     FlowTable flows_;
     FragTable frags_;
+    AppClassifier classifier_;
     Burst burst_{};
     uint64_t tsc_hz_ = 0;
     uint64_t tsc_start_ = 0;
+    uint64_t epoch_start_ns_ = 0;    // wall clock at tsc_start_
+    uint64_t last_time_ns_ = 0;      // capture clock: latest packet time (never goes back)
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
 };

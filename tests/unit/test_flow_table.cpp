@@ -107,7 +107,7 @@ TEST(FlowTable, IdleFlowsExpireAfterTheirClassTimeout) {
     FlowEntry* syn = add(t, key_v4(2, 2, 10, 80, 6), 100 * kSec);
     ASSERT_NE(udp, nullptr);
     ASSERT_NE(syn, nullptr);
-    EXPECT_EQ(syn->tclass, static_cast<uint8_t>(TimeoutClass::TcpSyn));
+    EXPECT_EQ(syn->tclass(), TimeoutClass::TcpSyn);
     std::set<uint32_t> gone;
     auto cb = [&](FlowEntry& e) { gone.insert(t.index_of(e)); };
     EXPECT_EQ(t.expire(104 * kSec, 100, cb), 0u);

@@ -1,0 +1,44 @@
+#pragma once
+// Flow log: drains the workers' finished-flow rings on the control thread and writes one
+// JSON object per line per flow. Names (protocols, categories, risks) come from an nDPI
+// module owned by the control thread, never from a worker's.
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "dataplane/flow_record.hpp"
+
+struct rte_ring;
+struct ndpi_detection_module_struct;
+
+namespace l7gate::ctl {
+
+// Formats one record as a JSON line (with the trailing newline).
+std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_struct* names);
+
+class FlowLog {
+public:
+    FlowLog() = default;
+    FlowLog(const FlowLog&) = delete;
+    FlowLog& operator=(const FlowLog&) = delete;
+    ~FlowLog();
+
+    // Opens the output ("-" = stdout). Returns "" or an error.
+    std::string open(const std::string& path, ndpi_detection_module_struct* names);
+    void add_ring(rte_ring* r) { rings_.push_back(r); }
+
+    // Writes every queued record; returns how many.
+    size_t drain();
+    uint64_t written() const { return written_; }
+    void close();
+
+private:
+    FILE* out_ = nullptr;
+    bool own_ = false;
+    ndpi_detection_module_struct* names_ = nullptr;
+    std::vector<rte_ring*> rings_;
+    uint64_t written_ = 0;
+};
+
+} // namespace l7gate::ctl

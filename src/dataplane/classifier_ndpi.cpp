@@ -1,0 +1,226 @@
+#include "dataplane/classifier_ndpi.hpp"
+
+#include <cstring>
+
+#include <rte_cycles.h>
+
+#include <ndpi_api.h>
+
+#include "dataplane/memory.hpp"
+
+namespace l7gate::dp {
+
+namespace {
+
+// ndpiReader copies the URL into a 256-byte buffer before validating it; do the same so
+// long URLs give the same verdict.
+constexpr size_t kUrlCopy = 256;
+
+bool is_tls_family(uint16_t p) noexcept {
+    return p == NDPI_PROTOCOL_TLS || p == NDPI_PROTOCOL_DTLS || p == NDPI_PROTOCOL_QUIC;
+}
+
+int hexval(char c) noexcept {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+// 32 hex digits -> 16 bytes; false (and zeroes) when the string is not a digest.
+bool md5_from_hex(const char* hex, uint8_t out[16]) noexcept {
+    for (unsigned i = 0; i < 16; ++i) {
+        const int hi = hexval(hex[2 * i]);
+        const int lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+        if (lo < 0) {
+            std::memset(out, 0, 16);
+            return false;
+        }
+        out[i] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+    return true;
+}
+
+} // namespace
+
+AppClassifier::~AppClassifier() {
+    if (ndpi_ != nullptr) {
+        for (uint32_t i = 0; i < dpi_capacity_; ++i) {
+            // States still held at shutdown were given up by the worker; nothing to free.
+            (void)i;
+        }
+        ndpi_exit_detection_module(ndpi_);
+    }
+    table_free(dpi_mem_);
+    table_free(dpi_packets_);
+    table_free(dpi_free_);
+    table_free(meta_);
+}
+
+const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcept {
+    cfg_ = cfg;
+    if (ndpi_detection_get_sizeof_ndpi_flow_struct() != sizeof(ndpi_flow_struct)) {
+        return "the nDPI library and its headers disagree on sizeof(struct ndpi_flow_struct)";
+    }
+    ndpi_ = ndpi_init_detection_module(ndpi_no_prefs);
+    if (ndpi_ == nullptr) {
+        return "nDPI detection module initialisation failed";
+    }
+    NDPI_PROTOCOL_BITMASK all;
+    NDPI_BITMASK_SET_ALL(all);
+    ndpi_set_protocol_detection_bitmask2(ndpi_, &all);
+    if (cfg.protos_file != nullptr && ndpi_load_protocols_file(ndpi_, cfg.protos_file) < 0) {
+        return "cannot load the nDPI protocols file (--ndpi-protos)";
+    }
+    if (cfg.categories_file != nullptr && ndpi_load_categories_file(ndpi_, cfg.categories_file) < 0) {
+        return "cannot load the nDPI categories file (--ndpi-categories)";
+    }
+    ndpi_finalize_initialization(ndpi_);
+
+    slot_size_ = static_cast<uint32_t>((sizeof(ndpi_flow_struct) + 63) & ~size_t{63});
+    dpi_capacity_ = cfg.dpi_flows;
+    dpi_mem_ = static_cast<uint8_t*>(table_alloc(size_t{slot_size_} * dpi_capacity_, socket));
+    dpi_packets_ = static_cast<uint16_t*>(table_alloc(sizeof(uint16_t) * dpi_capacity_, socket));
+    dpi_free_ = static_cast<uint32_t*>(table_alloc(sizeof(uint32_t) * dpi_capacity_, socket));
+    meta_ = static_cast<FlowMeta*>(table_alloc(sizeof(FlowMeta) * size_t{cfg.meta_flows}, socket));
+    if (dpi_mem_ == nullptr || dpi_packets_ == nullptr || dpi_free_ == nullptr || meta_ == nullptr) {
+        return "cannot allocate the nDPI flow-state pool (lower --dpi-flows or --flows)";
+    }
+    for (uint32_t i = 0; i < dpi_capacity_; ++i) {
+        dpi_free_[i] = dpi_capacity_ - 1 - i;
+    }
+    dpi_free_top_ = dpi_capacity_;
+    for (uint32_t i = 0; i < cfg.meta_flows; ++i) {
+        meta_[i].next_free = i + 1 < cfg.meta_flows ? i + 1 : kNoExt;
+    }
+    meta_free_ = cfg.meta_flows > 0 ? 0 : kNoExt;
+    if (!arena_.init(cfg.arena_bytes, socket)) {
+        return "cannot allocate the nDPI arena";
+    }
+    return nullptr;
+}
+
+void AppClassifier::start(FlowEntry& e) noexcept {
+    if (dpi_free_top_ == 0) {
+        counters_.dpi_pool_full.inc();
+        e.set_dpi_state(DpiState::None);
+        e.ext = kNoExt;
+        return;
+    }
+    const uint32_t idx = dpi_free_[--dpi_free_top_];
+    std::memset(slot(idx), 0, sizeof(ndpi_flow_struct));
+    dpi_packets_[idx] = 0;
+    e.ext = idx;
+    e.set_dpi_state(DpiState::Classifying);
+}
+
+void AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept {
+    const uint32_t idx = e.ext;
+    ndpi_flow_struct* f = slot(idx);
+    const uint16_t n = ++dpi_packets_[idx];
+    const uint16_t limit = e.key.proto == 6    ? cfg_.max_packets_tcp
+                           : e.key.proto == 17 ? cfg_.max_packets_udp
+                                               : cfg_.max_packets_other;
+    const bool enough = n > limit;
+    const uint64_t t0 = rte_rdtsc();
+    const ndpi_protocol p = ndpi_detection_process_packet(
+        ndpi_, f, ip, static_cast<unsigned short>(ip_len > 65535 ? 65535 : ip_len), time_ms);
+    counters_.ndpi_cycles.add(rte_rdtsc() - t0);
+    counters_.ndpi_packets.inc();
+    if (!enough && p.app_protocol == NDPI_PROTOCOL_UNKNOWN) {
+        return;
+    }
+    if (!enough && ndpi_extra_dissection_possible(ndpi_, f) != 0) {
+        return;
+    }
+    finish(e, f, p.app_protocol == NDPI_PROTOCOL_UNKNOWN, p.master_protocol, p.app_protocol,
+           static_cast<uint16_t>(p.category));
+}
+
+void AppClassifier::finish_at_end(FlowEntry& e) noexcept {
+    if (e.dpi_state() != DpiState::Classifying) {
+        return;
+    }
+    finish(e, slot(e.ext), true, 0, 0, 0);
+}
+
+void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint16_t master,
+                           uint16_t app, uint16_t category) noexcept {
+    if (give_up) {
+        uint8_t guessed = 0;
+        const ndpi_protocol p = ndpi_detection_giveup(ndpi_, f, 1, &guessed);
+        master = p.master_protocol;
+        app = p.app_protocol;
+        category = static_cast<uint16_t>(p.category);
+        counters_.giveups.inc();
+    }
+    e.master_proto = master;
+    e.app_proto = app;
+    e.category = static_cast<uint8_t>(category);
+    uint64_t risk = f->risk;
+    if ((master == NDPI_PROTOCOL_HTTP || app == NDPI_PROTOCOL_HTTP) && f->http.url != nullptr) {
+        char url[kUrlCopy];
+        std::strncpy(url, f->http.url, sizeof(url) - 1);
+        url[sizeof(url) - 1] = '\0';
+        const ndpi_risk_enum r = ndpi_validate_url(url);
+        if (r != NDPI_NO_RISK) {
+            risk |= uint64_t{1} << static_cast<unsigned>(r);
+        }
+    }
+    e.risk = risk;
+
+    // Keep what the flow log and the policy need; drop nDPI's state.
+    const bool tls = is_tls_family(master) || is_tls_family(app);
+    const bool has_host = f->host_server_name[0] != '\0';
+    uint32_t m = kNoExt;
+    if (has_host || tls) {
+        if (meta_free_ == kNoExt) {
+            counters_.meta_pool_full.inc();
+        } else {
+            m = meta_free_;
+            FlowMeta& fm = meta_[m];
+            meta_free_ = fm.next_free;
+            std::memset(&fm, 0, sizeof(fm));
+            std::memcpy(fm.host, f->host_server_name, sizeof(fm.host) - 1);
+            if (tls) {
+                md5_from_hex(f->protos.tls_quic.ja3_client, fm.ja3c);
+                md5_from_hex(f->protos.tls_quic.ja3_server, fm.ja3s);
+                fm.tls_version = f->protos.tls_quic.ssl_version;
+            }
+        }
+    }
+    const uint32_t idx = e.ext;
+    ndpi_free_flow_data(f);
+    dpi_free_[dpi_free_top_++] = idx;
+    e.ext = m;
+    e.set_dpi_state(DpiState::Done);
+
+    const unsigned p = (app != 0 ? app : master) & (kMaxNdpiProtocols - 1);
+    counters_.classified.inc();
+    counters_.proto_flows[p].inc();
+    counters_.proto_packets[p].add(e.packets[0] + e.packets[1]);
+    counters_.proto_bytes[p].add(e.bytes[0] + e.bytes[1]);
+    for (uint64_t bits = risk; bits != 0; bits &= bits - 1) {
+        counters_.risk_flows[__builtin_ctzll(bits)].inc();
+    }
+}
+
+void AppClassifier::release(FlowEntry& e) noexcept {
+    if (e.dpi_state() == DpiState::Classifying) {
+        ndpi_free_flow_data(slot(e.ext));
+        dpi_free_[dpi_free_top_++] = e.ext;
+    } else if (e.dpi_state() == DpiState::Done && e.ext != kNoExt) {
+        meta_[e.ext].next_free = meta_free_;
+        meta_free_ = e.ext;
+    }
+    e.ext = kNoExt;
+    e.set_dpi_state(DpiState::None);
+}
+
+} // namespace l7gate::dp

@@ -1,0 +1,39 @@
+#pragma once
+// FlowRecord: what a worker hands to the control thread when a flow ends (flow log).
+// Copied by value into a per-worker single-producer/single-consumer rte_ring.
+
+#include <cstdint>
+
+#include "dataplane/flow_key.hpp"
+
+namespace l7gate::dp {
+
+enum class FlowEnd : uint8_t {
+    Idle,      // idle timeout of its class (including TCP closed)
+    Shutdown,  // l7gate stopping: every active flow is flushed
+};
+
+struct FlowRecord {
+    FlowKey key;
+    uint8_t client_slot;
+    uint8_t category;
+    uint8_t verdict;
+    uint8_t end;          // FlowEnd
+    uint64_t first_ns;    // epoch ns
+    uint64_t last_ns;
+    uint64_t packets[2];  // by key slot of the sender
+    uint64_t bytes[2];
+    uint64_t risk;
+    uint16_t master_proto;
+    uint16_t app_proto;
+    uint16_t tls_version;
+    uint16_t worker;
+    uint16_t reason;      // verdict reason id
+    uint16_t pad[3];
+    char host[80];
+    uint8_t ja3c[16];
+    uint8_t ja3s[16];
+};
+static_assert(sizeof(FlowRecord) % 8 == 0, "rte_ring element sizes must be multiples of 4");
+
+} // namespace l7gate::dp

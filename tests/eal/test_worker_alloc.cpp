@@ -1,0 +1,187 @@
+// The whole per-packet path of one worker (parse, flow table, nDPI classification) must not
+// call malloc once running. This test interposes the C allocator for the process, feeds a
+// worker generated traffic through real mbufs, and counts allocations made on its thread.
+//
+// Pass 1 warms nDPI up; pass 2 replays the same traffic with every address rewritten, so
+// every flow is new again and goes through classification: pass 2 must allocate nothing.
+
+#include <gtest/gtest.h>
+
+#include <pcap/pcap.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <rte_eal.h>
+#include <rte_mbuf.h>
+
+#include "dataplane/memory.hpp"
+#include "dataplane/ndpi_arena.hpp"
+#include "dataplane/worker.hpp"
+
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+}
+
+namespace {
+thread_local bool t_counting = false;
+std::atomic<uint64_t> g_allocs{0};
+inline void note() {
+    if (t_counting) {
+        g_allocs.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+} // namespace
+
+#if !defined(__SANITIZE_ADDRESS__)
+extern "C" {
+void* malloc(size_t n) {
+    note();
+    return __libc_malloc(n);
+}
+void* calloc(size_t a, size_t b) {
+    note();
+    return __libc_calloc(a, b);
+}
+void* realloc(void* p, size_t n) {
+    note();
+    return __libc_realloc(p, n);
+}
+void* aligned_alloc(size_t al, size_t n) {
+    note();
+    return __libc_memalign(al, n);
+}
+int posix_memalign(void** out, size_t al, size_t n) {
+    note();
+    *out = __libc_memalign(al, n);
+    return *out == nullptr ? 12 : 0;
+}
+}
+#endif
+
+namespace l7gate::test {
+namespace {
+
+[[maybe_unused]] std::vector<std::vector<uint8_t>> read_pcap(const std::string& path) {
+    char err[PCAP_ERRBUF_SIZE];
+    pcap_t* p = pcap_open_offline(path.c_str(), err);
+    std::vector<std::vector<uint8_t>> out;
+    if (p == nullptr) {
+        return out;
+    }
+    pcap_pkthdr* h;
+    const u_char* d;
+    while (pcap_next_ex(p, &h, &d) == 1) {
+        out.emplace_back(d, d + h->caplen);
+    }
+    pcap_close(p);
+    return out;
+}
+
+// Rewrites the last byte of both IPv4/IPv6 addresses (untagged frames) so flows are new.
+[[maybe_unused]] void remap(std::vector<uint8_t>& f, uint8_t salt) {
+    if (f.size() < 14) {
+        return;
+    }
+    const uint16_t et = static_cast<uint16_t>(f[12] << 8 | f[13]);
+    if (et == 0x0800 && f.size() >= 34) {
+        f[14 + 15] ^= salt;
+        f[14 + 19] ^= salt;
+    } else if (et == 0x86dd && f.size() >= 54) {
+        f[14 + 23] ^= salt;
+        f[14 + 39] ^= salt;
+    }
+}
+
+class WorkerAlloc : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dp::NdpiArena::install_hooks();
+        const char* argv[] = {"test", "--no-huge", "--no-pci", "-m", "512", "--log-level=*:error",
+                              "--file-prefix", "l7g-eal-alloc", "--no-shconf"};
+        ASSERT_GE(rte_eal_init(sizeof(argv) / sizeof(argv[0]), const_cast<char**>(argv)), 0);
+        dp::memory_use_eal(true);
+        pool_ = rte_pktmbuf_pool_create("t_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+        ASSERT_NE(pool_, nullptr);
+    }
+
+    // Feeds frames to the worker in bursts on port index 0; returns allocations counted.
+    uint64_t run(dp::Worker& w, const std::vector<std::vector<uint8_t>>& frames, uint64_t t0) {
+        dp::Burst& b = w.burst();
+        uint64_t now = t0;
+        g_allocs.store(0);
+        for (size_t i = 0; i < frames.size();) {
+            unsigned n = 0;
+            t_counting = false;
+            for (; n < dp::kMaxBurst && i < frames.size(); ++n, ++i) {
+                rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+                EXPECT_NE(m, nullptr);
+                char* d = rte_pktmbuf_append(m, static_cast<uint16_t>(frames[i].size()));
+                std::memcpy(d, frames[i].data(), frames[i].size());
+                b.mbufs[n] = m;
+            }
+            t_counting = true;
+            const unsigned nout = w.process_burst(0, n, now);
+            t_counting = false;
+            for (unsigned k = 0; k < nout; ++k) {
+                rte_pktmbuf_free(b.out[k]);
+            }
+            now += 1000000;
+        }
+        return g_allocs.load();
+    }
+
+    static rte_mempool* pool_;
+};
+rte_mempool* WorkerAlloc::pool_ = nullptr;
+
+TEST_F(WorkerAlloc, ClassificationPathDoesNotCallMalloc) {
+#if defined(__SANITIZE_ADDRESS__)
+    GTEST_SKIP() << "the sanitizer runtime owns malloc; counted in the release build";
+#else
+    const char* path = std::getenv("L7GATE_L7_PCAP");
+    ASSERT_NE(path, nullptr) << "L7GATE_L7_PCAP must name the generated l7.pcap";
+    auto frames = read_pcap(path);
+    ASSERT_GT(frames.size(), 20u);
+
+    auto* w = new dp::Worker();
+    dp::WorkerConfig cfg;
+    cfg.nb_ports = 2;
+    cfg.port[0] = 0;
+    cfg.peer[0] = 1;
+    cfg.port[1] = 1;
+    cfg.peer[1] = 0;
+    cfg.flows = 4096;
+    cfg.frags = 256;
+    cfg.classifier.dpi_flows = 1024;
+    cfg.classifier.meta_flows = 4096;
+    ASSERT_EQ(w->init(cfg), nullptr);
+    w->classifier_attach_for_test();
+
+    const uint64_t warm = run(*w, frames, 1700000000ull * 1000000000ull);
+    for (auto& f : frames) {
+        remap(f, 0x5a);
+    }
+    const uint64_t allocs = run(*w, frames, 1700000100ull * 1000000000ull);
+    const auto& cc = w->classifier().counters();
+    RecordProperty("warmup_allocs", std::to_string(warm));
+    std::printf("warm-up pass: %lu allocations; steady pass: %lu allocations, %lu packets through nDPI\n",
+                static_cast<unsigned long>(warm), static_cast<unsigned long>(allocs),
+                static_cast<unsigned long>(cc.ndpi_packets.get()));
+    EXPECT_GT(cc.ndpi_packets.get(), frames.size() / 2) << "the traffic must go through nDPI";
+    EXPECT_GT(w->counters().flows_created.get(), 10u);
+    EXPECT_EQ(allocs, 0u) << "malloc called in the per-packet path";
+    EXPECT_EQ(w->classifier().arena_heap_fallbacks(), 0u);
+    dp::NdpiArena::attach(nullptr);
+    delete w;
+#endif
+}
+
+} // namespace
+} // namespace l7gate::test
