@@ -13,7 +13,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -31,7 +33,10 @@
 
 #include "control/control_loop.hpp"
 #include "control/flow_log.hpp"
+#include "control/geoip.hpp"
 #include "control/ndpi_names.hpp"
+#include "control/policy_compiler.hpp"
+#include "control/policy_loader.hpp"
 #include "control/options.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/memory.hpp"
@@ -67,13 +72,69 @@ bool g_eal_up = false;
 
 int worker_main(void* arg) { return static_cast<dp::Worker*>(arg)->run(); }
 
-bool wants_help(int argc, char** argv) {
+bool has_arg(int argc, char** argv, std::initializer_list<const char*> names) {
     for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
-            return true;
+        for (const char* n : names) {
+            if (std::strcmp(argv[i], n) == 0) {
+                return true;
+            }
         }
     }
     return false;
+}
+
+void print_policy_errors(const std::vector<ctl::PolicyError>& errors) {
+    for (const ctl::PolicyError& e : errors) {
+        std::fprintf(stderr, "%s\n", e.str().c_str());
+    }
+}
+
+// --check and --convert-policy: no EAL, no ports.
+int offline_policy_tool(const ctl::Options& opt) {
+    ctl::NdpiNames names;
+    if (std::string err = names.init(opt.ndpi_protos, opt.ndpi_categories); !err.empty()) {
+        std::fprintf(stderr, "l7gate: %s\n", err.c_str());
+        return 2;
+    }
+    std::vector<ctl::PolicyError> errors;
+    if (!opt.convert_policy.empty()) {
+        ctl::PolicyConfig cfg;
+        if (!ctl::load_policy_file(opt.convert_policy, ctl::PolicyFormat::Nprobe, cfg, errors)) {
+            print_policy_errors(errors);
+            return 1;
+        }
+        std::fputs(ctl::policy_to_yaml(cfg).c_str(), stdout);
+        return 0;
+    }
+    if (opt.policy.empty()) {
+        std::fprintf(stderr, "l7gate: --check needs --policy FILE\n");
+        return 2;
+    }
+    ctl::GeoIpDb geo;
+    if (!opt.geoip.empty()) {
+        if (std::string err = geo.open(opt.geoip); !err.empty()) {
+            std::fprintf(stderr, "l7gate: --geoip %s\n", err.c_str());
+            return 2;
+        }
+    }
+    ctl::ReasonRegistry reasons;
+    ctl::CompileContext ctx;
+    ctx.names = &names;
+    ctx.geoip = geo.is_open() ? &geo : nullptr;
+    ctx.reasons = &reasons;
+    auto snap = ctl::compile_policy_file(opt.policy, opt.policy_format, ctx, errors);
+    if (snap == nullptr) {
+        print_policy_errors(errors);
+        return 1;
+    }
+    size_t hostnames = 0;
+    for (const auto& p : snap->policies) {
+        hostnames += p.hosts.size();
+    }
+    std::printf("%s: OK: %zu policies, %zu pools, %zu markers, %zu shapers, %zu regexes, %zu countries\n",
+                opt.policy.c_str(), snap->policies.size(), snap->pool_names.size(), snap->markers.size(),
+                snap->shapers.size(), snap->regex_count, snap->countries.size());
+    return 0;
 }
 
 } // namespace
@@ -85,12 +146,21 @@ int main(int argc, char** argv) {
         if (std::string err = ctl::parse_options(argc, argv, sep + 1, opt); !err.empty()) {
             fail(err);
         }
-    } else if (wants_help(argc, argv)) {
+    } else if (has_arg(argc, argv, {"--check", "--convert-policy"})) {
+        // Offline tools take l7gate's options alone: l7gate --check --policy FILE
+        if (std::string err = ctl::parse_options(argc, argv, 1, opt); !err.empty()) {
+            fail(err);
+        }
+    } else if (has_arg(argc, argv, {"-h", "--help"})) {
         opt.help = true;
     }
     if (opt.help) {
         std::fputs(ctl::usage("l7gate").c_str(), stdout);
         return 0;
+    }
+    if (opt.check || !opt.convert_policy.empty()) {
+        dp::NdpiArena::install_hooks();
+        return offline_policy_tool(opt);
     }
 
     // nDPI's allocations go through l7gate's hooks from the very first one.
@@ -184,7 +254,33 @@ int main(int argc, char** argv) {
     if (std::string err = names.init(opt.ndpi_protos, opt.ndpi_categories); !err.empty()) {
         fail(err);
     }
+    ctl::GeoIpDb geo;
+    if (!opt.geoip.empty()) {
+        if (std::string err = geo.open(opt.geoip); !err.empty()) {
+            fail("--geoip " + err);
+        }
+    }
+    ctl::ReasonRegistry reasons;
+    std::unique_ptr<dp::PolicySnapshot> policy;
+    std::atomic<const dp::PolicySnapshot*> policy_slot{nullptr};  // cp: rw, dp: ro
+    if (!opt.policy.empty()) {
+        ctl::CompileContext ctx;
+        ctx.names = &names;
+        ctx.geoip = geo.is_open() ? &geo : nullptr;
+        ctx.reasons = &reasons;
+        ctx.workers = opt.rxq;
+        ctx.generation = 1;
+        std::vector<ctl::PolicyError> errors;
+        policy = ctl::compile_policy_file(opt.policy, opt.policy_format, ctx, errors);
+        if (policy == nullptr) {
+            print_policy_errors(errors);
+            fail("invalid policy " + opt.policy + " (" + std::to_string(errors.size()) + " error(s))");
+        }
+        // release: the snapshot is fully built before any worker can see the pointer.
+        policy_slot.store(policy.get(), std::memory_order_release);
+    }
     ctl::FlowLog flow_log;
+    flow_log.set_names(&reasons, &policy_slot);
     if (!opt.flow_log.empty()) {
         if (std::string err = flow_log.open(opt.flow_log, names.module()); !err.empty()) {
             fail(err);
@@ -215,6 +311,7 @@ int main(int argc, char** argv) {
         wc.frag_timeout_s = opt.frag_timeout_s;
         wc.malformed_drop = opt.malformed_drop;
         wc.table_full_drop = opt.table_full_drop;
+        wc.policy = &policy_slot;
         wc.capture_clock = opt.capture_clock;
         wc.timestamp_offset = ts_offset;
         wc.timestamp_flag = ts_flag;

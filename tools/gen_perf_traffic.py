@@ -21,6 +21,12 @@ Mixes:
                towards 16 servers in 198.19.200.0/24 (ports 80/443), 60-byte frames, every
                SYN a new 5-tuple.
 
+  real         real.pcap, with --real-capture FILE (a classic pcap, e.g. the shared
+               mix-shared.pcap): the capture minus its frames longer than --max-frame (2048,
+               the data room of one default DPDK mbuf: net_pcap's infinite_rx mode cannot
+               preload a frame that needs two mbufs). Timestamps and order are kept; how many
+               frames were left out is recorded in real.json.
+
 Each mix also gets MIX.json: packets, bytes, average frame size, flows, size histogram,
 packets per protocol family, and the capture's sha256.
 """
@@ -238,9 +244,59 @@ def write_pcap(path, frames):
     return h.hexdigest()
 
 
+def read_pcap(path):
+    """Frames of a classic pcap (either byte order, us or ns timestamps) as (sec, frac, bytes)."""
+    with open(path, "rb") as f:
+        gh = f.read(24)
+        magic = struct.unpack("<I", gh[:4])[0]
+        if magic in (0xA1B2C3D4, 0xA1B23C4D):
+            end = "<"
+        elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
+            end = ">"
+        else:
+            raise SystemExit("%s: not a classic pcap file (pcapng is not supported here)" % path)
+        nano = magic in (0xA1B23C4D, 0x4D3CB2A1)
+        linktype = struct.unpack(end + "I", gh[20:24])[0]
+        if linktype != 1:
+            raise SystemExit("%s: link type %d, only Ethernet (1) is supported" % (path, linktype))
+        out = []
+        while True:
+            h = f.read(16)
+            if len(h) < 16:
+                break
+            sec, frac, incl, _ = struct.unpack(end + "IIII", h)
+            out.append((sec, frac // 1000 if nano else frac, f.read(incl)))
+    return out
+
+
+def gen_real(outdir, src, max_frame):
+    recs = read_pcap(src)
+    kept = [r for r in recs if len(r[2]) <= max_frame]
+    path = os.path.join(outdir, "real.pcap")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for sec, usec, d in kept:
+            f.write(struct.pack("<IIII", sec, usec, len(d), len(d)))
+            f.write(d)
+    os.replace(tmp, path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read())
+    with open(src, "rb") as f:
+        src_digest = hashlib.sha256(f.read()).hexdigest()
+    frames = [r[2] for r in kept]
+    gt.write_json(os.path.join(outdir, "real.json"),
+                  summary(frames, dict(mix="real", source=os.path.basename(src),
+                                       source_sha256=src_digest, source_packets=len(recs),
+                                       left_out_over_max_frame=len(recs) - len(kept),
+                                       max_frame=max_frame, sha256=h.hexdigest(),
+                                       generator="tools/gen_perf_traffic.py --mix real")))
+
+
 def summary(frames, extra):
     sizes = [len(d) for d in frames]
-    buckets = [(0, 64), (65, 127), (128, 255), (256, 511), (512, 1023), (1024, 1518)]
+    buckets = [(0, 64), (65, 127), (128, 255), (256, 511), (512, 1023), (1024, 1518), (1519, 65535)]
     hist = {"%d-%d" % b: sum(1 for s in sizes if b[0] <= s <= b[1]) for b in buckets}
     out = {
         "packets": len(frames),
@@ -256,12 +312,22 @@ def summary(frames, extra):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir")
-    ap.add_argument("--mix", choices=["established", "attack", "all"], default="all")
+    ap.add_argument("--mix", choices=["established", "attack", "real", "all"], default="all",
+                    help="all = established and attack (and real when --real-capture is given)")
+    ap.add_argument("--real-capture", help="classic pcap to derive real.pcap from")
+    ap.add_argument("--max-frame", type=int, default=2048,
+                    help="real: leave out frames longer than this (default 2048)")
     ap.add_argument("--flows", type=int, default=10000, help="established flows (default 10000)")
     ap.add_argument("--syn-ratio", type=float, default=1.0,
                     help="attack: SYNs per established packet (default 1.0, i.e. 50/50)")
     args = ap.parse_args(argv)
     os.makedirs(args.outdir, exist_ok=True)
+    if args.mix == "real" and not args.real_capture:
+        ap.error("--mix real needs --real-capture FILE")
+    if args.real_capture and args.mix in ("real", "all"):
+        gen_real(args.outdir, args.real_capture, args.max_frame)
+    if args.mix == "real":
+        return 0
     try:
         import cryptography  # noqa: F401
     except ImportError:

@@ -12,6 +12,7 @@
 #include <ndpi_api.h>
 
 #include "control/json.hpp"
+#include "control/policy_compiler.hpp"
 
 namespace l7gate::ctl {
 
@@ -69,7 +70,8 @@ const char* l4_name(uint8_t proto) {
 
 } // namespace
 
-std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_struct* names) {
+std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_struct* names,
+                               const ReasonRegistry* reasons, const dp::PolicySnapshot* policy) {
     const unsigned c = r.client_slot & 1u;
     const unsigned sv = c ^ 1u;
     std::string s;
@@ -136,6 +138,17 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     uint16_t cs = 0;
     uint16_t ss = 0;
     const uint16_t score = ndpi_risk2score(r.risk, &cs, &ss);
+    s += "],\"risks_excepted\":[";
+    first = true;
+    for (unsigned i = 0; i < 64; ++i) {
+        if ((r.risk & r.risk_excepted) >> i & 1u) {
+            if (!first) {
+                s += ',';
+            }
+            first = false;
+            json_escape_to(s, ndpi_risk2str(static_cast<ndpi_risk_enum>(i)));
+        }
+    }
     s += "],\"risk_score\":";
     append_u64(s, score);
     s += ",\"risk_score_client\":";
@@ -154,7 +167,19 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     json_escape_to(s, r.end == static_cast<uint8_t>(dp::FlowEnd::Shutdown) ? "shutdown" : "idle");
     s += ",\"worker\":";
     append_u64(s, r.worker);
-    s += ",\"verdict\":\"pass\",\"verdict_reason\":\"\"}\n";
+    s += ",\"verdict\":";
+    if (r.verdict == static_cast<uint8_t>(dp::Action::Drop)) {
+        s += "\"drop\"";
+    } else if (r.verdict >= static_cast<uint8_t>(dp::Action::Shape)) {
+        const unsigned sh = r.verdict - static_cast<unsigned>(dp::Action::Shape);
+        json_escape_to(s, "shape:" + (policy != nullptr && sh < policy->shapers.size() ? policy->shapers[sh].name
+                                                                                      : std::to_string(sh)));
+    } else {
+        s += "\"pass\"";
+    }
+    s += ",\"verdict_reason\":";
+    json_escape_to(s, reasons != nullptr && r.reason != 0 ? reasons->name(r.reason) : std::string());
+    s += "}\n";
     return s;
 }
 
@@ -186,7 +211,8 @@ size_t FlowLog::drain() {
         unsigned n;
         while ((n = rte_ring_sc_dequeue_burst_elem(ring, recs, sizeof(dp::FlowRecord), kBatch, nullptr)) > 0) {
             for (unsigned i = 0; i < n; ++i) {
-                const std::string line = format_flow_record(recs[i], names_);
+                const std::string line = format_flow_record(recs[i], names_, reasons_,
+                                                            policy_ != nullptr ? policy_->load(std::memory_order_acquire) : nullptr);
                 std::fwrite(line.data(), 1, line.size(), out_);
             }
             total += n;

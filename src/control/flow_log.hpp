@@ -7,15 +7,21 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
+
 #include "dataplane/flow_record.hpp"
+#include "dataplane/policy_snapshot.hpp"
 
 struct rte_ring;
 struct ndpi_detection_module_struct;
 
 namespace l7gate::ctl {
 
-// Formats one record as a JSON line (with the trailing newline).
-std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_struct* names);
+class ReasonRegistry;
+
+// Formats one record as a JSON line (with the trailing newline). reasons/policy may be null.
+std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_struct* names,
+                               const ReasonRegistry* reasons, const dp::PolicySnapshot* policy);
 
 class FlowLog {
 public:
@@ -27,6 +33,11 @@ public:
     // Opens the output ("-" = stdout). Returns "" or an error.
     std::string open(const std::string& path, ndpi_detection_module_struct* names);
     void add_ring(rte_ring* r) { rings_.push_back(r); }
+    // Verdict names: reason ids and the current snapshot's shapers.
+    void set_names(const ReasonRegistry* reasons, const std::atomic<const dp::PolicySnapshot*>* policy) {
+        reasons_ = reasons;
+        policy_ = policy;
+    }
 
     // Writes every queued record; returns how many.
     size_t drain();
@@ -38,6 +49,8 @@ private:
     bool own_ = false;
     ndpi_detection_module_struct* names_ = nullptr;
     std::vector<rte_ring*> rings_;
+    const ReasonRegistry* reasons_ = nullptr;
+    const std::atomic<const dp::PolicySnapshot*>* policy_ = nullptr;
     uint64_t written_ = 0;
 };
 

@@ -73,6 +73,16 @@ constexpr OptSpec kOpts[] = {
      "nDPI flow states per worker: flows in classification at once (default: --flows / 4, "
      "at least 1024); a new flow that finds none is never classified (counted as "
      "dpi_pool_full, protocol Unknown)"},
+    {"policy", 0, true, "FILE",
+     "the policy (YAML, or nProbe IPS's JSON lines): pools of hosts mapped to a tree of "
+     "policies with markers; without it every flow passes"},
+    {"policy-format", 0, true, "auto|yaml|nprobe", "format of --policy (default auto: by content)"},
+    {"geoip", 0, true, "FILE.mmdb",
+     "MaxMind GeoIP2/GeoLite2 country database for countries/continents markers"},
+    {"check", 0, false, nullptr,
+     "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
+     "with every error as FILE:LINE:COLUMN: message"},
+    {"convert-policy", 0, true, "FILE.json", "print an nProbe IPS JSON policy as l7gate YAML and exit"},
     {"help", 'h', false, nullptr, "print this help and exit"},
 };
 
@@ -238,14 +248,22 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
         }
         opt.idle_exit_ms = static_cast<uint32_t>(n);
     } else if (key == "stats-json" || key == "flow-log" || key == "ndpi-protos" ||
-               key == "ndpi-categories") {
+               key == "ndpi-categories" || key == "policy" || key == "geoip" || key == "convert-policy") {
         if (v.empty()) {
             return bad("expected a file name");
         }
-        (key == "stats-json"     ? opt.stats_json
-         : key == "flow-log"     ? opt.flow_log
-         : key == "ndpi-protos"  ? opt.ndpi_protos
-                                 : opt.ndpi_categories) = v;
+        (key == "stats-json"        ? opt.stats_json
+         : key == "flow-log"        ? opt.flow_log
+         : key == "ndpi-protos"     ? opt.ndpi_protos
+         : key == "policy"          ? opt.policy
+         : key == "geoip"           ? opt.geoip
+         : key == "convert-policy"  ? opt.convert_policy
+                                    : opt.ndpi_categories) = v;
+    } else if (key == "policy-format") {
+        if (v != "auto" && v != "yaml" && v != "nprobe") {
+            return bad("expected auto, yaml or nprobe");
+        }
+        opt.policy_format = v;
     } else if (key == "clock") {
         if (v != "tsc" && v != "capture") {
             return bad("expected tsc or capture");
@@ -322,7 +340,11 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
             if (inline_value) {
                 return std::string("--") + o->name + " takes no value";
             }
-            out.help = true;
+            if (std::string_view(o->name) == "check") {
+                out.check = true;
+            } else {
+                out.help = true;
+            }
             continue;
         }
         if (!inline_value) {

@@ -36,6 +36,11 @@ struct Options {
     uint16_t dpi_max_other = 32;
     uint32_t dpi_flows = 0;          // 0 = automatic (flows / 4, at least 1024)
     uint32_t flow_log_ring = 65536;  // records per worker ring
+    std::string policy;              // --policy FILE ("" = pass everything)
+    std::string policy_format = "auto";
+    std::string geoip;               // --geoip FILE.mmdb
+    bool check = false;              // --check: validate --policy and exit
+    std::string convert_policy;      // --convert-policy FILE.json
     bool help = false;
 };
 

@@ -49,6 +49,22 @@ bool md5_from_hex(const char* hex, uint8_t out[16]) noexcept {
 
 } // namespace
 
+uint64_t AppClassifier::url_risk_bits() noexcept {
+    return uint64_t{1} << NDPI_URL_POSSIBLE_XSS | uint64_t{1} << NDPI_URL_POSSIBLE_SQL_INJECTION |
+           uint64_t{1} << NDPI_URL_POSSIBLE_RCE_INJECTION;
+}
+
+uint64_t AppClassifier::url_risk(const FlowEntry& e, const ndpi_flow_struct* f) noexcept {
+    if ((e.master_proto != NDPI_PROTOCOL_HTTP && e.app_proto != NDPI_PROTOCOL_HTTP) || f->http.url == nullptr) {
+        return 0;
+    }
+    char url[kUrlCopy];
+    std::strncpy(url, f->http.url, sizeof(url) - 1);
+    url[sizeof(url) - 1] = '\0';
+    const ndpi_risk_enum r = ndpi_validate_url(url);
+    return r == NDPI_NO_RISK ? 0 : uint64_t{1} << static_cast<unsigned>(r);
+}
+
 AppClassifier::~AppClassifier() {
     if (ndpi_ != nullptr) {
         for (uint32_t i = 0; i < dpi_capacity_; ++i) {
@@ -120,7 +136,7 @@ void AppClassifier::start(FlowEntry& e) noexcept {
     e.set_dpi_state(DpiState::Classifying);
 }
 
-void AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept {
+bool AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept {
     const uint32_t idx = e.ext;
     ndpi_flow_struct* f = slot(idx);
     const uint16_t n = ++dpi_packets_[idx];
@@ -133,14 +149,43 @@ void AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uin
         ndpi_, f, ip, static_cast<unsigned short>(ip_len > 65535 ? 65535 : ip_len), time_ms);
     counters_.ndpi_cycles.add(rte_rdtsc() - t0);
     counters_.ndpi_packets.inc();
+    // Interim results: the policy may act on a protocol or risk before nDPI is done.
+    bool changed = false;
+    if (p.app_protocol != NDPI_PROTOCOL_UNKNOWN && (p.app_protocol != e.app_proto || p.master_protocol != e.master_proto)) {
+        e.master_proto = p.master_protocol;
+        e.app_proto = p.app_protocol;
+        e.category = static_cast<uint8_t>(p.category);
+        changed = true;
+    }
+    // The URL risks (SQL injection, XSS) are not set by nDPI itself; check the URL as soon as
+    // nDPI has parsed it, so a policy can drop the request before it reaches the server.
+    const uint64_t risk = f->risk | url_risk(e, f);
+    if (risk != e.risk) {
+        e.risk = risk;
+        changed = true;
+    }
     if (!enough && p.app_protocol == NDPI_PROTOCOL_UNKNOWN) {
-        return;
+        return changed;
     }
     if (!enough && ndpi_extra_dissection_possible(ndpi_, f) != 0) {
-        return;
+        return changed;
     }
     finish(e, f, p.app_protocol == NDPI_PROTOCOL_UNKNOWN, p.master_protocol, p.app_protocol,
            static_cast<uint16_t>(p.category));
+    return true;
+}
+
+std::string_view AppClassifier::host(const FlowEntry& e) const noexcept {
+    const char* h = nullptr;
+    size_t cap = 0;
+    if (e.dpi_state() == DpiState::Classifying) {
+        h = slot(e.ext)->host_server_name;
+        cap = sizeof(slot(e.ext)->host_server_name);
+    } else if (const FlowMeta* m = meta(e); m != nullptr) {
+        h = m->host;
+        cap = sizeof(m->host);
+    }
+    return h == nullptr ? std::string_view() : std::string_view(h, strnlen(h, cap));
 }
 
 void AppClassifier::finish_at_end(FlowEntry& e) noexcept {
@@ -163,16 +208,8 @@ void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint
     e.master_proto = master;
     e.app_proto = app;
     e.category = static_cast<uint8_t>(category);
-    uint64_t risk = f->risk;
-    if ((master == NDPI_PROTOCOL_HTTP || app == NDPI_PROTOCOL_HTTP) && f->http.url != nullptr) {
-        char url[kUrlCopy];
-        std::strncpy(url, f->http.url, sizeof(url) - 1);
-        url[sizeof(url) - 1] = '\0';
-        const ndpi_risk_enum r = ndpi_validate_url(url);
-        if (r != NDPI_NO_RISK) {
-            risk |= uint64_t{1} << static_cast<unsigned>(r);
-        }
-    }
+    // Interim URL risks already in e.risk stay: the verdict may have acted on them.
+    const uint64_t risk = f->risk | url_risk(e, f) | (e.risk & url_risk_bits());
     e.risk = risk;
 
     // Keep what the flow log and the policy need; drop nDPI's state.

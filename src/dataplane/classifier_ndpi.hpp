@@ -16,6 +16,7 @@
 // at print time), which is where the URL risks (SQL injection, XSS) come from in 4.2.
 
 #include <cstdint>
+#include <string_view>
 
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_table.hpp"
@@ -83,9 +84,13 @@ public:
     // A new flow: take an nDPI state (or mark it unclassifiable when the pool is empty).
     void start(FlowEntry& e) noexcept;
 
-    // One packet of a flow in classification. ip/ip_len: from the IP header; fed = whether
-    // the packet carries its L4 header (non-first fragments are not fed, as in ndpiReader).
-    void packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept;
+    // One packet of a flow in classification, from the IP header on (only packets that carry
+    // their L4 header: non-first fragments are not fed, as in ndpiReader). Returns true when
+    // the flow's protocol or risks changed or its classification ended.
+    bool packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept;
+
+    // The flow's hostname as known now (nDPI's state while classifying, then the side record).
+    std::string_view host(const FlowEntry& e) const noexcept;
 
     // Flow ends while still classifying: give up (with guessing) and keep the results.
     void finish_at_end(FlowEntry& e) noexcept;
@@ -115,6 +120,9 @@ private:
     ndpi_flow_struct* slot(uint32_t idx) const noexcept {
         return reinterpret_cast<ndpi_flow_struct*>(dpi_mem_ + size_t{idx} * slot_size_);
     }
+    // ndpi_validate_url() on the flow's HTTP URL, as ndpiReader does (0 when not HTTP).
+    static uint64_t url_risk(const FlowEntry& e, const ndpi_flow_struct* f) noexcept;
+    static uint64_t url_risk_bits() noexcept;
     void finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint16_t master, uint16_t app,
                 uint16_t category) noexcept;
 

@@ -55,6 +55,10 @@ struct alignas(64) WorkerCounters {
     Counter heartbeat;     // loop iterations; the control thread watches it move
     Counter flow_log_records;  // records handed to the control thread
     Counter flow_log_lost;     // records lost because the ring was full
+    Counter policy_evaluations;
+    Counter policy_generation; // generation of the snapshot this worker last used (ack)
+    Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)
+    Counter reason_packets[4096];  // packets that took a verdict other than pass-by-default
 };
 
 } // namespace l7gate::dp

@@ -30,6 +30,7 @@ struct FlowRecord {
     uint16_t worker;
     uint16_t reason;      // verdict reason id
     uint16_t pad[3];
+    uint64_t risk_excepted;  // risks a policy exception told the verdict to ignore
     char host[80];
     uint8_t ja3c[16];
     uint8_t ja3s[16];

@@ -74,6 +74,13 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
         r.category = e.category;
         r.verdict = e.action;
         r.reason = e.reason;
+        if (policy_ != nullptr && e.risk != 0) {
+            // Which risks an exception covers (MAC pools cannot be told apart here: by IP).
+            char lower[80];
+            FlowFacts f = facts(e, lower);
+            f.l7_known = true;
+            r.risk_excepted = policy_->evaluate(f, cfg_.queue).excepted_risks;
+        }
         r.end = static_cast<uint8_t>(why);
         r.first_ns = e.first_ns;
         r.last_ns = e.last_ns;
@@ -130,6 +137,51 @@ void Worker::update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot
                (st & (tcp_state::kSeen0 | tcp_state::kSeen1)) ==
                    (tcp_state::kSeen0 | tcp_state::kSeen1)) {
         ft.set_class(e, TimeoutClass::Tcp, now_ns);
+    }
+}
+
+FlowFacts Worker::facts(const FlowEntry& e, char (&lower)[80]) const noexcept {
+    FlowFacts f;
+    const uint8_t c = e.client_slot();
+    f.ip_version = e.key.ip_version;
+    f.client_ip = e.key.addr[c];
+    f.server_ip = e.key.addr[c ^ 1];
+    f.l7_known = e.dpi_state() != DpiState::Classifying || e.app_proto != 0;
+    f.master_proto = e.master_proto;
+    f.app_proto = e.app_proto;
+    f.category = e.category;
+    f.risk = e.risk;
+    const std::string_view h = classifier_.host(e);
+    const size_t n = h.size() < sizeof(lower) ? h.size() : sizeof(lower);
+    for (size_t i = 0; i < n; ++i) {
+        lower[i] = HostTable::lower(h[i]);
+    }
+    f.host = std::string_view(lower, n);
+    return f;
+}
+
+void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept {
+    e.generation = static_cast<uint16_t>(pol.generation);
+    if (static_cast<Action>(e.action) == Action::Drop) {
+        return;  // a dropped flow stays dropped, across reloads too
+    }
+    const uint8_t c = e.client_slot();
+    char lower[80];
+    FlowFacts f = facts(e, lower);
+    if (m->data_len >= 12) {
+        const uint8_t* eth = rte_pktmbuf_mtod(m, const uint8_t*);
+        // This packet's source MAC belongs to its sender.
+        const bool from_client = slot == c;
+        f.client_mac = from_client ? eth + 6 : eth;
+        f.server_mac = from_client ? eth : eth + 6;
+    }
+    const Verdict v = pol.evaluate(f, cfg_.queue);
+    counters_.policy_evaluations.inc();
+    const uint8_t action = v.action == Action::Shape ? static_cast<uint8_t>(2 + v.shaper) : static_cast<uint8_t>(v.action);
+    if (action != e.action || v.reason != e.reason) {
+        e.action = action;
+        e.reason = v.reason;
+        counters_.reason_flows[v.reason & (kMaxReasons - 1)].inc();
     }
 }
 
@@ -245,14 +297,30 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         if (pm.l4_proto == 6 && pm.l4_offset != 0) {
             update_tcp(flows_, *e, pm.tcp_flags, slot, t);
         }
+        bool changed = false;
         if (e->dpi_state() == DpiState::Classifying) {
             // nDPI sees packets that carry their L4 header, from the IP header on.
             if (!pm.is_fragment || pm.first_fragment) {
-                classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
-                                   m->data_len - pm.l3_offset, t / 1000000u);
+                changed = classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
+                                             m->data_len - pm.l3_offset, t / 1000000u);
             }
         } else {
             classifier_.count_packet(*e, m->pkt_len);
+        }
+        if (policy_ != nullptr) {
+            // Decide when something the verdict depends on changed: a new flow (generation 0
+            // never matches a snapshot's), the protocol or risks, or the policy itself.
+            if (changed || e->generation != static_cast<uint16_t>(policy_->generation)) {
+                decide(*e, *policy_, m, slot);
+            }
+            if (e->action != static_cast<uint8_t>(Action::Pass)) {
+                counters_.reason_packets[e->reason & (kMaxReasons - 1)].inc();
+                if (e->action == static_cast<uint8_t>(Action::Drop)) {
+                    drop(m, DropReason::Policy);
+                    continue;
+                }
+                // Shape markers are recorded; the shaper itself comes with enforcement.
+            }
         }
         if (pm.is_fragment && pm.first_fragment) {
             FragKey fk;
@@ -287,6 +355,9 @@ int Worker::run() noexcept {
     Burst& b = burst_;
     const uint16_t q = cfg_.queue;
     for (uint64_t iter = 1; !stop_.load(std::memory_order_relaxed); ++iter) {
+        // acquire: pairs with the control thread's release store, so the snapshot's contents
+        // are visible before its pointer is.
+        policy_ = cfg_.policy != nullptr ? cfg_.policy->load(std::memory_order_acquire) : nullptr;
         bool idle = true;
         for (unsigned pi = 0; pi < cfg_.nb_ports; ++pi) {
             const uint16_t n = rte_eth_rx_burst(cfg_.port[pi], q, b.mbufs, kMaxBurst);

@@ -12,6 +12,7 @@
 #include "dataplane/flow_table.hpp"
 #include "dataplane/frag_table.hpp"
 #include "dataplane/packet_parser.hpp"
+#include "dataplane/policy_snapshot.hpp"
 
 struct rte_mbuf;
 struct rte_ring;
@@ -41,6 +42,8 @@ struct WorkerConfig {
     uint32_t timestamp_scale_ns = 1;   // ns per timestamp unit
     ClassifierConfig classifier{};
     rte_ring* flow_log = nullptr;      // dp -> cp finished flows; nullptr: no flow log
+    // The published policy (cp: rw, dp: ro). nullptr inside: no policy, everything passes.
+    const std::atomic<const PolicySnapshot*>* policy = nullptr;
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -91,6 +94,10 @@ public:
 
 private:
     void drop(rte_mbuf* m, DropReason r) noexcept;
+    // What the policy needs to know about a flow; the hostname is lowercased into `lower`.
+    FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
+    // Evaluates the policy for the flow at this packet (sticky drop honoured).
+    void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
     static void update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot, uint64_t now_ns) noexcept;
     uint64_t now_ns() const noexcept;
@@ -107,6 +114,7 @@ private:
     uint64_t tsc_start_ = 0;
     uint64_t epoch_start_ns_ = 0;    // wall clock at tsc_start_
     uint64_t last_time_ns_ = 0;      // capture clock: latest packet time (never goes back)
+    const PolicySnapshot* policy_ = nullptr;  // snapshot in use for the current burst
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
 };

@@ -1,0 +1,307 @@
+#!/bin/bash
+# The l7gate benchmark suite: testpmd io forwarding (the I/O limit of these virtual devices),
+# l7gate (pass-all) and ndpiReader 4.2 on the same traffic, in alternating runs, min / median
+# / max. Prints one table and writes perf/results/<date>.md (+ .jsonl with every run's
+# figures). See perf/README.md for what is measured and how.
+#
+#   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack] [--flows N]
+#               [--hugepages N] [--no-build] [--keep]
+#
+# Run as root: it sets /proc/sys/vm/nr_hugepages (to --hugepages, default 1024 x 2 MiB) for
+# the run and restores the previous value at exit; DPDK then runs with --in-memory (no
+# hugetlbfs mount needed). Without root or hugepages it falls back to --no-huge and records
+# that in the results. Cores: l7gate and testpmd run on -l 0-1 (lcore 0 control/main, lcore 1
+# the one worker / forwarding core); ndpiReader runs single-threaded pinned to core 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+runs=5
+duration=5
+mixes=established,real,attack
+flows=10000
+hugepages=1024
+build=1
+keep=0
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --mixes) mixes=$2; shift 2 ;;
+    --flows) flows=$2; shift 2 ;;
+    --hugepages) hugepages=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "perf/run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+for v in "$runs" "$duration" "$flows" "$hugepages"; do
+  if ! [[ "$v" =~ ^[0-9]+$ ]] || [ "$v" -eq 0 ]; then
+    echo "perf/run.sh: bad number '$v'" >&2
+    exit 2
+  fi
+done
+
+PY=/usr/bin/python3
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "perf/run.sh: $1 not found (apt-get install $2)" >&2; exit 2; }
+}
+need dpdk-testpmd dpdk
+need ndpiReader libndpi-bin
+need taskset util-linux
+need timeout coreutils
+$PY -c 'import scapy, cryptography' 2>/dev/null ||
+  { echo "perf/run.sh: $PY needs scapy and cryptography (apt-get install python3-scapy python3-cryptography)" >&2; exit 2; }
+
+if [ "$build" = 1 ]; then
+  builddir=$(tools/build.sh release | tail -n 1)
+else
+  builddir=build
+fi
+L7GATE=$ROOT/$builddir/l7gate
+[ -x "$L7GATE" ] || { echo "perf/run.sh: $L7GATE missing (run tools/build.sh release)" >&2; exit 2; }
+
+tmp=$(mktemp -d /tmp/l7gate-perf.XXXXXX)
+huge_old=""
+child=""
+cleanup() {
+  local rc=$?
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    kill -INT "$child" 2>/dev/null || true
+    sleep 1
+    kill -KILL "$child" 2>/dev/null || true
+  fi
+  if [ -n "$huge_old" ]; then
+    echo "$huge_old" > /proc/sys/vm/nr_hugepages 2>/dev/null || true
+  fi
+  if [ "$keep" = 1 ]; then
+    echo "perf/run.sh: run outputs kept in $tmp" >&2
+  else
+    rm -rf "$tmp"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- traffic (generated once, cached by generator version: perf/traffic.sh) ---------------
+skipped=()
+active=()
+cache=""
+IFS=, read -r -a mix_list <<< "$mixes"
+for mix in "${mix_list[@]}"; do
+  case "$mix" in
+    established|attack|real) ;;
+    *) echo "perf/run.sh: unknown mix $mix (established, real, attack)" >&2; exit 2 ;;
+  esac
+  rc=0
+  pcap=$(perf/traffic.sh "$mix" --flows "$flows") || rc=$?
+  if [ "$rc" = 3 ]; then
+    skipped+=("$mix: ${L7GATE_PCAPS:-../shared/pcaps}/mix-shared.pcap not found (the shared captures are not beside this checkout)")
+    continue
+  elif [ "$rc" != 0 ]; then
+    exit "$rc"
+  fi
+  cache=$(dirname "$pcap")
+  active+=("$mix")
+done
+[ ${#active[@]} -gt 0 ] || { echo "perf/run.sh: no traffic mix available" >&2; exit 1; }
+packets_of() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["packets"])' "$cache/$1.json"; }
+
+# ---- memory: hugepages when we can have them ------------------------------------------------
+mem=(--no-huge -m 3072)
+memory_mode="--no-huge -m 3072 (no hugepages)"
+if [ -w /proc/sys/vm/nr_hugepages ]; then
+  huge_old=$(cat /proc/sys/vm/nr_hugepages)
+  if echo "$hugepages" > /proc/sys/vm/nr_hugepages 2>/dev/null; then
+    free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+    if [ "$free_pages" -ge $((hugepages * 9 / 10)) ]; then
+      mem=(--in-memory)
+      memory_mode="hugepages: $free_pages x 2 MiB free of $hugepages set (nr_hugepages was $huge_old), EAL --in-memory"
+    else
+      memory_mode="--no-huge -m 3072 (asked for $hugepages hugepages, only $free_pages free)"
+    fi
+  fi
+else
+  memory_mode="--no-huge -m 3072 (not root: /proc/sys/vm/nr_hugepages not writable)"
+fi
+echo "memory: $memory_mode" >&2
+
+# ---- one run of each tool ------------------------------------------------------------------
+raw=$tmp/raw.jsonl
+: > "$raw"
+
+wait_child() {  # wait_child SECONDS: wait for $child, kill it after SECONDS
+  local limit=$1 waited=0 rc=0
+  while kill -0 "$child" 2>/dev/null; do
+    if [ "$waited" -ge $((limit * 10)) ]; then
+      echo "perf/run.sh: pid $child still running after ${limit}s, killing it" >&2
+      kill -KILL "$child" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  wait "$child" || rc=$?
+  child=""
+  return $rc
+}
+
+record() {  # record MIX TOOL RUN JSON_LINE
+  echo "$4" >> "$raw"
+  $PY - "$4" <<'PY' >&2
+import json, sys
+r = json.loads(sys.argv[1])
+pps = r.get("pps")
+print("  run %d %-12s %-12s %8s Mpps  cyc/pkt %s" % (
+    r["run"], r["mix"], r["tool"], "%.3f" % (pps / 1e6) if pps else "-",
+    "%.0f" % r["cyc_pkt"] if r.get("cyc_pkt") else "-"))
+PY
+}
+
+run_l7gate() {  # MIX RUN
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-l7gate-$2 n
+  n=$(packets_of "$mix")
+  if ! timeout -s INT $((duration + 180)) "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
+      --file-prefix "l7perf-$$-$mix-$run-g" --log-level='*:warning' \
+      --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 \
+      -- --duration "$duration" --stats-interval 1 --stats-json "$out.json" \
+      --mbufs $((n + 16384)) > "$out.txt" 2>&1; then
+    echo "perf/run.sh: l7gate failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
+  fi
+  record "$mix" l7gate "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json")"
+}
+
+run_l7gate_1pass() {  # MIX RUN: one pass, no infinite_rx: every flow is new
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-l7gate1-$2
+  if ! timeout -s INT 300 "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
+      --file-prefix "l7perf-$$-$mix-$run-1" --log-level='*:warning' \
+      --vdev "net_pcap0,rx_pcap=$pcap" --vdev net_null1,no-rx=1 \
+      -- --idle-exit 300 --stats-json "$out.json" > "$out.txt" 2>&1; then
+    echo "perf/run.sh: l7gate (one pass) failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
+  fi
+  record "$mix" l7gate-1pass "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json" single-pass)"
+}
+
+run_testpmd() {  # MIX RUN
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-testpmd-$2 n i
+  n=$(packets_of "$mix")
+  dpdk-testpmd -l 0-1 "${mem[@]}" --no-pci --file-prefix "l7perf-$$-$mix-$run-t" \
+    --log-level='*:warning' \
+    --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 \
+    -- --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs $((n + 16384)) \
+    --stats-period 1 --record-core-cycles < /dev/null > "$out.txt" 2>&1 &
+  child=$!
+  # Forwarding has started once the first statistics display is out (after the preload).
+  for ((i = 0; i < 1200; i++)); do
+    grep -q "NIC statistics for port 0" "$out.txt" 2>/dev/null && break
+    kill -0 "$child" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$child" 2>/dev/null; then
+    wait "$child" || true
+    child=""
+    echo "perf/run.sh: testpmd failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
+  fi
+  sleep "$duration"
+  kill -INT "$child"
+  wait_child 60 || true
+  grep -q "Accumulated forward statistics" "$out.txt" ||
+    { echo "perf/run.sh: testpmd printed no final statistics ($mix, run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1; }
+  record "$mix" testpmd "$run" "$($PY perf/bench.py parse-testpmd "$mix" "$run" "$out.txt" "$cache/$mix.json")"
+}
+
+run_ndpireader() {  # MIX RUN
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-ndpireader-$2 n loops
+  n=$(packets_of "$mix")
+  # About `duration` seconds of packet processing at ~250 kpps (each loop also re-initialises
+  # nDPI, ~50-400 ms): at least 2 loops, at most 10 per second of duration; +1 for the first
+  # loop, which is left out (cold caches).
+  loops=$(( (duration * 250000 + n / 2) / n ))
+  [ "$loops" -ge 2 ] || loops=2
+  [ "$loops" -le $((duration * 10)) ] || loops=$((duration * 10))
+  loops=$((loops + 1))
+  if ! timeout -s INT $((duration * 20 + 120)) taskset -c 1 ndpiReader -i "$pcap" -l "$loops" \
+      > "$out.txt" 2>&1; then
+    echo "perf/run.sh: ndpiReader failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
+  fi
+  record "$mix" ndpiReader "$run" "$($PY perf/bench.py parse-ndpireader "$mix" "$run" "$out.txt" "$cache/$mix.json")"
+}
+
+tools=(testpmd l7gate ndpiReader l7gate-1pass)
+loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
+start_s=$(date +%s)
+echo "perf/run.sh: ${#active[@]} mix(es) x ${#tools[@]} tools x $runs runs, ${duration}s each" >&2
+for ((run = 1; run <= runs; run++)); do
+  for mix in "${active[@]}"; do
+    # Rotate the order every run so that no tool always follows the same one.
+    for ((k = 0; k < ${#tools[@]}; k++)); do
+      tool=${tools[$(( (k + run - 1) % ${#tools[@]} ))]}
+      case "$tool" in
+        testpmd) run_testpmd "$mix" "$run" ;;
+        l7gate) run_l7gate "$mix" "$run" ;;
+        ndpiReader) run_ndpireader "$mix" "$run" ;;
+        l7gate-1pass) run_l7gate_1pass "$mix" "$run" ;;
+      esac
+    done
+  done
+done
+loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- report ------------------------------------------------------------------------------
+stamp=$(date +%Y-%m-%d_%H%M%S)
+meta=$tmp/meta.json
+skipped_json=$(printf '%s\n' "${skipped[@]+"${skipped[@]}"}" | $PY -c 'import json,sys; print(json.dumps([l.strip() for l in sys.stdin if l.strip()]))')
+$PY - "$meta" "$cache" "$stamp" "$runs" "$duration" "$memory_mode" "$skipped_json" \
+    "${active[*]}" "${tools[*]}" "$loadavg_start" "$loadavg_end" "$(( $(date +%s) - start_s ))" <<'PY'
+import json, os, subprocess, sys
+(path, cache, stamp, runs, duration, memory_mode, skipped, active, tools, la0, la1,
+ wall) = sys.argv[1:13]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+def sh(*a):
+    try:
+        return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+mixes = active.split()
+meta = {
+    "date": stamp, "cpu": cpu, "cores": os.cpu_count(), "memory_mode": memory_mode,
+    "runs": int(runs), "duration": int(duration), "mixes": mixes, "order": tools.split(),
+    "skipped": json.loads(skipped), "loadavg_start": la0, "loadavg_end": la1, "wall_s": int(wall),
+    "mix_info": {m: json.load(open(os.path.join(cache, m + ".json"))) for m in mixes},
+    "git": sh("git", "describe", "--always", "--dirty"),
+    "dpdk": sh("dpkg-query", "-W", "-f=${Version}", "dpdk"),
+    "ndpi": sh("dpkg-query", "-W", "-f=${Version}", "libndpi-bin"),
+    "kernel": sh("uname", "-r"),
+}
+json.dump(meta, open(path, "w"), indent=1)
+PY
+report=$tmp/report.md
+$PY perf/bench.py report "$raw" "$meta" > "$report"
+mkdir -p perf/results
+res=perf/results/$stamp.md
+{
+  echo "# l7gate benchmark $stamp"
+  echo
+  echo "Command: \`perf/run.sh --runs $runs --duration $duration --mixes $(IFS=,; echo "${active[*]}") --flows $flows\`"
+  echo "(git $($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["git"])' "$meta"),"\
+       "DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null), nDPI $(dpkg-query -W -f='${Version}' libndpi-bin 2>/dev/null),"\
+       "load average $loadavg_start at start, $loadavg_end at end, $(( $(date +%s) - start_s )) s)"
+  echo
+  echo "Traffic: $cache (tools/gen_perf_traffic.py)."
+  echo
+  echo "EAL: \`-l 0-1 ${mem[*]} --no-pci --vdev net_pcap0,rx_pcap=MIX.pcap,infinite_rx=1 --vdev net_null1,no-rx=1\`"
+  echo
+  echo "- l7gate: \`$builddir/l7gate EAL -- --duration $duration --stats-interval 1 --stats-json F --mbufs PACKETS+16384\`"
+  echo "- l7gate one pass: \`$builddir/l7gate EAL(without infinite_rx) -- --idle-exit 300 --stats-json F\`"
+  echo "- testpmd: \`dpdk-testpmd EAL -- --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs PACKETS+16384 --stats-period 1 --record-core-cycles\`, SIGINT after $duration s of forwarding"
+  echo "- ndpiReader: \`taskset -c 1 ndpiReader -i MIX.pcap -l LOOPS\` (first loop left out)"
+  echo
+  cat "$report"
+} > "$res"
+cp "$raw" "perf/results/$stamp.jsonl"
+echo
+sed -n '/^## Results/,/<details>/p' "$report" | grep -v '<details>'
+echo "written: $res (and $stamp.jsonl)"
