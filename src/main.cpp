@@ -382,12 +382,12 @@ int main(int argc, char** argv) {
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
     const ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
-    ctl::print_summary(stdout, snap, elapsed, rte_get_tsc_hz(), names);
+    ctl::print_summary(stdout, snap, elapsed, rte_get_tsc_hz(), names, reasons);
     std::fflush(stdout);
     int rc = 0;
     if (!opt.stats_json.empty()) {
         std::ofstream f(opt.stats_json, std::ios::trunc);
-        f << ctl::stats_json(snap, elapsed, rte_get_tsc_hz(), names);
+        f << ctl::stats_json(snap, elapsed, rte_get_tsc_hz(), names, reasons);
         if (!f) {
             std::fprintf(stderr, "l7gate: cannot write %s\n", opt.stats_json.c_str());
             rc = 1;

@@ -20,20 +20,22 @@ cmd=("$dir/l7gate" --no-huge --no-pci -m 1024 -l 0-1 --log-level='*:warning'
      --vdev "net_pcap0,rx_pcap=$work/l7.pcap,tx_pcap=$work/out-p0.pcap"
      --vdev "net_pcap1,rx_pcap=$work/bridge-p1.pcap,tx_pcap=$work/out-p1.pcap"
      -- --pairs 0:1 --flows 65536 --clock capture --idle-exit 300
+     --policy config/policy.yaml
      --flow-log "$work/flows.jsonl" --stats-json "$work/stats.json")
 echo "Running: ${cmd[*]}"
 echo
 "${cmd[@]}"
 echo
-echo "Flows of port 0's traffic, from the flow log ($work/flows.jsonl):"
+echo "Flows of port 0's traffic with the verdicts of config/policy.yaml, from the flow log ($work/flows.jsonl):"
 /usr/bin/python3 - "$work/flows.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rows = [r for r in rows if r["src_ip"].startswith(("198.18.1.", "2001:db8:100::"))]
-print(f'{"flow":<52} {"l7_proto":<14} {"host":<22} {"score":>5}  risks')
+print(f'{"flow":<44} {"l7_proto":<12} {"host":<21} {"score":>5} {"verdict":<13} {"reason":<38} risks')
 for r in sorted(rows, key=lambda r: r["ts_first"])[:30]:
     flow = f'{r["l4_proto"]} {r["src_ip"]}:{r["src_port"]} > {r["dst_ip"]}:{r["dst_port"]}'
-    print(f'{flow:<52} {r["l7_proto"]:<14} {r["host"][:22]:<22} {r["risk_score"]:>5}  {"; ".join(r["risks"])}')
+    print(f'{flow[:44]:<44} {r["l7_proto"][:12]:<12} {r["host"][:21]:<21} {r["risk_score"]:>5} '
+          f'{r["verdict"]:<13} {r["verdict_reason"][:38]:<38} {"; ".join(r["risks"])}')
 PY
 echo
 echo "Forwarded frames: $work/out-p1.pcap (to WAN) and $work/out-p0.pcap (to LAN); all counters: $work/stats.json"

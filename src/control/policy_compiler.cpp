@@ -168,9 +168,7 @@ public:
         policies();
         pools();
         geo();
-        if (errors_.size() == before) {
-            tables();
-        }
+        tables();  // also with earlier errors: it reports every bad marker of every policy
         if (errors_.size() == before) {
             regexes();
         }
@@ -425,7 +423,7 @@ private:
         }
         std::vector<dp::PrefixTable4::Prefix> g4;
         std::vector<dp::PrefixTable6::Prefix> g6;
-        ctx_.geoip->for_each_network([&](const GeoNet& n) {
+        const bool complete = ctx_.geoip->for_each_network([&](const GeoNet& n) {
             const int cont = continent_index(n.continent);
             auto it = country_idx_.find(n.country);
             uint32_t idx;
@@ -448,6 +446,10 @@ private:
                 g6.push_back({dp::ip6_from_bytes(n.addr), n.prefix_len, n.prefix_len, idx});
             }
         });
+        if (!complete) {
+            error(first_use->pos, "the GeoIP database is damaged (its search tree could not be walked whole)");
+            return;
+        }
         snap_->geo4.build(std::move(g4));
         snap_->geo6.build(std::move(g6));
     }

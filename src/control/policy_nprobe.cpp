@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <yaml-cpp/yaml.h>
@@ -67,10 +69,34 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; 
 // apart from a number, true, false (null is not a scalar at all).
 bool is_string(const YAML::Node& n) { return n.IsScalar() && n.Tag() == "!"; }
 
+int hex4(std::string_view s, size_t at) {
+    if (at + 4 > s.size()) {
+        return -1;
+    }
+    int v = 0;
+    for (size_t i = at; i < at + 4; ++i) {
+        const char c = s[i];
+        const int d = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                             : -1;
+        if (d < 0) {
+            return -1;
+        }
+        v = v * 16 + d;
+    }
+    return v;
+}
+
 // Checks what YAML would accept but JSON does not, before the line reaches the parser: the
 // line must be one object, not nested absurdly deep, with nothing after its closing brace
-// (yaml-cpp reads the first node and silently ignores the rest of "{...} {...}").
-std::string prescan(std::string_view s) {
+// (yaml-cpp reads the first node and silently ignores the rest of "{...} {...}"). Copies the
+// line to `json`, rewriting JSON's surrogate pairs ("\ud83d\ude00", how JSON escapes a
+// character beyond U+FFFF) as YAML's "\U0001f600": yaml-cpp refuses the pair. Returns an
+// error message, or "" when the line may be parsed.
+std::string prescan(std::string_view s, std::string& json) {
+    json.clear();
+    json.reserve(s.size());
     size_t i = 0;
     while (i < s.size() && is_space(s[i])) {
         ++i;
@@ -83,13 +109,31 @@ std::string prescan(std::string_view s) {
     for (; i < s.size(); ++i) {
         const char c = s[i];
         if (in_string) {
-            if (c == '\\') {
-                ++i;
+            if (c == '\\' && i + 1 < s.size() && s[i + 1] == 'u') {
+                const int hi = hex4(s, i + 2);
+                int lo = -1;
+                if (hi >= 0xd800 && hi <= 0xdbff && i + 8 <= s.size() && s[i + 6] == '\\' &&
+                    s[i + 7] == 'u') {
+                    lo = hex4(s, i + 8);
+                }
+                if (lo >= 0xdc00 && lo <= 0xdfff) {
+                    const uint32_t cp = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                    char buf[16];
+                    std::snprintf(buf, sizeof buf, "\\U%08x", cp);
+                    json += buf;
+                    i += 11;
+                    continue;
+                }
+            }
+            json += c;
+            if (c == '\\' && i + 1 < s.size()) {
+                json += s[++i];
             } else if (c == '"') {
                 in_string = false;
             }
             continue;
         }
+        json += c;
         if (c == '"') {
             in_string = true;
         } else if (c == '{' || c == '[') {
@@ -134,13 +178,14 @@ public:
 
     void read_line(const std::string& text, int line) {
         line_ = line;
-        if (const std::string bad = prescan(text); !bad.empty()) {
+        std::string json;
+        if (const std::string bad = prescan(text, json); !bad.empty()) {
             error(bad);
             return;
         }
         YAML::Node root;
         try {
-            root = YAML::Load(text);
+            root = YAML::Load(json);
         } catch (const YAML::Exception& e) {
             error("invalid JSON: " + e.msg);
             return;
@@ -297,31 +342,34 @@ private:
 
     // The same markers as l7gate's YAML, so a converted file never fails on them later.
     std::optional<MarkerSpec> marker(const YAML::Node& n, const std::string& what) {
-        const std::optional<std::string> s = string(n, what);
-        if (!s) {
+        if (!is_string(n)) {
+            error(what + ": a marker must be a string (pass, drop or shape:NAME)");
             return std::nullopt;
         }
-        const std::string t = lower(*s);
+        const std::string& s = n.Scalar();
+        const std::string t = lower(s);
         if (t != "pass" && t != "drop" && (t.rfind("shape:", 0) != 0 || t.size() == 6)) {
-            error(what + ": unknown marker '" + *s + "' (pass, drop or shape:NAME)");
+            error(what + ": unknown marker '" + s + "' (pass, drop or shape:NAME)");
             return std::nullopt;
         }
-        return MarkerSpec{*s, here()};
+        return MarkerSpec{s, here()};
     }
 
     // Adds key -> marker to a table. The same key again with the same marker is harmless
     // (hostnames may be merged from two places); with another marker it is a contradiction.
+    // Tables of a hundred thousand hostnames exist, hence an index rather than a scan.
     void add_entry(std::vector<MarkerEntry>& table, const std::string& key, MarkerSpec m,
                    const std::string& what) {
-        for (const MarkerEntry& e : table) {
-            if (e.key == key) {
-                if (e.marker.text != m.text) {
-                    error(what + ": '" + key + "' is given twice, as " + e.marker.text +
-                          " and as " + m.text);
-                }
-                return;
+        auto& index = index_[&table];
+        if (const auto it = index.find(key); it != index.end()) {
+            const MarkerEntry& e = table[it->second];
+            if (e.marker.text != m.text) {
+                error(what + ": '" + key + "' is given twice, as " + e.marker.text + " and as " +
+                      m.text);
             }
+            return;
         }
+        index.emplace(key, table.size());
         table.push_back({key, std::move(m), here()});
     }
 
@@ -364,6 +412,7 @@ private:
         if (const YAML::Node n = get(pool, "name"); n) {
             p.spec.name = string(n, "pool name").value_or("");
         }
+        const size_t errors_before = errors_.size();
         if (const YAML::Node ip = get(pool, "ip"); ip) {
             p.spec.ips = strings(ip, "pool ip");
             p.spec.ip_pos.assign(p.spec.ips.size(), here());
@@ -372,8 +421,9 @@ private:
             p.spec.macs = strings(mac, "pool mac");
             p.spec.mac_pos.assign(p.spec.macs.size(), here());
         }
-        // l7gate's YAML refuses an empty pool too; saying so here keeps the line number.
-        if (p.spec.ips.empty() && p.spec.macs.empty()) {
+        // l7gate's YAML refuses an empty pool too; saying so here keeps the line number. A
+        // malformed ip or mac list has been reported already and is not empty on purpose.
+        if (p.spec.ips.empty() && p.spec.macs.empty() && errors_.size() == errors_before) {
             error("pool lists no ip and no mac");
         }
         if (!policy) {
@@ -410,6 +460,7 @@ private:
             return;
         }
         check_keys(policy, kPolicyKeys, "policy");
+        index_.clear();
         NpPolicy p;
         p.line = line_;
         p.spec.pos = here();
@@ -567,6 +618,8 @@ private:
     std::vector<NpPolicy> policies_;
     std::map<uint64_t, int> pool_lines_;    // id -> line defining it
     std::map<uint64_t, int> policy_lines_;  // id -> line defining it
+    // Keys already in each marker table of the policy being read -> their index.
+    std::map<const std::vector<MarkerEntry>*, std::unordered_map<std::string, size_t>> index_;
 };
 
 // --- YAML output ---------------------------------------------------------------------------

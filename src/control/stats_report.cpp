@@ -8,6 +8,7 @@
 
 #include "control/json.hpp"
 #include "control/ndpi_names.hpp"
+#include "control/policy_compiler.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
@@ -81,6 +82,24 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.flow_log_lost += c.flow_log_lost.get();
         s.workers.push_back(ws);
     }
+    std::vector<StatsSnapshot::ReasonStats> reasons(dp::kMaxReasons);
+    for (const dp::Worker* w : workers) {
+        const dp::WorkerCounters& c = w->counters();
+        s.policy_evaluations += c.policy_evaluations.get();
+        for (unsigned r = 0; r < dp::kMaxReasons; ++r) {
+            reasons[r].id = static_cast<uint16_t>(r);
+            reasons[r].flows += c.reason_flows[r].get();
+            reasons[r].packets += c.reason_packets[r].get();
+        }
+    }
+    for (const auto& r : reasons) {
+        if (r.flows != 0 || r.packets != 0) {
+            s.reasons.push_back(r);
+        }
+    }
+    std::sort(s.reasons.begin(), s.reasons.end(), [](const auto& a, const auto& b) {
+        return a.packets != b.packets ? a.packets > b.packets : a.id < b.id;
+    });
     std::vector<ProtoStats> protos(dp::kMaxNdpiProtocols);
     for (const dp::Worker* w : workers) {
         const dp::ClassifierCounters& cc = w->classifier().counters();
@@ -115,7 +134,8 @@ namespace {
 double per(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b); }
 } // namespace
 
-std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names) {
+std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
+                       const ReasonRegistry& reasons) {
     std::ostringstream o;
     o.setf(std::ios::fixed);
     o.precision(3);
@@ -183,13 +203,20 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
       << ",\"ndpi_cycles_per_packet\":" << per(s.ndpi_cycles, s.ndpi_packets)
       << ",\"ndpi_heap_fallbacks\":" << s.ndpi_heap_fallbacks << "},\"flow_log\":{\"records\":"
       << s.flow_log_records << ",\"lost\":" << s.flow_log_lost << "}";
+    o << ",\"verdicts\":{\"evaluations\":" << s.policy_evaluations << ",\"reasons\":{";
+    for (size_t i = 0; i < s.reasons.size(); ++i) {
+        o << (i ? "," : "") << json_string(reasons.name(s.reasons[i].id)) << ":{\"flows\":" << s.reasons[i].flows
+          << ",\"packets\":" << s.reasons[i].packets << "}";
+    }
+    o << "}}";
     o << ",\"totals\":{\"rx_packets\":" << s.rx_packets << ",\"tx_packets\":" << s.tx_packets
       << ",\"dropped\":" << s.dropped << ",\"rx_bytes\":" << s.rx_bytes
       << ",\"tx_bytes\":" << s.tx_bytes << "}}\n";
     return o.str();
 }
 
-void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names) {
+void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
+                   const ReasonRegistry& reasons) {
     std::fprintf(out, "\n==== l7gate summary (%.2f s) ====\n", elapsed_s);
     std::fprintf(out, "%-6s %-12s %12s %14s %12s %14s\n", "port", "driver", "rx_packets",
                  "rx_bytes", "tx_packets", "tx_bytes");
@@ -237,6 +264,12 @@ void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t
         std::fprintf(out, "fragments: datagrams tracked %" PRIu64 ", later fragments matched %" PRIu64
                           ", table full %" PRIu64 "\n",
                      s.frag_tracked, s.frag_matched, s.frag_table_full);
+    }
+    if (!s.reasons.empty()) {
+        std::fprintf(out, "\n%-44s %8s %12s\n", "verdict reason", "flows", "packets");
+        for (const auto& r : s.reasons) {
+            std::fprintf(out, "%-44s %8" PRIu64 " %12" PRIu64 "\n", reasons.name(r.id).c_str(), r.flows, r.packets);
+        }
     }
     bool any = false;
     for (size_t r = 0; r < dp::kDropReasonCount; ++r) {

@@ -56,16 +56,25 @@ struct StatsSnapshot {
     uint64_t classified = 0, dpi_pool_full = 0, meta_pool_full = 0, giveups = 0;
     uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_heap_fallbacks = 0;
     uint64_t flow_log_records = 0, flow_log_lost = 0;
+    uint64_t policy_evaluations = 0;
+    struct ReasonStats {
+        uint16_t id;
+        uint64_t flows, packets;
+    };
+    std::vector<ReasonStats> reasons;   // reasons with any flow, by packets descending
 };
 
 class NdpiNames;
+class ReasonRegistry;
 
 // ports: every bridged port; workers: in queue order. Reads PMD stats when with_pmd.
 StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
                             const std::vector<const dp::Worker*>& workers, bool with_pmd);
 
-std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names);
-void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names);
+std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
+                       const ReasonRegistry& reasons);
+void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
+                   const ReasonRegistry& reasons);
 std::string stats_line(const StatsSnapshot& now, const StatsSnapshot& prev, double dt_s);
 
 } // namespace l7gate::ctl

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("L7GATE_BIN", "")
 TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
 SRC_ROOT = os.path.join(TOOLS, "..")
-TIMEOUT = 60
+sys.path.insert(0, HERE)
 
 # Fallback when src/dataplane/drop_reason.hpp is not next to the tools directory.
 DEFAULT_REASONS = [
@@ -58,150 +58,8 @@ REASONS = load_reasons()
 ALL_REASONS = [r for r, _ in REASONS]
 MALFORMED_REASONS = [r for r, m in REASONS if m]
 
-# ---------------------------------------------------------------------------------------------
-# pcap helpers (no scapy needed here)
-
-PCAP_HDR = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-
-
-def read_pcap(path):
-    """Returns the frames (bytes) of a pcap file; [] for a missing, empty or header-only file.
-
-    Handles both byte orders and micro/nanosecond magic. Fails on a record whose captured
-    length differs from its wire length (truncated capture).
-    """
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 24:
-        return []
-    magic = struct.unpack_from("<I", data, 0)[0]
-    if magic in (0xA1B2C3D4, 0xA1B23C4D):
-        endian = "<"
-    elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
-        endian = ">"
-    else:
-        raise AssertionError("%s: not a pcap file (magic %#x)" % (path, magic))
-    frames, off = [], 24
-    while off + 16 <= len(data):
-        _, _, caplen, wirelen = struct.unpack_from(endian + "IIII", data, off)
-        off += 16
-        if off + caplen > len(data):
-            raise AssertionError("%s: record at %d runs past the end of the file" % (path, off))
-        if caplen != wirelen:
-            raise AssertionError("%s: frame %d truncated in capture (%d of %d bytes)"
-                                 % (path, len(frames), caplen, wirelen))
-        frames.append(data[off:off + caplen])
-        off += caplen
-    if off != len(data):
-        raise AssertionError("%s: %d trailing bytes" % (path, len(data) - off))
-    return frames
-
-
-def write_pcap(path, frames):
-    with open(path, "wb") as f:
-        f.write(PCAP_HDR)
-        for i, fr in enumerate(frames):
-            f.write(struct.pack("<IIII", 1700000000 + i // 10000, (i % 10000) * 100, len(fr), len(fr)))
-            f.write(fr)
-
-
-def ethertype(frame):
-    return struct.unpack_from("!H", frame, 12)[0] if len(frame) >= 14 else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Running l7gate
-
-_run_seq = [0]
-
-
-def lcores_arg(n):
-    """--lcores mapping for n lcores (main + workers) on the CPUs this process may use: lcore
-    i on its own CPU when there are enough, else the main lcore shares CPU 0 with worker 1."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= n:
-        m = ["%d@%d" % (i, cpus[i]) for i in range(n)]
-    else:
-        m = ["0@%d" % cpus[0]] + ["%d@%d" % (i, cpus[(i - 1) % len(cpus)]) for i in range(1, n)]
-    return "--lcores=" + ",".join(m)
-
-
-class Run:
-    def __init__(self, rc, stdout, stderr, stats, outs, cmd):
-        self.rc, self.stdout, self.stderr, self.stats, self.outs, self.cmd = \
-            rc, stdout, stderr, stats, outs, cmd
-
-    def describe(self):
-        return "command: %s\nexit code: %s\nstderr (tail):\n%s" % (
-            " ".join(self.cmd), self.rc, "\n".join(self.stderr.splitlines()[-15:]))
-
-
-def run_l7gate(workdir, name, rx, args, workers=1, log_level="*:warning", stats=True,
-               idle_exit=True):
-    """Runs l7gate with two net_pcap ports.
-
-    rx: [[port 0 rx pcaps per queue], [port 1 rx pcaps per queue]]; each port gets as many
-    tx pcaps as rx pcaps: <workdir>/<name>-out<port>[-q<queue>].pcap. Returns a Run whose
-    outs[port][queue] are the output file paths.
-    """
-    _run_seq[0] += 1
-    prefix = "l7gtest%d_%d" % (os.getpid(), _run_seq[0])
-    outs, vdevs = [], []
-    for port, files in enumerate(rx):
-        multi = len(files) > 1
-        tx = [os.path.join(workdir, "%s-out%d%s.pcap" % (name, port, "-q%d" % q if multi else ""))
-              for q in range(len(files))]
-        for t in tx:
-            if os.path.exists(t):
-                os.unlink(t)
-        outs.append(tx)
-        spec = ",".join(["net_pcap%d" % port] + ["rx_pcap=" + f for f in files] +
-                        ["tx_pcap=" + t for t in tx])
-        vdevs += ["--vdev", spec]
-    stats_path = os.path.join(workdir, name + "-stats.json")
-    if os.path.exists(stats_path):
-        os.unlink(stats_path)
-    cmd = [BIN, "--no-huge", "--no-pci", "-m", "512", lcores_arg(workers + 1),
-           "--log-level=" + log_level, "--file-prefix", prefix] + vdevs + ["--"] + list(args)
-    if idle_exit:
-        cmd += ["--idle-exit", "300"]
-    if stats:
-        cmd += ["--stats-json", stats_path]
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           errors="replace", timeout=TIMEOUT)
-        rc, out, err = p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        rc = "timeout after %ds (killed)" % TIMEOUT
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-    finally:
-        shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
-    st = None
-    if stats and os.path.exists(stats_path):
-        with open(stats_path) as f:
-            try:
-                st = json.load(f)
-            except ValueError as e:
-                st = {"__invalid_json__": str(e)}
-    return Run(rc, out, err, st, outs, cmd)
-
-
-# DPDK's own log lines (EAL and friends), as opposed to l7gate's messages.
-DPDK_LOG = re.compile(
-    r"^(EAL|TELEMETRY|PMD|ETHDEV|MBUF|MEMPOOL|RING|MALLOC|HASH|TIMER|POWER|LPM|ACL|KNI|PORT|"
-    r"TABLE|PIPELINE|SCHED|METER|GSO|EFD|EVENTDEV|CRYPTODEV|VHOST_CONFIG|VHOST_DATA|USER[1-8]|"
-    r"BBDEV|RAWDEV|PCI|BUS|DEVARGS|NET|CFGFILE)\s*:|^\w+\(\): ")
-
-
-def l7gate_stderr_lines(text):
-    return [ln for ln in text.splitlines() if ln.strip() and not DPDK_LOG.match(ln)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Module fixtures: traffic is generated once.
+from harness import (PCAP_HDR, read_pcap, write_pcap, ethertype, lcores_arg, Run,  # noqa: E402
+                     run_l7gate, l7gate_stderr_lines)
 
 WORK = None
 GEN_ERROR = None

@@ -406,7 +406,7 @@ TEST(NprobePolicy, EveryErrorHasItsLine) {
         {"name is a number", ok0 + "\n{\"policy\": {\"id\": 1, \"name\": 5}}", 2,
          "policy name must be a string"},
         {"marker is a number", ok0 + "\n{\"policy\": {\"id\": 1, \"default_marker\": 1}}", 2,
-         "default_marker must be a string"},
+         "default_marker: a marker must be a string"},
         {"marker is null",
          ok0 + "\n{\"policy\": {\"id\": 1, \"markers\": {\"protocols\": {\"HTTP\": null}}}}", 2,
          "must be a string"},
