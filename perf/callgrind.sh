@@ -39,8 +39,7 @@ if [ "$build" = 1 ]; then
 else
   builddir=build
 fi
-L7GATE=$PWD/$builddir/l7gate
-[ -x "$L7GATE" ] || { echo "perf/callgrind.sh: $L7GATE missing" >&2; exit 2; }
+[ -x "$builddir/l7gate" ] || { echo "perf/callgrind.sh: $builddir/l7gate missing" >&2; exit 2; }
 pcap=$(perf/traffic.sh "$mix")
 
 tmp=$(mktemp -d /tmp/l7gate-callgrind.XXXXXX)
@@ -52,6 +51,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+cp "$builddir/l7gate" "$tmp/l7gate"  # immune to a rebuild of build/ meanwhile
+L7GATE=$tmp/l7gate
 
 echo "callgrind: $builddir/l7gate on $(basename "$pcap") (a few minutes under valgrind)..." >&2
 if ! timeout 1800 valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" \

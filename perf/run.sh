@@ -60,8 +60,7 @@ if [ "$build" = 1 ]; then
 else
   builddir=build
 fi
-L7GATE=$ROOT/$builddir/l7gate
-[ -x "$L7GATE" ] || { echo "perf/run.sh: $L7GATE missing (run tools/build.sh release)" >&2; exit 2; }
+[ -x "$ROOT/$builddir/l7gate" ] || { echo "perf/run.sh: $builddir/l7gate missing (run tools/build.sh release)" >&2; exit 2; }
 
 tmp=$(mktemp -d /tmp/l7gate-perf.XXXXXX)
 huge_old=""
@@ -85,6 +84,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# A private copy: a rebuild of build/ during the run (someone else's ninja) must not swap the
+# binary under the benchmark.
+cp "$ROOT/$builddir/l7gate" "$tmp/l7gate"
+L7GATE=$tmp/l7gate
 
 # ---- traffic (generated once, cached by generator version: perf/traffic.sh) ---------------
 skipped=()

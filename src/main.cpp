@@ -28,6 +28,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
@@ -37,6 +38,7 @@
 #include "control/ndpi_names.hpp"
 #include "control/policy_compiler.hpp"
 #include "control/policy_loader.hpp"
+#include "control/policy_manager.hpp"
 #include "control/options.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/memory.hpp"
@@ -49,8 +51,10 @@ namespace {
 using namespace l7gate;
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 
 void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+void on_sighup(int) { g_reload.store(true, std::memory_order_relaxed); }
 
 bool g_eal_up = false;
 
@@ -261,24 +265,28 @@ int main(int argc, char** argv) {
         }
     }
     ctl::ReasonRegistry reasons;
-    std::unique_ptr<dp::PolicySnapshot> policy;
-    std::atomic<const dp::PolicySnapshot*> policy_slot{nullptr};  // cp: rw, dp: ro
+    // Quiescent-state tracking for policy snapshots: one thread id per worker (= queue).
+    const size_t qsbr_size = rte_rcu_qsbr_get_memsize(opt.rxq);
+    auto* qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("l7gate_qsbr", qsbr_size, RTE_CACHE_LINE_SIZE));
+    if (qsbr == nullptr || rte_rcu_qsbr_init(qsbr, opt.rxq) != 0) {
+        fail("cannot set up the RCU quiescent-state variable");
+    }
+    std::unique_ptr<ctl::PolicyManager> policy;
+    static const std::atomic<const dp::PolicySnapshot*> no_policy{nullptr};
     if (!opt.policy.empty()) {
         ctl::CompileContext ctx;
         ctx.names = &names;
         ctx.geoip = geo.is_open() ? &geo : nullptr;
         ctx.reasons = &reasons;
         ctx.workers = opt.rxq;
-        ctx.generation = 1;
+        policy = std::make_unique<ctl::PolicyManager>(opt.policy, opt.policy_format, ctx, qsbr);
         std::vector<ctl::PolicyError> errors;
-        policy = ctl::compile_policy_file(opt.policy, opt.policy_format, ctx, errors);
-        if (policy == nullptr) {
+        if (!policy->load_initial(errors)) {
             print_policy_errors(errors);
             fail("invalid policy " + opt.policy + " (" + std::to_string(errors.size()) + " error(s))");
         }
-        // release: the snapshot is fully built before any worker can see the pointer.
-        policy_slot.store(policy.get(), std::memory_order_release);
     }
+    const std::atomic<const dp::PolicySnapshot*>& policy_slot = policy != nullptr ? policy->slot() : no_policy;
     ctl::FlowLog flow_log;
     flow_log.set_names(&reasons, &policy_slot);
     if (!opt.flow_log.empty()) {
@@ -312,6 +320,7 @@ int main(int argc, char** argv) {
         wc.malformed_drop = opt.malformed_drop;
         wc.table_full_drop = opt.table_full_drop;
         wc.policy = &policy_slot;
+        wc.qsbr = qsbr;
         wc.capture_clock = opt.capture_clock;
         wc.timestamp_offset = ts_offset;
         wc.timestamp_flag = ts_flag;
@@ -344,6 +353,7 @@ int main(int argc, char** argv) {
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGHUP, on_sighup);
 
     std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker, %u mbufs\n",
                 "0.1.0", ports.size(), opt.pairs.size(), opt.rxq, opt.flows, nb_mbufs);
@@ -355,7 +365,11 @@ int main(int argc, char** argv) {
 
     std::vector<const dp::Worker*> cworkers(workers.begin(), workers.end());
     ctl::FlowLog* fl = opt.flow_log.empty() ? nullptr : &flow_log;
-    const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, fl);
+    ctl::ControlHooks hooks;
+    hooks.flow_log = fl;
+    hooks.policy = policy.get();
+    hooks.reload_requested = &g_reload;
+    const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, hooks);
 
     for (dp::Worker* w : workers) {
         w->request_stop();
@@ -381,7 +395,15 @@ int main(int argc, char** argv) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
-    const ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
+    ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
+    if (policy != nullptr) {
+        const ctl::ReloadStatus& rs = policy->status();
+        snap.has_policy = true;
+        snap.policy_generation = rs.generation;
+        snap.reloads_ok = rs.reloads_ok;
+        snap.reloads_failed = rs.reloads_failed;
+        snap.last_reload_success = rs.last_reload_success;
+    }
     ctl::print_summary(stdout, snap, elapsed, rte_get_tsc_hz(), names, reasons);
     std::fflush(stdout);
     int rc = 0;
@@ -404,6 +426,8 @@ int main(int argc, char** argv) {
     for (rte_ring* r : flow_rings) {
         rte_ring_free(r);
     }
+    policy.reset();  // workers are gone: every snapshot can go
+    rte_free(qsbr);
     for (auto& [sock, pool] : pools) {
         rte_mempool_free(pool);
     }

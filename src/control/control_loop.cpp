@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "control/flow_log.hpp"
+#include "control/policy_manager.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
@@ -12,7 +13,7 @@ namespace l7gate::ctl {
 
 std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& ports,
                              const std::vector<const dp::Worker*>& workers,
-                             const std::atomic<bool>& stop, FlowLog* flow_log) {
+                             const std::atomic<bool>& stop, const ControlHooks& hooks) {
     using clock = std::chrono::steady_clock;
     const auto start = clock::now();
     auto last_stats = start;
@@ -25,10 +26,16 @@ std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& po
 
     while (!stop.load(std::memory_order_relaxed)) {
         std::this_thread::sleep_for(kTick);
-        if (flow_log != nullptr) {
-            flow_log->drain();
+        if (hooks.flow_log != nullptr) {
+            hooks.flow_log->drain();
         }
         const auto now = clock::now();
+        if (hooks.policy != nullptr) {
+            if (hooks.reload_requested != nullptr && hooks.reload_requested->exchange(false)) {
+                hooks.policy->request_reload("SIGHUP");
+            }
+            hooks.policy->poll(now);
+        }
         const double elapsed = std::chrono::duration<double>(now - start).count();
         if (opt.duration_s > 0 && elapsed >= opt.duration_s) {
             return "duration reached";

@@ -15,11 +15,19 @@ class Worker;
 namespace l7gate::ctl {
 
 class FlowLog;
+class PolicyManager;
+
+// What the loop drives besides stop conditions and stats; any pointer may be null.
+struct ControlHooks {
+    FlowLog* flow_log = nullptr;
+    PolicyManager* policy = nullptr;
+    std::atomic<bool>* reload_requested = nullptr;  // set by the SIGHUP handler
+};
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.
 // Returns why it stopped, for the log.
 std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& ports,
                              const std::vector<const dp::Worker*>& workers,
-                             const std::atomic<bool>& stop, FlowLog* flow_log);
+                             const std::atomic<bool>& stop, const ControlHooks& hooks);
 
 } // namespace l7gate::ctl

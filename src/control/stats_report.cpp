@@ -41,6 +41,8 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
                 ps.ierrors = es.ierrors;
                 ps.rx_nombuf = es.rx_nombuf;
                 ps.oerrors = es.oerrors;
+                ps.pmd_rx_packets = es.ipackets;
+                ps.pmd_tx_packets = es.opackets;
             }
         }
         s.rx_packets += ps.total.rx_packets;
@@ -149,7 +151,8 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
         o << (i ? "," : "") << "{\"port\":" << p.port << ",\"driver\":\"" << p.driver << "\",";
         q(p.total);
         o << ",\"imissed\":" << p.imissed << ",\"ierrors\":" << p.ierrors
-          << ",\"rx_nombuf\":" << p.rx_nombuf << ",\"oerrors\":" << p.oerrors << ",\"queues\":[";
+          << ",\"rx_nombuf\":" << p.rx_nombuf << ",\"oerrors\":" << p.oerrors
+          << ",\"pmd_rx_packets\":" << p.pmd_rx_packets << ",\"pmd_tx_packets\":" << p.pmd_tx_packets << ",\"queues\":[";
         for (size_t k = 0; k < p.queues.size(); ++k) {
             o << (k ? "," : "") << "{\"queue\":" << k << ",";
             q(p.queues[k]);
@@ -209,6 +212,11 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << ",\"packets\":" << s.reasons[i].packets << "}";
     }
     o << "}}";
+    if (s.has_policy) {
+        o << ",\"policy\":{\"generation\":" << s.policy_generation << ",\"reloads_ok\":" << s.reloads_ok
+          << ",\"reloads_failed\":" << s.reloads_failed
+          << ",\"last_reload_success\":" << (s.last_reload_success ? "true" : "false") << "}";
+    }
     o << ",\"totals\":{\"rx_packets\":" << s.rx_packets << ",\"tx_packets\":" << s.tx_packets
       << ",\"dropped\":" << s.dropped << ",\"rx_bytes\":" << s.rx_bytes
       << ",\"tx_bytes\":" << s.tx_bytes << "}}\n";

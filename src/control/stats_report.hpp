@@ -25,6 +25,7 @@ struct PortStats {
     QueueStats total;
     std::vector<QueueStats> queues;  // indexed by queue (= worker)
     uint64_t imissed = 0, ierrors = 0, rx_nombuf = 0, oerrors = 0;  // from the PMD
+    uint64_t pmd_rx_packets = 0, pmd_tx_packets = 0;                // the PMD's own count
 };
 
 struct WorkerStats {
@@ -62,6 +63,9 @@ struct StatsSnapshot {
         uint64_t flows, packets;
     };
     std::vector<ReasonStats> reasons;   // reasons with any flow, by packets descending
+    bool has_policy = false;            // filled by the caller from PolicyManager::status()
+    uint64_t policy_generation = 0, reloads_ok = 0, reloads_failed = 0;
+    bool last_reload_success = true;
 };
 
 class NdpiNames;

@@ -9,6 +9,7 @@
 #include <rte_mbuf_dyn.h>
 #include <rte_pause.h>
 #include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
@@ -354,10 +355,17 @@ int Worker::run() noexcept {
     classifier_.attach_thread();
     Burst& b = burst_;
     const uint16_t q = cfg_.queue;
+    if (cfg_.qsbr != nullptr) {
+        rte_rcu_qsbr_thread_register(cfg_.qsbr, q);
+        rte_rcu_qsbr_thread_online(cfg_.qsbr, q);
+    }
     for (uint64_t iter = 1; !stop_.load(std::memory_order_relaxed); ++iter) {
         // acquire: pairs with the control thread's release store, so the snapshot's contents
         // are visible before its pointer is.
         policy_ = cfg_.policy != nullptr ? cfg_.policy->load(std::memory_order_acquire) : nullptr;
+        if (policy_ != nullptr && counters_.policy_generation.get() != policy_->generation) {
+            counters_.policy_generation.set(policy_->generation);  // ack for the control thread
+        }
         bool idle = true;
         for (unsigned pi = 0; pi < cfg_.nb_ports; ++pi) {
             const uint16_t n = rte_eth_rx_burst(cfg_.port[pi], q, b.mbufs, kMaxBurst);
@@ -399,8 +407,16 @@ int Worker::run() noexcept {
             housekeeping(now_ns());
             counters_.heartbeat.set(iter);
         }
+        if (cfg_.qsbr != nullptr) {
+            // No reference into policy_ survives this point (it is reloaded at the top).
+            rte_rcu_qsbr_quiescent(cfg_.qsbr, q);
+        }
     }
     flush_flows();
+    if (cfg_.qsbr != nullptr) {
+        rte_rcu_qsbr_thread_offline(cfg_.qsbr, q);
+        rte_rcu_qsbr_thread_unregister(cfg_.qsbr, q);
+    }
     NdpiArena::attach(nullptr);
     return 0;
 }

@@ -16,6 +16,7 @@
 
 struct rte_mbuf;
 struct rte_ring;
+struct rte_rcu_qsbr;
 
 namespace l7gate::dp {
 
@@ -44,6 +45,9 @@ struct WorkerConfig {
     rte_ring* flow_log = nullptr;      // dp -> cp finished flows; nullptr: no flow log
     // The published policy (cp: rw, dp: ro). nullptr inside: no policy, everything passes.
     const std::atomic<const PolicySnapshot*>* policy = nullptr;
+    // Quiescent-state variable (thread id = queue): the worker reports one per loop
+    // iteration, so the control thread knows when an old snapshot is unreachable.
+    rte_rcu_qsbr* qsbr = nullptr;
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).

@@ -1,0 +1,486 @@
+#include "control/metrics.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <utility>
+
+#include <ndpi_api.h>
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include "control/ndpi_names.hpp"
+#include "control/policy_compiler.hpp"
+#include "dataplane/drop_reason.hpp"
+#include "dataplane/policy_snapshot.hpp"
+
+namespace l7gate::ctl {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// The Collectable the Exposer's HTTP threads call: a copy of the last update's families.
+class MetricsExporter::Store : public prometheus::Collectable {
+public:
+    std::vector<MetricFamily> Collect() const override {
+        std::lock_guard<std::mutex> lock(mu_);
+        return families_;
+    }
+    void set(std::vector<MetricFamily>& f) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            families_.swap(f);
+        }
+        f.clear();  // the previous families are freed outside the lock
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::vector<MetricFamily> families_;
+};
+
+namespace {
+
+using Labels = std::vector<ClientMetric::Label>;
+
+MetricFamily family(const char* name, MetricType type, const char* help) {
+    MetricFamily f;
+    f.name = name;
+    f.type = type;
+    f.help = help;
+    return f;
+}
+
+void add(MetricFamily& f, Labels labels, double v) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    std::sort(m.label.begin(), m.label.end());
+    if (f.type == MetricType::Counter) {
+        m.counter.value = v;
+    } else {
+        m.gauge.value = v;
+    }
+    f.metric.push_back(std::move(m));
+}
+
+void add(MetricFamily& f, double v) { add(f, Labels{}, v); }
+
+// Two ids can resolve to one label value (two custom protocols of one name, an nDPI risk text
+// used twice): one series per label set, the values summed, in a stable order.
+void merge_duplicates(MetricFamily& f) {
+    std::map<Labels, size_t> seen;
+    std::vector<ClientMetric> out;
+    out.reserve(f.metric.size());
+    for (ClientMetric& m : f.metric) {
+        auto [it, fresh] = seen.emplace(m.label, out.size());
+        if (fresh) {
+            out.push_back(std::move(m));
+        } else if (f.type == MetricType::Counter) {
+            out[it->second].counter.value += m.counter.value;
+        } else {
+            out[it->second].gauge.value += m.gauge.value;
+        }
+    }
+    f.metric = std::move(out);
+}
+
+double d(uint64_t v) { return static_cast<double>(v); }
+std::string u(uint64_t v) { return std::to_string(v); }
+
+std::string sv(std::string_view s) { return std::string(s); }
+
+const char* action_name(const dp::Marker& m) {
+    switch (m.action) {
+    case dp::Action::Drop:
+        return "drop";
+    case dp::Action::Shape:
+        return "shape";
+    default:
+        return "pass";
+    }
+}
+
+// Splits "HOST:PORT" into a host civetweb can listen on and a port; "" or an error.
+std::string parse_address(const std::string& addr, std::string& host, int& family_out, uint16_t& port) {
+    const std::string bad = "--metrics: bad address '" + addr + "' (expected HOST:PORT, e.g. " +
+                            MetricsExporter::kDefaultAddress + ", [::1]:9777, or off)";
+    const size_t colon = addr.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size()) {
+        return bad;
+    }
+    const std::string p = addr.substr(colon + 1);
+    if (p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos || std::stoul(p) > 65535) {
+        return bad;
+    }
+    port = static_cast<uint16_t>(std::stoul(p));
+    std::string h = addr.substr(0, colon);
+    if (h == "localhost") {
+        h = "127.0.0.1";
+    }
+    if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
+        in6_addr a6{};
+        if (inet_pton(AF_INET6, h.substr(1, h.size() - 2).c_str(), &a6) != 1) {
+            return bad;
+        }
+        family_out = AF_INET6;
+        host = h;
+        return {};
+    }
+    in_addr a4{};
+    if (inet_pton(AF_INET, h.c_str(), &a4) != 1) {
+        return bad;
+    }
+    family_out = AF_INET;
+    host = h;
+    return {};
+}
+
+// Why civetweb could not listen: bind a socket the same way and report errno.
+std::string probe_bind(const std::string& host, int fam, uint16_t port) {
+    const int fd = socket(fam, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return std::strerror(errno);
+    }
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc;
+    if (fam == AF_INET6) {
+        sockaddr_in6 sa{};
+        sa.sin6_family = AF_INET6;
+        sa.sin6_port = htons(port);
+        inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &sa.sin6_addr);
+        rc = bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
+    } else {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(port);
+        inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
+        rc = bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
+    }
+    const int err = errno;
+    if (rc == 0) {
+        rc = listen(fd, 1);
+    }
+    const int err2 = errno;
+    close(fd);
+    if (rc == 0) {
+        return {};
+    }
+    const int e = err != 0 ? err : err2;
+    if (e == EADDRINUSE) {
+        return "port " + std::to_string(port) + " is in use";
+    }
+    if (e == EADDRNOTAVAIL) {
+        return "address " + host + " is not an address of this host";
+    }
+    return std::strerror(e);
+}
+
+} // namespace
+
+MetricsExporter::MetricsExporter() : store_(std::make_shared<Store>()) {}
+
+MetricsExporter::~MetricsExporter() = default;
+
+std::string MetricsExporter::start(const std::string& addr) {
+    if (exposer_ != nullptr) {
+        return "--metrics: the exporter is already started";
+    }
+    std::string host;
+    int fam = AF_INET;
+    uint16_t port = 0;
+    if (std::string err = parse_address(addr, host, fam, port); !err.empty()) {
+        return err;
+    }
+    const std::string listen = host + ":" + std::to_string(port);
+    try {
+        // listening_ports with an explicit address: civetweb binds that address only.
+        exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+            "listening_ports", listen, "num_threads", "2", "request_timeout_ms", "5000"});
+    } catch (const std::exception& e) {
+        exposer_.reset();
+        std::string why = probe_bind(host, fam, port);
+        if (why.empty()) {
+            why = e.what();
+        }
+        return "--metrics " + addr + ": cannot listen: " + why;
+    }
+    exposer_->RegisterCollectable(store_);
+    host_ = host;
+    return {};
+}
+
+std::string MetricsExporter::bound_address() const {
+    if (exposer_ == nullptr) {
+        return {};
+    }
+    const std::vector<int> ports = exposer_->GetListeningPorts();
+    return ports.empty() ? std::string() : host_ + ":" + std::to_string(ports.front());
+}
+
+std::string MetricsExporter::text() const {
+    std::ostringstream o;
+    prometheus::TextSerializer().Serialize(o, store_->Collect());
+    return o.str();
+}
+
+void MetricsExporter::update(const StatsSnapshot& s, const NdpiNames& names, const ReasonRegistry& reasons,
+                             const PolicyStatus& policy, double tsc_hz, const dp::PolicySnapshot* current) {
+    const double now =
+        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    update_at(now, s, names, reasons, policy, tsc_hz, current);
+}
+
+void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNames& names,
+                                const ReasonRegistry& reasons, const PolicyStatus& policy, double tsc_hz,
+                                const dp::PolicySnapshot* current) {
+    std::vector<MetricFamily> out;
+    out.reserve(40);
+    const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
+
+    // -- ports and queues ---------------------------------------------------------------------
+    MetricFamily rxp = family("l7gate_rx_packets_total", C,
+        "Packets received on a port's RX queue (worker N owns queue N of every port).");
+    MetricFamily rxb = family("l7gate_rx_bytes_total", C,
+        "Bytes received on a port's RX queue, whole Ethernet frames.");
+    MetricFamily txp = family("l7gate_tx_packets_total", C,
+        "Packets transmitted on a port's TX queue: frames forwarded from the peer port of its bridge pair.");
+    MetricFamily txb = family("l7gate_tx_bytes_total", C,
+        "Bytes transmitted on a port's TX queue, whole Ethernet frames.");
+    MetricFamily missed = family("l7gate_port_missed_packets_total", C,
+        "Packets the NIC dropped because the RX queues were full (PMD imissed): the workers did not keep up.");
+    MetricFamily nombuf = family("l7gate_port_rx_nombuf_total", C,
+        "Packets the PMD could not receive for lack of an mbuf (packet pool exhausted, see --mbufs).");
+    MetricFamily ierr = family("l7gate_port_rx_errors_total", C,
+        "Erroneous packets received, as reported by the PMD (ierrors).");
+    MetricFamily oerr = family("l7gate_port_tx_errors_total", C,
+        "Packets the PMD failed to transmit (oerrors).");
+    for (const PortStats& p : s.ports) {
+        const std::string port = u(p.port);
+        for (size_t q = 0; q < p.queues.size(); ++q) {
+            const QueueStats& qs = p.queues[q];
+            const Labels l{{"port", port}, {"queue", u(q)}};
+            add(rxp, l, d(qs.rx_packets));
+            add(rxb, l, d(qs.rx_bytes));
+            add(txp, l, d(qs.tx_packets));
+            add(txb, l, d(qs.tx_bytes));
+        }
+        // PMD counters are only in a snapshot collected with them (driver set): no zeros
+        // that were never read.
+        if (!p.driver.empty()) {
+            add(missed, {{"port", port}}, d(p.imissed));
+            add(nombuf, {{"port", port}}, d(p.rx_nombuf));
+            add(ierr, {{"port", port}}, d(p.ierrors));
+            add(oerr, {{"port", port}}, d(p.oerrors));
+        }
+    }
+    for (MetricFamily* f : {&rxp, &rxb, &txp, &txb, &missed, &nombuf, &ierr, &oerr}) {
+        out.push_back(std::move(*f));
+    }
+
+    // -- drops and anomalies ------------------------------------------------------------------
+    MetricFamily drops = family("l7gate_drops_total", C,
+        "Packets dropped, by reason (README: Drop reasons). Every received packet is either transmitted or dropped under exactly one reason.");
+    MetricFamily malformed = family("l7gate_malformed_packets_total", C,
+        "Malformed packets seen by the parser, by anomaly, whether dropped or forwarded (--malformed).");
+    for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+        const std::string name = sv(dp::kDropReasons[r].name);
+        add(drops, {{"reason", name}}, d(s.drops[r]));
+        if (dp::kDropReasons[r].malformed) {
+            add(malformed, {{"reason", name}}, d(s.malformed[r]));
+        }
+    }
+    out.push_back(std::move(drops));
+    out.push_back(std::move(malformed));
+
+    // -- flows --------------------------------------------------------------------------------
+    MetricFamily active = family("l7gate_flows_active", G,
+        "Flows in a worker's flow table now (worker = its queue index).");
+    for (const WorkerStats& w : s.workers) {
+        add(active, {{"worker", u(w.queue)}}, d(w.flows_active));
+    }
+    out.push_back(std::move(active));
+    MetricFamily created = family("l7gate_flows_created_total", C, "Flows created in the flow tables.");
+    add(created, d(s.flows_created));
+    out.push_back(std::move(created));
+    MetricFamily expired = family("l7gate_flows_expired_total", C,
+        "Flows ended by their idle timeout (--timeouts).");
+    add(expired, d(s.flows_expired));
+    out.push_back(std::move(expired));
+    MetricFamily tfull = family("l7gate_flow_table_full_total", C,
+        "Packets whose new flow found the flow table full; forwarded without a flow or dropped (--on-flow-table-full).");
+    add(tfull, d(s.table_full));
+    out.push_back(std::move(tfull));
+
+    // -- application protocols, categories, risks ---------------------------------------------
+    MetricFamily l7p = family("l7gate_l7_packets_total", C,
+        "Packets of classified flows by nDPI protocol (app protocol, else master), counted from the end of classification with the packets seen before it.");
+    MetricFamily l7b = family("l7gate_l7_bytes_total", C,
+        "Bytes (whole frames) of classified flows by nDPI protocol, counted as l7gate_l7_packets_total.");
+    MetricFamily l7f = family("l7gate_l7_flows_total", C,
+        "Flows whose classification ended, by nDPI protocol (app protocol, else master; Unknown when nDPI gave up).");
+    MetricFamily cat = family("l7gate_category_bytes_total", C,
+        "Bytes of classified flows by the nDPI category of their protocol (nDPI's default category of the protocol; a category assigned per host by --ndpi-categories is not reflected).");
+    std::map<std::string, double> cat_bytes;
+    for (const ProtoStats& p : s.protocols) {
+        const Labels l{{"protocol", names.protocol(p.id)}};
+        add(l7p, l, d(p.packets));
+        add(l7b, l, d(p.bytes));
+        add(l7f, l, d(p.flows));
+        if (names.module() != nullptr) {
+            ndpi_protocol np{};
+            np.master_protocol = NDPI_PROTOCOL_UNKNOWN;
+            np.app_protocol = static_cast<u_int16_t>(p.id);
+            np.category = NDPI_PROTOCOL_CATEGORY_UNSPECIFIED;
+            cat_bytes[names.category(ndpi_get_proto_category(names.module(), np))] += d(p.bytes);
+        }
+    }
+    for (const auto& [name, bytes] : cat_bytes) {
+        add(cat, {{"category", name}}, bytes);
+    }
+    for (MetricFamily* f : {&l7p, &l7b, &l7f, &cat}) {
+        merge_duplicates(*f);
+        out.push_back(std::move(*f));
+    }
+    MetricFamily risks = family("l7gate_risk_flows_total", C,
+        "Flows whose classification ended with this nDPI flow risk set (a flow can carry several risks).");
+    for (unsigned bit = 1; bit < 64; ++bit) {
+        // Every risk nDPI knows, zeros included, so a first occurrence shows in rate().
+        if (bit < NDPI_MAX_RISK || s.risk_flows[bit] != 0) {
+            const char* t = NdpiNames::risk(bit);
+            add(risks, {{"risk", t != nullptr && t[0] != '\0' ? std::string(t) : "risk " + u(bit)}},
+                d(s.risk_flows[bit]));
+        }
+    }
+    merge_duplicates(risks);
+    out.push_back(std::move(risks));
+
+    MetricFamily classified = family("l7gate_classified_flows_total", C,
+        "Flows whose nDPI classification ended (protocol found, or given up with guessing).");
+    add(classified, d(s.classified));
+    out.push_back(std::move(classified));
+    MetricFamily ndpi_pk = family("l7gate_ndpi_packets_total", C,
+        "Packets handed to nDPI (ndpi_detection_process_packet calls).");
+    add(ndpi_pk, d(s.ndpi_packets));
+    out.push_back(std::move(ndpi_pk));
+    MetricFamily poolfull = family("l7gate_dpi_pool_full_total", C,
+        "Flows never classified because the worker's nDPI flow-state pool was empty (--dpi-flows).");
+    add(poolfull, d(s.dpi_pool_full));
+    out.push_back(std::move(poolfull));
+
+    // -- verdicts -----------------------------------------------------------------------------
+    std::map<uint16_t, const char*> action_of;
+    if (current != nullptr) {
+        for (const dp::Marker& m : current->markers) {
+            action_of.emplace(m.reason, action_name(m));
+        }
+        for (const dp::CompiledPolicy& p : current->policies) {
+            action_of.emplace(p.default_marker.reason, action_name(p.default_marker));
+        }
+        action_of.emplace(current->pending_reason, "pass");  // pending flows pass meanwhile
+    }
+    MetricFamily verdicts = family("l7gate_verdicts_total", C,
+        "Flows given a verdict, by reason (policy/kind/key; a flow is counted again when its verdict changes). The 50 reasons with most flows have their own series, reason=\"other\" sums the rest.");
+    std::vector<StatsSnapshot::ReasonStats> by_flows;
+    for (const auto& r : s.reasons) {
+        if (r.flows != 0) {
+            by_flows.push_back(r);
+        }
+    }
+    std::sort(by_flows.begin(), by_flows.end(), [](const auto& a, const auto& b) {
+        return a.flows != b.flows ? a.flows > b.flows : a.id < b.id;
+    });
+    uint64_t other = 0;
+    size_t own = 0;
+    for (const auto& r : by_flows) {
+        if (r.id == dp::kReasonOther || own >= kMaxVerdictReasons) {
+            other += r.flows;
+            continue;
+        }
+        ++own;
+        const auto it = action_of.find(r.id);
+        add(verdicts, {{"action", it != action_of.end() ? it->second : ""}, {"reason", reasons.name(r.id)}},
+            d(r.flows));
+    }
+    add(verdicts, {{"action", ""}, {"reason", "other"}}, d(other));
+    merge_duplicates(verdicts);
+    out.push_back(std::move(verdicts));
+
+    // -- policy -------------------------------------------------------------------------------
+    MetricFamily gen = family("l7gate_policy_generation", G,
+        "Generation of the policy in force: 1 for the policy loaded at start, +1 per successful reload; 0 without a policy.");
+    add(gen, d(policy.generation));
+    out.push_back(std::move(gen));
+    MetricFamily reloads = family("l7gate_policy_reloads_total", C,
+        "Policy reload attempts by result; a failed reload keeps the previous policy in force.");
+    add(reloads, {{"result", "success"}}, d(policy.reloads_ok));
+    add(reloads, {{"result", "failure"}}, d(policy.reloads_failed));
+    out.push_back(std::move(reloads));
+    MetricFamily last_ts = family("l7gate_policy_last_reload_timestamp_seconds", G,
+        "Unix time of the last policy load attempt (the load at start included); 0 if none.");
+    add(last_ts, policy.last_reload_unix);
+    out.push_back(std::move(last_ts));
+    MetricFamily last_ok = family("l7gate_policy_last_reload_success", G,
+        "1 if the last policy load attempt succeeded, 0 if it failed (the previous policy stays in force).");
+    add(last_ok, policy.last_reload_success ? 1.0 : 0.0);
+    out.push_back(std::move(last_ok));
+    MetricFamily shaper = family("l7gate_shaper_rate_bits", G,
+        "Configured rate of each shaper of the policy in force, in bits per second.");
+    for (size_t i = 0; i < std::min(policy.shaper_names.size(), policy.shaper_rate_bps.size()); ++i) {
+        add(shaper, {{"shaper", policy.shaper_names[i]}}, d(policy.shaper_rate_bps[i]));
+    }
+    merge_duplicates(shaper);
+    out.push_back(std::move(shaper));
+
+    // -- workers ------------------------------------------------------------------------------
+    MetricFamily cpp = family("l7gate_worker_cycles_per_packet", G,
+        "TSC cycles a worker spent per packet received since start (end of RX burst to end of TX burst), as cycles_per_packet in --stats-json.");
+    MetricFamily busy = family("l7gate_worker_busy_ratio", G,
+        "Share of wall time a worker spent on non-empty bursts over the last update interval (1 s): 0 idle, 1 saturated.");
+    const bool have_interval = have_prev_ && prev_busy_.size() == s.workers.size() && now > prev_t_ && tsc_hz > 0;
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+        const WorkerStats& w = s.workers[i];
+        const Labels l{{"worker", u(w.queue)}};
+        add(cpp, l, w.rx_packets == 0 ? 0.0 : d(w.busy_cycles) / d(w.rx_packets));
+        if (have_interval) {
+            const uint64_t delta = w.busy_cycles >= prev_busy_[i] ? w.busy_cycles - prev_busy_[i] : 0;
+            add(busy, l, d(delta) / ((now - prev_t_) * tsc_hz));
+        }
+    }
+    out.push_back(std::move(cpp));
+    out.push_back(std::move(busy));
+    prev_busy_.resize(s.workers.size());
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+        prev_busy_[i] = s.workers[i].busy_cycles;
+    }
+    prev_t_ = now;
+    have_prev_ = true;
+
+    // -- flow log -----------------------------------------------------------------------------
+    MetricFamily flr = family("l7gate_flow_log_records_total", C,
+        "Flow records the workers handed to the flow log (--flow-log).");
+    add(flr, d(s.flow_log_records));
+    out.push_back(std::move(flr));
+    MetricFamily fll = family("l7gate_flow_log_lost_total", C,
+        "Flow records lost because a worker's flow-log ring was full.");
+    add(fll, d(s.flow_log_lost));
+    out.push_back(std::move(fll));
+
+    store_->set(out);
+}
+
+} // namespace l7gate::ctl
