@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --mix) mix=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "perf/callgrind.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -7,11 +7,12 @@
 #   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack] [--flows N]
 #               [--hugepages N] [--no-build] [--keep]
 #
-# Run as root: it sets /proc/sys/vm/nr_hugepages (to --hugepages, default 1024 x 2 MiB) for
-# the run and restores the previous value at exit; DPDK then runs with --in-memory (no
-# hugetlbfs mount needed). Without root or hugepages it falls back to --no-huge and records
-# that in the results. Cores: l7gate and testpmd run on -l 0-1 (lcore 0 control/main, lcore 1
-# the one worker / forwarding core); ndpiReader runs single-threaded pinned to core 1.
+# Run as root: it raises /proc/sys/vm/nr_hugepages to --hugepages (default 1024 x 2 MiB) for
+# the run and restores the previous value at exit (unless another user changed it meanwhile);
+# DPDK then runs with --in-memory (no hugetlbfs mount needed). Without root, or when the
+# pages cannot be had, it falls back to --no-huge and records that in the results.
+# Cores: l7gate and testpmd run on -l 0-1 (lcore 0 control/main, lcore 1 the one worker /
+# forwarding core); ndpiReader runs single-threaded pinned to core 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,7 +24,7 @@ flows=10000
 hugepages=1024
 build=1
 keep=0
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -64,6 +65,7 @@ fi
 
 tmp=$(mktemp -d /tmp/l7gate-perf.XXXXXX)
 huge_old=""
+huge_set=""
 child=""
 cleanup() {
   local rc=$?
@@ -72,7 +74,8 @@ cleanup() {
     sleep 1
     kill -KILL "$child" 2>/dev/null || true
   fi
-  if [ -n "$huge_old" ]; then
+  # Restore the previous value, unless another user changed it while we ran.
+  if [ -n "$huge_old" ] && [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null)" = "$huge_set" ]; then
     echo "$huge_old" > /proc/sys/vm/nr_hugepages 2>/dev/null || true
   fi
   if [ "$keep" = 1 ]; then
@@ -117,15 +120,20 @@ packets_of() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["pack
 mem=(--no-huge -m 3072)
 memory_mode="--no-huge -m 3072 (no hugepages)"
 if [ -w /proc/sys/vm/nr_hugepages ]; then
-  huge_old=$(cat /proc/sys/vm/nr_hugepages)
-  if echo "$hugepages" > /proc/sys/vm/nr_hugepages 2>/dev/null; then
-    free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
-    if [ "$free_pages" -ge $((hugepages * 9 / 10)) ]; then
-      mem=(--in-memory)
-      memory_mode="hugepages: $free_pages x 2 MiB free of $hugepages set (nr_hugepages was $huge_old), EAL --in-memory"
-    else
-      memory_mode="--no-huge -m 3072 (asked for $hugepages hugepages, only $free_pages free)"
+  cur=$(cat /proc/sys/vm/nr_hugepages)
+  if [ "$cur" -lt "$hugepages" ]; then
+    # Ours to restore at exit, unless someone else changes it meanwhile (see cleanup).
+    if echo "$hugepages" > /proc/sys/vm/nr_hugepages 2>/dev/null; then
+      huge_old=$cur
+      huge_set=$hugepages
     fi
+  fi
+  free_pages=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+  if [ "$free_pages" -ge $((hugepages * 9 / 10)) ]; then
+    mem=(--in-memory)
+    memory_mode="hugepages: $free_pages x 2 MiB free (nr_hugepages $cur before the run, $(cat /proc/sys/vm/nr_hugepages) during), EAL --in-memory"
+  else
+    memory_mode="--no-huge -m 3072 (wanted $((hugepages * 9 / 10)) free hugepages, only $free_pages free: another process holds the rest)"
   fi
 else
   memory_mode="--no-huge -m 3072 (not root: /proc/sys/vm/nr_hugepages not writable)"
@@ -293,7 +301,7 @@ res=perf/results/$stamp.md
        "DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null), nDPI $(dpkg-query -W -f='${Version}' libndpi-bin 2>/dev/null),"\
        "load average $loadavg_start at start, $loadavg_end at end, $(( $(date +%s) - start_s )) s)"
   echo
-  echo "Traffic: $cache (tools/gen_perf_traffic.py)."
+  echo "Traffic: ${cache#"$ROOT"/} (tools/gen_perf_traffic.py via perf/traffic.sh)."
   echo
   echo "EAL: \`-l 0-1 ${mem[*]} --no-pci --vdev net_pcap0,rx_pcap=MIX.pcap,infinite_rx=1 --vdev net_null1,no-rx=1\`"
   echo

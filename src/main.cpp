@@ -28,17 +28,20 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
+#include <rte_pdump.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
 #include "control/control_loop.hpp"
 #include "control/flow_log.hpp"
+#include "control/log.hpp"
 #include "control/geoip.hpp"
 #include "control/ndpi_names.hpp"
 #include "control/policy_compiler.hpp"
 #include "control/policy_loader.hpp"
 #include "control/policy_manager.hpp"
+#include "control/telemetry.hpp"
 #include "control/options.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/memory.hpp"
@@ -351,6 +354,25 @@ int main(int argc, char** argv) {
         workers.push_back(w);
     }
 
+    std::vector<const dp::Worker*> cworkers(workers.begin(), workers.end());
+    ctl::TelemetryContext tctx;
+    tctx.ports = ports;
+    tctx.workers = cworkers;
+    tctx.names = &names;
+    tctx.reasons = &reasons;
+    tctx.policy_file = opt.policy;
+    if (std::string err = ctl::telemetry_register(tctx); !err.empty()) {
+        ctl::log_warning("ctl", err);
+    }
+    if (policy != nullptr) {
+        ctl::telemetry_set_policy_status(policy->status());
+    }
+    // dpdk-dumpcap / dpdk-pdump attach as secondary processes (not with --in-memory).
+    const bool pdump = rte_pdump_init() == 0;
+    if (!pdump) {
+        ctl::log_info("ctl", "packet capture (dpdk-dumpcap) unavailable: EAL runs without shared config");
+    }
+
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGHUP, on_sighup);
@@ -363,7 +385,6 @@ int main(int argc, char** argv) {
         rte_eal_remote_launch(worker_main, workers[q], lcores[q]);
     }
 
-    std::vector<const dp::Worker*> cworkers(workers.begin(), workers.end());
     ctl::FlowLog* fl = opt.flow_log.empty() ? nullptr : &flow_log;
     ctl::ControlHooks hooks;
     hooks.flow_log = fl;
@@ -416,6 +437,9 @@ int main(int argc, char** argv) {
         }
     }
 
+    if (pdump) {
+        rte_pdump_uninit();
+    }
     for (uint16_t p : ports) {
         dp::port_stop(p);
     }

@@ -6,6 +6,7 @@
 
 #include "control/flow_log.hpp"
 #include "control/policy_manager.hpp"
+#include "control/telemetry.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
@@ -23,6 +24,7 @@ std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& po
     std::vector<uint64_t> last_beat(workers.size(), 0);
     StatsSnapshot prev = collect_stats(ports, workers, false);
     constexpr auto kTick = std::chrono::milliseconds(5);
+    uint64_t reloads_seen = UINT64_MAX;
 
     while (!stop.load(std::memory_order_relaxed)) {
         std::this_thread::sleep_for(kTick);
@@ -35,6 +37,11 @@ std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& po
                 hooks.policy->request_reload("SIGHUP");
             }
             hooks.policy->poll(now);
+            const ReloadStatus& rs = hooks.policy->status();
+            if (rs.reloads_ok + rs.reloads_failed != reloads_seen) {
+                reloads_seen = rs.reloads_ok + rs.reloads_failed;
+                telemetry_set_policy_status(rs);
+            }
         }
         const double elapsed = std::chrono::duration<double>(now - start).count();
         if (opt.duration_s > 0 && elapsed >= opt.duration_s) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include <ndpi_api.h>
@@ -23,6 +25,7 @@
 
 #include "control/ndpi_names.hpp"
 #include "control/policy_compiler.hpp"
+#include "control/policy_manager.hpp"
 #include "dataplane/drop_reason.hpp"
 #include "dataplane/policy_snapshot.hpp"
 
@@ -113,10 +116,19 @@ const char* action_name(const dp::Marker& m) {
     }
 }
 
-// Splits "HOST:PORT" into a host civetweb can listen on and a port; "" or an error.
-std::string parse_address(const std::string& addr, std::string& host, int& family_out, uint16_t& port) {
-    const std::string bad = "--metrics: bad address '" + addr + "' (expected HOST:PORT, e.g. " +
-                            MetricsExporter::kDefaultAddress + ", [::1]:9777, or off)";
+// sockaddr of an IPv4 "a.b.c.d" and a port.
+sockaddr_in ipv4(const std::string& ip, uint16_t port) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &sa.sin_addr);
+    return sa;
+}
+
+// Splits "HOST:PORT" into an IPv4 address civetweb can listen on and a port; "" or an error.
+std::string parse_address(const std::string& addr, std::string& host, uint16_t& port) {
+    const std::string bad = "--metrics: bad address '" + addr + "' (expected HOST:PORT with an IPv4 "
+                            "address or localhost, e.g. " + MetricsExporter::kDefaultAddress + ", or off)";
     const size_t colon = addr.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == addr.size()) {
         return bad;
@@ -131,55 +143,36 @@ std::string parse_address(const std::string& addr, std::string& host, int& famil
         h = "127.0.0.1";
     }
     if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
-        in6_addr a6{};
-        if (inet_pton(AF_INET6, h.substr(1, h.size() - 2).c_str(), &a6) != 1) {
-            return bad;
-        }
-        family_out = AF_INET6;
-        host = h;
-        return {};
+        // Debian's civetweb (under prometheus-cpp's Exposer) is built without IPv6.
+        return "--metrics " + addr + ": IPv6 addresses are not supported (civetweb without IPv6); "
+               "use an IPv4 address such as " + MetricsExporter::kDefaultAddress;
     }
     in_addr a4{};
     if (inet_pton(AF_INET, h.c_str(), &a4) != 1) {
         return bad;
     }
-    family_out = AF_INET;
     host = h;
     return {};
 }
 
 // Why civetweb could not listen: bind a socket the same way and report errno.
-std::string probe_bind(const std::string& host, int fam, uint16_t port) {
-    const int fd = socket(fam, SOCK_STREAM, 0);
+std::string probe_bind(const std::string& host, uint16_t port) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) {
         return std::strerror(errno);
     }
     int one = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    int rc;
-    if (fam == AF_INET6) {
-        sockaddr_in6 sa{};
-        sa.sin6_family = AF_INET6;
-        sa.sin6_port = htons(port);
-        inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &sa.sin6_addr);
-        rc = bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
-    } else {
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(port);
-        inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
-        rc = bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
-    }
-    const int err = errno;
+    const sockaddr_in sa = ipv4(host, port);
+    int rc = bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
     if (rc == 0) {
         rc = listen(fd, 1);
     }
-    const int err2 = errno;
+    const int e = errno;
     close(fd);
     if (rc == 0) {
         return {};
     }
-    const int e = err != 0 ? err : err2;
     if (e == EADDRINUSE) {
         return "port " + std::to_string(port) + " is in use";
     }
@@ -191,18 +184,63 @@ std::string probe_bind(const std::string& host, int fam, uint16_t port) {
 
 } // namespace
 
+PolicyStatus policy_status(const PolicyManager* pm) {
+    PolicyStatus p;
+    if (pm == nullptr) {
+        return p;
+    }
+    const ReloadStatus& rs = pm->status();
+    p.generation = rs.generation;
+    p.reloads_ok = rs.reloads_ok;
+    p.reloads_failed = rs.reloads_failed;
+    p.last_reload_unix = rs.last_reload_unix;
+    p.last_reload_success = rs.last_reload_success;
+    if (const dp::PolicySnapshot* cur = pm->current(); cur != nullptr) {
+        for (const dp::ShaperProfile& sh : cur->shapers) {
+            p.shaper_names.push_back(sh.name);
+            p.shaper_rate_bps.push_back(sh.rate_bps);
+        }
+    }
+    return p;
+}
+
 MetricsExporter::MetricsExporter() : store_(std::make_shared<Store>()) {}
 
-MetricsExporter::~MetricsExporter() = default;
+MetricsExporter::~MetricsExporter() { stop(); }
+
+void MetricsExporter::stop() {
+    if (exposer_ == nullptr) {
+        return;
+    }
+    // civetweb's listening thread polls with a 2 s quantum (SOCKET_TIMEOUT_QUANTUM) and only
+    // then sees the stop flag: connecting to it (and closing at once) while the server stops
+    // wakes it, so l7gate exits without that delay.
+    const std::string bound = bound_address();
+    const size_t colon = bound.rfind(':');
+    const uint16_t port = colon == std::string::npos ? 0 : static_cast<uint16_t>(std::stoul(bound.substr(colon + 1)));
+    const sockaddr_in sa = ipv4(host_ == "0.0.0.0" ? "127.0.0.1" : host_, port);
+    std::atomic<bool> done{false};
+    std::thread waker([&] {
+        while (!done.load() && port != 0) {
+            if (const int fd = socket(AF_INET, SOCK_STREAM, 0); fd >= 0) {
+                (void)connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
+                close(fd);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    });
+    exposer_.reset();
+    done.store(true);
+    waker.join();
+}
 
 std::string MetricsExporter::start(const std::string& addr) {
     if (exposer_ != nullptr) {
         return "--metrics: the exporter is already started";
     }
     std::string host;
-    int fam = AF_INET;
     uint16_t port = 0;
-    if (std::string err = parse_address(addr, host, fam, port); !err.empty()) {
+    if (std::string err = parse_address(addr, host, port); !err.empty()) {
         return err;
     }
     const std::string listen = host + ":" + std::to_string(port);
@@ -212,7 +250,7 @@ std::string MetricsExporter::start(const std::string& addr) {
             "listening_ports", listen, "num_threads", "2", "request_timeout_ms", "5000"});
     } catch (const std::exception& e) {
         exposer_.reset();
-        std::string why = probe_bind(host, fam, port);
+        std::string why = probe_bind(host, port);
         if (why.empty()) {
             why = e.what();
         }
@@ -334,7 +372,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     MetricFamily l7f = family("l7gate_l7_flows_total", C,
         "Flows whose classification ended, by nDPI protocol (app protocol, else master; Unknown when nDPI gave up).");
     MetricFamily cat = family("l7gate_category_bytes_total", C,
-        "Bytes of classified flows by the nDPI category of their protocol (nDPI's default category of the protocol; a category assigned per host by --ndpi-categories is not reflected).");
+        "Bytes of classified flows by the default nDPI category of their protocol (as l7gate_l7_bytes_total); a category nDPI gives a single flow (an HTTP download is Download, --ndpi-categories hosts) is not reflected.");
     std::map<std::string, double> cat_bytes;
     for (const ProtoStats& p : s.protocols) {
         const Labels l{{"protocol", names.protocol(p.id)}};

@@ -28,6 +28,7 @@ class PolicySnapshot;
 namespace l7gate::ctl {
 
 class NdpiNames;
+class PolicyManager;
 class ReasonRegistry;
 
 // What the control thread knows about the policy in force and its reloads.
@@ -40,6 +41,10 @@ struct PolicyStatus {
     std::vector<uint64_t> shaper_rate_bps;    // their configured rates, same order
 };
 
+// The status of `pm` (null: no policy): its reload counters and the shapers of the snapshot
+// in force. Control thread.
+PolicyStatus policy_status(const PolicyManager* pm);
+
 class MetricsExporter {
 public:
     static constexpr const char* kDefaultAddress = "127.0.0.1:9777";
@@ -50,7 +55,8 @@ public:
     MetricsExporter(const MetricsExporter&) = delete;
     MetricsExporter& operator=(const MetricsExporter&) = delete;
 
-    // addr "HOST:PORT": an IPv4 address, "localhost" or "[IPv6]"; port 0 takes a free port.
+    // addr "HOST:PORT": an IPv4 address or "localhost" (Debian's civetweb has no IPv6); port 0
+    // takes a free port.
     // Starts the HTTP threads (they inherit the caller's CPU affinity: call it from the main
     // lcore). Returns "" or one error line (bad address, address not local, port in use).
     std::string start(const std::string& addr);
@@ -65,6 +71,9 @@ public:
                    const ReasonRegistry& reasons, const PolicyStatus& policy, double tsc_hz,
                    const dp::PolicySnapshot* current = nullptr);
 
+    // Stops the HTTP server (the destructor does it too); update() may still be called.
+    void stop();
+
     // "HOST:PORT" actually listened on (port 0 resolved); "" before a successful start().
     std::string bound_address() const;
 
@@ -77,7 +86,7 @@ public:
 private:
     std::shared_ptr<Store> store_;
     std::unique_ptr<prometheus::Exposer> exposer_;  // destroyed first: no Collect() after
-    std::string host_;                              // as listened on, "[...]" for IPv6
+    std::string host_;                              // IPv4 address listened on
     // Previous update, for the busy ratio over the last interval.
     bool have_prev_ = false;
     double prev_t_ = 0;

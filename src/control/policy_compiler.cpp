@@ -21,7 +21,13 @@ ReasonRegistry::ReasonRegistry() {
     id("none");
 }
 
+size_t ReasonRegistry::size() const {
+    std::lock_guard<std::mutex> g(mutex_);
+    return names_.size();
+}
+
 uint16_t ReasonRegistry::id(const std::string& reason) {
+    std::lock_guard<std::mutex> g(mutex_);
     if (auto it = ids_.find(reason); it != ids_.end()) {
         return it->second;
     }
@@ -34,9 +40,9 @@ uint16_t ReasonRegistry::id(const std::string& reason) {
     return v;
 }
 
-const std::string& ReasonRegistry::name(uint16_t id) const {
-    static const std::string other = "other";
-    return id < names_.size() ? names_[id] : other;
+std::string ReasonRegistry::name(uint16_t id) const {
+    std::lock_guard<std::mutex> g(mutex_);
+    return id < names_.size() ? names_[id] : std::string("other");
 }
 
 bool parse_cidr(const std::string& in, uint8_t& version, uint8_t addr[16], uint8_t& len) {
@@ -425,14 +431,19 @@ private:
         std::vector<dp::PrefixTable6::Prefix> g6;
         const bool complete = ctx_.geoip->for_each_network([&](const GeoNet& n) {
             const int cont = continent_index(n.continent);
-            auto it = country_idx_.find(n.country);
+            // A network with a continent and no country still belongs to its continent: it
+            // gets a pseudo country "@EU" that no countries key can name.
+            const std::string key = n.country.empty() && cont >= 0
+                                        ? std::string("@") + kContinentNames[cont].code
+                                        : n.country;
+            auto it = country_idx_.find(key);
             uint32_t idx;
             if (it != country_idx_.end()) {
                 idx = it->second;
-            } else if (cont >= 0 && continents.count(cont) != 0 && !n.country.empty()) {
+            } else if (cont >= 0 && continents.count(cont) != 0 && !key.empty()) {
                 idx = static_cast<uint32_t>(snap_->countries.size());
-                country_idx_[n.country] = idx;
-                snap_->countries.push_back(n.country);
+                country_idx_[key] = idx;
+                snap_->countries.push_back(key);
                 snap_->country_continent.push_back(0xff);
             } else {
                 return;

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,15 +17,17 @@ class NdpiNames;
 class GeoIpDb;
 
 // Reason ids ("policy/kind/key" -> id) are stable for the life of the process, so per-reason
-// counters stay meaningful across reloads. Control thread only.
+// counters stay meaningful across reloads. The control thread adds names; the telemetry and
+// metrics threads read them, hence the mutex (never taken by workers).
 class ReasonRegistry {
 public:
     ReasonRegistry();
     uint16_t id(const std::string& reason);
-    const std::string& name(uint16_t id) const;
-    size_t size() const { return names_.size(); }
+    std::string name(uint16_t id) const;
+    size_t size() const;
 
 private:
+    mutable std::mutex mutex_;
     std::map<std::string, uint16_t> ids_;
     std::vector<std::string> names_;
 };

@@ -391,8 +391,12 @@ private:
             return false;
         }
         for (const std::string& s : items) {
+            // Hex letters only in IPv6 addresses: "cafe.be" is a hostname.
+            const bool v6 = s.find(':') != std::string::npos;
             for (char c : s) {
-                if (!(std::isxdigit(static_cast<unsigned char>(c)) || c == '.' || c == ':' || c == '/')) {
+                const auto u = static_cast<unsigned char>(c);
+                const bool hex = v6 && (std::isxdigit(u) || c == ':');
+                if (!(std::isdigit(u) || c == '.' || c == '/' || hex)) {
                     return false;
                 }
             }
@@ -586,7 +590,8 @@ private:
 };
 
 bool looks_like_nprobe(const std::string& text) {
-    for (size_t i = 0; i < text.size(); ++i) {
+    const size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+    for (size_t i = bom; i < text.size(); ++i) {
         const char c = text[i];
         if (c == '#') {
             i = text.find('\n', i);
@@ -604,9 +609,6 @@ bool looks_like_nprobe(const std::string& text) {
 }
 
 } // namespace
-
-bool load_nprobe_text(const std::string& text, const std::string& name, PolicyConfig& out,
-                      std::vector<PolicyError>& errors);
 
 bool load_policy_text(const std::string& text, const std::string& name, PolicyFormat format,
                       PolicyConfig& out, std::vector<PolicyError>& errors) {

@@ -20,6 +20,10 @@ bool load_policy_file(const std::string& path, PolicyFormat format, PolicyConfig
 bool load_policy_text(const std::string& text, const std::string& name, PolicyFormat format,
                       PolicyConfig& out, std::vector<PolicyError>& errors);
 
+// nProbe IPS's JSON lines (policy_nprobe.cpp); used by load_policy_text.
+bool load_nprobe_text(const std::string& text, const std::string& name, PolicyConfig& out,
+                      std::vector<PolicyError>& errors);
+
 // Prints a PolicyConfig as YAML in l7gate's format (--convert-policy).
 std::string policy_to_yaml(const PolicyConfig& cfg);
 

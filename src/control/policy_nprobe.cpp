@@ -34,7 +34,8 @@ namespace {
 // far deeper is not a policy, and refusing it up front keeps the parser's recursion shallow.
 constexpr int kMaxNesting = 16;
 
-// Ids are 32-bit in nProbe and ntopng; a bound also keeps "policy_<id>" names short.
+// Real files number pools and policies from 0 or 1; a 32-bit bound refuses garbage early and
+// keeps "policy_<id>" names short.
 constexpr uint64_t kMaxId = UINT32_MAX;
 
 const std::vector<std::string> kLineKeys = {"pool", "policy"};
@@ -256,7 +257,8 @@ public:
             errors_.push_back({{file_, 0, 0}, "no policy defined (nProbe format: one JSON object "
                                               "per line, e.g. {\"policy\": {\"id\": 0, ...}})"});
         } else {
-            // Every policy has a root, so they must all sit on root loops (reported above).
+            // Every policy names a root: each one is on a loop or names an unknown id, both
+            // reported above.
             errors_.push_back({{file_, 0, 0}, "no root policy (a policy without \"root\")"});
         }
         for (NpPolicy& p : policies_) {
@@ -316,7 +318,7 @@ private:
         return std::nullopt;
     }
 
-    std::optional<std::string> string(const YAML::Node& n, const std::string& what) {
+    std::optional<std::string> string_value(const YAML::Node& n, const std::string& what) {
         if (!is_string(n)) {
             error(what + " must be a string");
             return std::nullopt;
@@ -382,7 +384,7 @@ private:
         check_repeats(n, what);
         for (const auto& kv : n) {
             if (!kv.first.IsScalar()) {
-                continue;  // reported by check_keys
+                continue;  // reported by check_repeats
             }
             const std::string& key = kv.first.Scalar();
             if (std::optional<MarkerSpec> m = marker(kv.second, what + " '" + key + "'")) {
@@ -410,7 +412,7 @@ private:
             ok = false;
         }
         if (const YAML::Node n = get(pool, "name"); n) {
-            p.spec.name = string(n, "pool name").value_or("");
+            p.spec.name = string_value(n, "pool name").value_or("");
         }
         const size_t errors_before = errors_.size();
         if (const YAML::Node ip = get(pool, "ip"); ip) {
@@ -475,7 +477,7 @@ private:
             return;
         }
         if (const YAML::Node n = get(policy, "name"); n) {
-            p.spec.name = string(n, "policy name").value_or("");
+            p.spec.name = string_value(n, "policy name").value_or("");
         }
         if (const YAML::Node r = get(policy, "root"); r) {
             p.root = integer(r, "policy root");

@@ -119,7 +119,9 @@ void PolicySnapshot::apply_first_match(const CompiledPolicy& p, const FlowFacts&
         if (f.app_proto < p.protocols.size()) {
             consider(p.protocols[f.app_proto], MarkerKind::Protocols, best_pos, best_marker);
         }
-        if (f.master_proto != f.app_proto && f.master_proto < p.protocols.size()) {
+        // Master id 0 (Unknown) means no master: it must not match an Unknown marker.
+        if (f.master_proto != NDPI_PROTOCOL_UNKNOWN && f.master_proto != f.app_proto &&
+            f.master_proto < p.protocols.size()) {
             // The app id was considered first: only a strictly earlier level can win.
             const uint32_t packed = p.protocols[f.master_proto];
             if (packed != kNoPos && rule_pos(level_of(packed), MarkerKind::Protocols) < best_pos) {
@@ -159,8 +161,13 @@ uint64_t PolicySnapshot::excepted(const CompiledPolicy& p, const FlowFacts& f, c
             match = v != PrefixTable4::kNone;
         }
         if (match && !e->protocols.empty()) {
-            match = std::find(e->protocols.begin(), e->protocols.end(), f.app_proto) != e->protocols.end() ||
-                    std::find(e->protocols.begin(), e->protocols.end(), f.master_proto) != e->protocols.end();
+            // Master id 0 (Unknown) means no master, as in apply_first_match().
+            const auto& ps = e->protocols;
+            const auto has = [&](uint16_t id) {
+                return std::find(ps.begin(), ps.end(), id) != ps.end();
+            };
+            match = has(f.app_proto) ||
+                    (f.master_proto != NDPI_PROTOCOL_UNKNOWN && has(f.master_proto));
         }
         if (match) {
             mask |= e->risks;

@@ -108,11 +108,36 @@ public:
         }
         starts_.resize(w);
         values_.resize(w);
+        // Large tables get a first-level index on the top 16 address bits, so a lookup
+        // binary-searches only the intervals that start in its /16 (a few, not ~20 steps).
+        index_.clear();
+        if (starts_.size() > kIndexFrom) {
+            index_.resize((size_t{1} << 16) + 1);
+            size_t j = 0;
+            for (size_t k = 0; k <= (size_t{1} << 16); ++k) {
+                const Addr at = k == (size_t{1} << 16) ? Addr{0} : static_cast<Addr>(static_cast<Addr>(k) << (kBits - 16));
+                if (k == (size_t{1} << 16)) {
+                    j = starts_.size();
+                } else {
+                    while (j < starts_.size() && starts_[j] < at) {
+                        ++j;
+                    }
+                }
+                index_[k] = static_cast<uint32_t>(j);
+            }
+        }
     }
 
     uint32_t lookup(Addr a) const noexcept {
         // Last interval whose start <= a.
-        auto it = std::upper_bound(starts_.begin(), starts_.end(), a);
+        auto first = starts_.begin();
+        auto last = starts_.end();
+        if (!index_.empty()) {
+            const size_t k = static_cast<size_t>(a >> (kBits - 16));
+            first += index_[k];
+            last = starts_.begin() + index_[k + 1];
+        }
+        auto it = std::upper_bound(first, last, a);
         if (it == starts_.begin()) {
             return kNone;
         }
@@ -121,7 +146,9 @@ public:
 
     bool empty() const noexcept { return values_.size() <= 1 && (values_.empty() || values_[0] == kNone); }
     size_t intervals() const noexcept { return starts_.size(); }
-    size_t memory_bytes() const noexcept { return starts_.size() * (sizeof(Addr) + sizeof(uint32_t)); }
+    size_t memory_bytes() const noexcept {
+        return starts_.size() * (sizeof(Addr) + sizeof(uint32_t)) + index_.size() * sizeof(uint32_t);
+    }
 
     static Addr mask(unsigned len) noexcept {
         if (len == 0) {
@@ -130,9 +157,12 @@ public:
         return static_cast<Addr>(~Addr{0}) << (kBits - len);
     }
 
+    static constexpr size_t kIndexFrom = 4096;  // intervals; smaller tables search directly
+
 private:
     std::vector<Addr> starts_;
     std::vector<uint32_t> values_;
+    std::vector<uint32_t> index_;   // [top 16 bits] -> first interval starting at or after
 };
 
 using PrefixTable4 = PrefixTable<uint32_t>;

@@ -105,3 +105,47 @@ TEST(PrefixTable, AgreesWithABruteForceMatcherOnRandomPrefixes) {
 
 } // namespace
 } // namespace l7gate::test
+
+namespace l7gate::test {
+namespace {
+
+TEST(PrefixTable, IndexedLookupOfALargeTableAgreesWithBruteForce) {
+    // More than PrefixTable::kIndexFrom intervals: lookups go through the /16 index.
+    std::mt19937 rng(99);
+    std::vector<PrefixTable4::Prefix> ps;
+    for (int i = 0; i < 3000; ++i) {
+        const uint8_t len = static_cast<uint8_t>(8 + rng() % 25);
+        const uint32_t a = static_cast<uint32_t>(rng()) & PrefixTable4::mask(len);
+        ps.push_back({a, len, len, static_cast<uint32_t>(i)});
+    }
+    PrefixTable4 t;
+    t.build(ps);
+    ASSERT_GT(t.intervals(), PrefixTable4::kIndexFrom);
+    for (int probe = 0; probe < 3000; ++probe) {
+        // Half the probes inside a prefix (often at its edges), half anywhere.
+        uint32_t a = static_cast<uint32_t>(rng());
+        if (probe % 2 == 0) {
+            const auto& p = ps[rng() % ps.size()];
+            const uint32_t last = p.addr | ~PrefixTable4::mask(p.len);
+            a = probe % 4 == 0 ? p.addr : last;
+        }
+        uint32_t want = PrefixTable4::kNone;
+        uint8_t wl = 0;
+        for (const auto& p : ps) {
+            if ((a & PrefixTable4::mask(p.len)) == p.addr && (want == PrefixTable4::kNone || p.len > wl)) {
+                want = p.value;
+                wl = p.len;
+            }
+        }
+        const uint32_t got = t.lookup(a);
+        if (got != want) {
+            // Only a duplicate prefix (same address and length) may resolve either way.
+            ASSERT_NE(got, PrefixTable4::kNone) << a;
+            ASSERT_EQ(ps[got].len, wl) << a;
+            ASSERT_EQ(ps[got].addr, a & PrefixTable4::mask(wl)) << a;
+        }
+    }
+}
+
+} // namespace
+} // namespace l7gate::test

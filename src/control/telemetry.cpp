@@ -1,0 +1,99 @@
+#include "control/telemetry.hpp"
+
+#include <mutex>
+
+#include <rte_telemetry.h>
+
+#include "control/ndpi_names.hpp"
+#include "control/stats_report.hpp"
+#include "dataplane/worker.hpp"
+
+namespace l7gate::ctl {
+
+namespace {
+
+const TelemetryContext* g_ctx = nullptr;
+std::mutex g_status_mutex;
+ReloadStatus g_status;
+bool g_has_policy = false;
+
+int cmd_stats(const char*, const char*, rte_tel_data* d) {
+    const StatsSnapshot s = collect_stats(g_ctx->ports, g_ctx->workers, false);
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_u64(d, "rx_packets", s.rx_packets);
+    rte_tel_data_add_dict_u64(d, "tx_packets", s.tx_packets);
+    rte_tel_data_add_dict_u64(d, "dropped", s.dropped);
+    rte_tel_data_add_dict_u64(d, "rx_bytes", s.rx_bytes);
+    rte_tel_data_add_dict_u64(d, "tx_bytes", s.tx_bytes);
+    rte_tel_data_add_dict_u64(d, "flows_active", s.flows_active);
+    rte_tel_data_add_dict_u64(d, "flows_created", s.flows_created);
+    rte_tel_data_add_dict_u64(d, "classified", s.classified);
+    for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+        if (s.drops[r] != 0) {
+            const std::string k = "drop_" + std::string(dp::kDropReasons[r].name);
+            rte_tel_data_add_dict_u64(d, k.c_str(), s.drops[r]);
+        }
+    }
+    for (const PortStats& p : s.ports) {
+        const std::string k = "port" + std::to_string(p.port);
+        rte_tel_data_add_dict_u64(d, (k + "_rx_packets").c_str(), p.total.rx_packets);
+        rte_tel_data_add_dict_u64(d, (k + "_tx_packets").c_str(), p.total.tx_packets);
+    }
+    return 0;
+}
+
+int cmd_flows(const char*, const char*, rte_tel_data* d) {
+    const StatsSnapshot s = collect_stats(g_ctx->ports, g_ctx->workers, false);
+    rte_tel_data_start_dict(d);
+    for (const WorkerStats& w : s.workers) {
+        const std::string k = "worker" + std::to_string(w.queue) + "_active";
+        rte_tel_data_add_dict_u64(d, k.c_str(), w.flows_active);
+    }
+    rte_tel_data_add_dict_u64(d, "created", s.flows_created);
+    rte_tel_data_add_dict_u64(d, "expired", s.flows_expired);
+    rte_tel_data_add_dict_u64(d, "table_full", s.table_full);
+    size_t shown = 0;
+    for (const ProtoStats& p : s.protocols) {
+        if (++shown > 10) {
+            break;
+        }
+        const std::string k = "proto_" + g_ctx->names->protocol(p.id) + "_flows";
+        rte_tel_data_add_dict_u64(d, k.c_str(), p.flows);
+    }
+    return 0;
+}
+
+int cmd_policy(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard<std::mutex> g(g_status_mutex);
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_string(d, "source", g_has_policy ? g_ctx->policy_file.c_str() : "(none: pass all)");
+    rte_tel_data_add_dict_u64(d, "generation", g_status.generation);
+    rte_tel_data_add_dict_u64(d, "reloads_ok", g_status.reloads_ok);
+    rte_tel_data_add_dict_u64(d, "reloads_failed", g_status.reloads_failed);
+    rte_tel_data_add_dict_int(d, "last_reload_success", g_status.last_reload_success ? 1 : 0);
+    rte_tel_data_add_dict_string(d, "last_error", g_status.last_error.substr(0, 120).c_str());
+    return 0;
+}
+
+} // namespace
+
+std::string telemetry_register(const TelemetryContext& ctx) {
+    g_ctx = &ctx;
+    {
+        std::lock_guard<std::mutex> g(g_status_mutex);
+        g_has_policy = !ctx.policy_file.empty();
+    }
+    if (rte_telemetry_register_cmd("/l7gate/stats", cmd_stats, "l7gate packet, drop and flow counters") != 0 ||
+        rte_telemetry_register_cmd("/l7gate/flows", cmd_flows, "l7gate flow tables and top protocols") != 0 ||
+        rte_telemetry_register_cmd("/l7gate/policy", cmd_policy, "l7gate policy source, generation, reloads") != 0) {
+        return "cannot register the telemetry commands";
+    }
+    return {};
+}
+
+void telemetry_set_policy_status(const ReloadStatus& s) {
+    std::lock_guard<std::mutex> g(g_status_mutex);
+    g_status = s;
+}
+
+} // namespace l7gate::ctl
