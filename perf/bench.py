@@ -14,7 +14,8 @@ Definitions (the same for every tool, so the ratios compare like with like):
             l7gate: totals.rx_packets / elapsed_seconds of its stats JSON (whole run, including
             its first pass over the capture, when every flow is new);
             testpmd: mean of its per-interval "Rx-pps" of port 0 (--stats-period 1), leaving
-            out the first display (no interval yet);
+            out the first display (no interval yet); run.sh lets testpmd forward for at least
+            3 s so that there are intervals;
             ndpiReader: sum of packets / sum of per-loop processing times (packets / "nDPI
             throughput") over its loops after the first (each loop is a fresh nDPI module).
   Gbit/s    Mpps x the capture's average frame size x 8 (Ethernet frames without CRC,

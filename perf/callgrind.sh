@@ -2,7 +2,7 @@
 # Instructions per packet of l7gate, counted by valgrind's callgrind (deterministic where the
 # wall-clock benchmarks are noisy), checked against the committed budget.
 #
-#   perf/callgrind.sh [--update] [--mix established|attack|real] [--no-build] [--keep]
+#   perf/callgrind.sh [--update] [--mix established|attack|syn|real] [--no-build] [--keep]
 #
 # Runs the release build under `valgrind --tool=callgrind` replaying one mix once (no
 # infinite_rx; --idle-exit; --clock capture so that time, and so expiry and nDPI, follow the
@@ -58,7 +58,7 @@ echo "callgrind: $builddir/l7gate on $(basename "$pcap") (a few minutes under va
 if ! timeout 1800 valgrind --tool=callgrind --callgrind-out-file="$tmp/callgrind.out" \
     "$L7GATE" -l 0-1 --no-huge -m 1024 --no-pci --file-prefix "l7cg-$$" --log-level='*:warning' \
     --vdev "net_pcap0,rx_pcap=$pcap" --vdev net_null1,no-rx=1 \
-    -- --idle-exit 300 --clock capture --stats-json "$tmp/stats.json" > "$tmp/run.txt" 2>&1; then
+    -- --metrics off --idle-exit 300 --clock capture --stats-json "$tmp/stats.json" > "$tmp/run.txt" 2>&1; then
   echo "perf/callgrind.sh: l7gate under valgrind failed:" >&2
   tail -n 30 "$tmp/run.txt" >&2
   exit 1

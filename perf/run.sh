@@ -5,7 +5,7 @@
 # figures). See perf/README.md for what is measured and how.
 #
 #   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack] [--flows N]
-#               [--hugepages N] [--no-build] [--keep]
+#               [--hugepages N] [--no-build] [--keep]        (also: --mixes syn)
 #
 # Run as root: it raises /proc/sys/vm/nr_hugepages to --hugepages (default 1024 x 2 MiB) for
 # the run and restores the previous value at exit (unless another user changed it meanwhile);
@@ -99,8 +99,8 @@ cache=""
 IFS=, read -r -a mix_list <<< "$mixes"
 for mix in "${mix_list[@]}"; do
   case "$mix" in
-    established|attack|real) ;;
-    *) echo "perf/run.sh: unknown mix $mix (established, real, attack)" >&2; exit 2 ;;
+    established|attack|syn|real) ;;
+    *) echo "perf/run.sh: unknown mix $mix (established, real, attack, syn)" >&2; exit 2 ;;
   esac
   rc=0
   pcap=$(perf/traffic.sh "$mix" --flows "$flows") || rc=$?
@@ -178,7 +178,7 @@ run_l7gate() {  # MIX RUN
   if ! timeout -s INT $((duration + 180)) "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
       --file-prefix "l7perf-$$-$mix-$run-g" --log-level='*:warning' \
       --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 \
-      -- --duration "$duration" --stats-interval 1 --stats-json "$out.json" \
+      -- --metrics off --duration "$duration" --stats-interval 1 --stats-json "$out.json" \
       --mbufs $((n + 16384)) > "$out.txt" 2>&1; then
     echo "perf/run.sh: l7gate failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
   fi
@@ -190,7 +190,7 @@ run_l7gate_1pass() {  # MIX RUN: one pass, no infinite_rx: every flow is new
   if ! timeout -s INT 300 "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
       --file-prefix "l7perf-$$-$mix-$run-1" --log-level='*:warning' \
       --vdev "net_pcap0,rx_pcap=$pcap" --vdev net_null1,no-rx=1 \
-      -- --idle-exit 300 --stats-json "$out.json" > "$out.txt" 2>&1; then
+      -- --metrics off --idle-exit 300 --stats-json "$out.json" > "$out.txt" 2>&1; then
     echo "perf/run.sh: l7gate (one pass) failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
   fi
   record "$mix" l7gate-1pass "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json" single-pass)"
@@ -216,7 +216,8 @@ run_testpmd() {  # MIX RUN
     child=""
     echo "perf/run.sh: testpmd failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
   fi
-  sleep "$duration"
+  # At least 3 s: the rate comes from testpmd's per-second displays after the first one.
+  sleep $((duration < 3 ? 3 : duration))
   kill -INT "$child"
   wait_child 60 || true
   grep -q "Accumulated forward statistics" "$out.txt" ||

@@ -1,13 +1,13 @@
 #!/bin/bash
 # Prints the path of a benchmark capture, generating it first when it is not cached yet.
-#   perf/traffic.sh established|attack|real [--flows N]
+#   perf/traffic.sh established|attack|syn|real [--flows N]
 # Captures live in perf/.cache/traffic-<generator hash>-f<flows>/ (git-ignored), so a change
 # to tools/gen_perf_traffic.py or tools/gen_traffic.py makes fresh ones. `real` is derived
 # from ../shared/pcaps/mix-shared.pcap (or $L7GATE_PCAPS/mix-shared.pcap); exit status 3 when
 # that capture is not there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mix=${1:?usage: perf/traffic.sh established|attack|real [--flows N]}
+mix=${1:?usage: perf/traffic.sh established|attack|syn|real [--flows N]}
 flows=10000
 if [ "${2:-}" = "--flows" ]; then
   flows=${3:?--flows needs a number}
@@ -17,10 +17,11 @@ key=$(cat tools/gen_perf_traffic.py tools/gen_traffic.py | sha256sum | cut -c1-1
 cache=$PWD/perf/.cache/traffic-$key-f$flows
 mkdir -p "$cache"
 case "$mix" in
-  established|attack)
+  established|attack|syn)
     if [ ! -f "$cache/$mix.pcap" ] || [ ! -f "$cache/$mix.json" ]; then
-      echo "generating $mix traffic in $cache (once; about a minute)..." >&2
-      $PY tools/gen_perf_traffic.py "$cache" --mix "$mix" --flows "$flows" >&2
+      # All three at once: each is built from the same established flows (the slow part).
+      echo "generating the established, attack and syn mixes in $cache (once; 1-2 minutes)..." >&2
+      $PY tools/gen_perf_traffic.py "$cache" --mix all --flows "$flows" >&2
     fi ;;
   real)
     shared=${L7GATE_PCAPS:-$PWD/../shared/pcaps}/mix-shared.pcap
@@ -31,6 +32,6 @@ case "$mix" in
     if [ ! -f "$cache/real.pcap" ] || [ ! -f "$cache/real.json" ] || [ "$shared" -nt "$cache/real.pcap" ]; then
       $PY tools/gen_perf_traffic.py "$cache" --mix real --real-capture "$shared" >&2
     fi ;;
-  *) echo "perf/traffic.sh: unknown mix $mix (established, attack, real)" >&2; exit 2 ;;
+  *) echo "perf/traffic.sh: unknown mix $mix (established, attack, syn, real)" >&2; exit 2 ;;
 esac
 echo "$cache/$mix.pcap"

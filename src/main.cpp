@@ -37,6 +37,7 @@
 #include "control/flow_log.hpp"
 #include "control/log.hpp"
 #include "control/geoip.hpp"
+#include "control/metrics.hpp"
 #include "control/ndpi_names.hpp"
 #include "control/policy_compiler.hpp"
 #include "control/policy_loader.hpp"
@@ -373,6 +374,19 @@ int main(int argc, char** argv) {
         ctl::log_info("ctl", "packet capture (dpdk-dumpcap) unavailable: EAL runs without shared config");
     }
 
+    // Prometheus endpoint: bound before any traffic moves (a bad address or a busy port exits
+    // 2); its HTTP threads inherit the main lcore's CPU affinity. Serves zeros until the
+    // control loop's first update.
+    std::unique_ptr<ctl::MetricsExporter> metrics;
+    if (!opt.metrics.empty()) {
+        metrics = std::make_unique<ctl::MetricsExporter>();
+        if (std::string err = metrics->start(opt.metrics); !err.empty()) {
+            fail(err);
+        }
+        metrics->update(ctl::collect_stats(ports, cworkers, true), names, reasons, ctl::policy_status(policy.get()),
+                        static_cast<double>(rte_get_tsc_hz()), policy != nullptr ? policy->current() : nullptr);
+    }
+
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGHUP, on_sighup);
@@ -390,6 +404,10 @@ int main(int argc, char** argv) {
     hooks.flow_log = fl;
     hooks.policy = policy.get();
     hooks.reload_requested = &g_reload;
+    hooks.metrics = metrics.get();
+    hooks.names = &names;
+    hooks.reasons = &reasons;
+    hooks.tsc_hz = static_cast<double>(rte_get_tsc_hz());
     const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, hooks);
 
     for (dp::Worker* w : workers) {
@@ -425,6 +443,11 @@ int main(int argc, char** argv) {
         snap.reloads_failed = rs.reloads_failed;
         snap.last_reload_success = rs.last_reload_success;
     }
+    if (metrics != nullptr) {
+        // The final counters (flows flushed at exit included), served until l7gate exits.
+        metrics->update(snap, names, reasons, ctl::policy_status(policy.get()), static_cast<double>(rte_get_tsc_hz()),
+                        policy != nullptr ? policy->current() : nullptr);
+    }
     ctl::print_summary(stdout, snap, elapsed, rte_get_tsc_hz(), names, reasons);
     std::fflush(stdout);
     int rc = 0;
@@ -450,6 +473,7 @@ int main(int argc, char** argv) {
     for (rte_ring* r : flow_rings) {
         rte_ring_free(r);
     }
+    metrics.reset();  // stops the HTTP threads
     policy.reset();  // workers are gone: every snapshot can go
     rte_free(qsbr);
     for (auto& [sock, pool] : pools) {

@@ -242,7 +242,7 @@ def run_l7gate(binary, capture, workdir, extra_args=(), timeout=600, idle_exit_m
                ["--log-level=*:error", "--file-prefix", prefix,
                 "--vdev", "net_pcap0,rx_pcap=%s,tx_pcap=%s" % (capture, base + "-out0.pcap"),
                 "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (empty, base + "-out1.pcap"),
-                "--", "--clock", "capture", "--malformed", "pass",
+                "--", "--metrics", "off", "--clock", "capture", "--malformed", "pass",
                 "--idle-exit", str(idle_exit_ms), "--flow-log", flows_path,
                 "--stats-json", stats_path] + list(extra_args))
     try:

@@ -21,6 +21,8 @@ Mixes:
                towards 16 servers in 198.19.200.0/24 (ports 80/443), 60-byte frames, every
                SYN a new 5-tuple.
 
+  syn          syn.pcap: the attack mix's SYNs alone (as many as established.pcap has
+               packets): every packet a new flow, the cost of flow creation.
   real         real.pcap, with --real-capture FILE (a classic pcap, e.g. the shared
                mix-shared.pcap): the capture minus its frames longer than --max-frame (2048,
                the data room of one default DPDK mbuf: net_pcap's infinite_rx mode cannot
@@ -312,8 +314,8 @@ def summary(frames, extra):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir")
-    ap.add_argument("--mix", choices=["established", "attack", "real", "all"], default="all",
-                    help="all = established and attack (and real when --real-capture is given)")
+    ap.add_argument("--mix", choices=["established", "attack", "syn", "real", "all"], default="all",
+                    help="all = established, attack and syn (and real when --real-capture is given)")
     ap.add_argument("--real-capture", help="classic pcap to derive real.pcap from")
     ap.add_argument("--max-frame", type=int, default=2048,
                     help="real: leave out frames longer than this (default 2048)")
@@ -339,6 +341,12 @@ def main(argv=None):
         digest = write_pcap(path, frames)
         gt.write_json(os.path.join(args.outdir, "established.json"),
                       summary(frames, dict(stats, sha256=digest, mix="established")))
+    if args.mix in ("syn", "all"):
+        syns = syn_frames(len(frames))
+        digest = write_pcap(os.path.join(args.outdir, "syn.pcap"), syns)
+        gt.write_json(os.path.join(args.outdir, "syn.json"),
+                      summary(syns, dict(flows=len(syns), syn_packets=len(syns), sha256=digest,
+                                         packets_per_family={"tcp": len(syns)}, mix="syn")))
     if args.mix in ("attack", "all"):
         nsyn = int(len(frames) * args.syn_ratio)
         syns = syn_frames(nsyn)

@@ -7,11 +7,15 @@ PKGS=(
   # build
   build-essential meson ninja-build pkg-config
   # libraries (linked through pkg-config)
-  dpdk-dev libdpdk-dev dpdk libndpi-dev libhyperscan-dev libmaxminddb-dev libyaml-cpp-dev
-  prometheus-cpp-dev googletest libgtest-dev libgmock-dev libpcap-dev
+  dpdk-dev libdpdk-dev dpdk libndpi-dev libgcrypt20-dev libhyperscan-dev libmaxminddb-dev
+  libyaml-cpp-dev prometheus-cpp-dev googletest libgtest-dev libgmock-dev libpcap-dev
+  libbenchmark-dev
   # tests: traffic generator (python3-cryptography: QUIC/X.509 in the l7 set), sanitizer
   # runtime, ndpiReader (the reference classifier the classification tests compare with)
   python3 python3-scapy python3-cryptography libndpi-bin
+  # tests: a real Prometheus server scrapes l7gate's metrics; valgrind counts instructions
+  # per packet against perf/callgrind-budget.txt
+  prometheus valgrind
 )
 if [ "${L7GATE_EXTRA_PKGS:-}" != "" ]; then
   read -r -a extra <<<"$L7GATE_EXTRA_PKGS"

@@ -33,6 +33,18 @@ for kind in "${builds[@]}"; do
   fi
 done
 
+# The instruction budget of the per-packet path (deterministic, unlike timings): fails when
+# it grew more than 10% over perf/callgrind-budget.txt.
+if [ $quick -eq 0 ]; then
+  echo "==== callgrind budget (perf/callgrind.sh --mix established)"
+  if perf/callgrind.sh --no-build --mix established; then
+    echo "callgrind budget: OK"
+  else
+    echo "callgrind budget: FAILED"
+    status=1
+  fi
+fi
+
 # One closing line over every test case of every build (gtest cases counted one by one).
 /usr/bin/python3 tools/test_summary.py "${builds[@]/#/build-}" || status=1
 exit $status

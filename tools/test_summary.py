@@ -36,7 +36,14 @@ for arg in sys.argv[1:]:
                 gtest_counted.add(name.split(".")[-1])
     with open(log) as f:
         for line in f:
-            t = json.loads(line)
+            line = line.strip().strip("\0")
+            if not line:
+                continue
+            try:
+                t = json.loads(line)
+            except ValueError:
+                print(f"test-summary: unreadable line in {log} (two meson runs wrote it?)")
+                continue
             if t["name"] in gtest_counted:
                 continue
             r = t["result"]

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "control/flow_log.hpp"
+#include "control/metrics.hpp"
 #include "control/policy_manager.hpp"
 #include "control/telemetry.hpp"
 #include "control/stats_report.hpp"
@@ -18,6 +19,7 @@ std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& po
     using clock = std::chrono::steady_clock;
     const auto start = clock::now();
     auto last_stats = start;
+    auto last_metrics = start;
     auto last_tick = start;
     std::chrono::steady_clock::duration idle_for{0};
     uint64_t last_rx = 0;
@@ -42,6 +44,13 @@ std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& po
                 reloads_seen = rs.reloads_ok + rs.reloads_failed;
                 telemetry_set_policy_status(rs);
             }
+        }
+        if (hooks.metrics != nullptr && now - last_metrics >= std::chrono::seconds(1)) {
+            last_metrics = now;
+            // with_pmd: the port families need the PMD's counters (rte_eth_stats_get).
+            hooks.metrics->update(collect_stats(ports, workers, true), *hooks.names, *hooks.reasons,
+                                  policy_status(hooks.policy), hooks.tsc_hz,
+                                  hooks.policy != nullptr ? hooks.policy->current() : nullptr);
         }
         const double elapsed = std::chrono::duration<double>(now - start).count();
         if (opt.duration_s > 0 && elapsed >= opt.duration_s) {

@@ -15,13 +15,20 @@ class Worker;
 namespace l7gate::ctl {
 
 class FlowLog;
+class MetricsExporter;
+class NdpiNames;
 class PolicyManager;
+class ReasonRegistry;
 
 // What the loop drives besides stop conditions and stats; any pointer may be null.
 struct ControlHooks {
     FlowLog* flow_log = nullptr;
     PolicyManager* policy = nullptr;
     std::atomic<bool>* reload_requested = nullptr;  // set by the SIGHUP handler
+    MetricsExporter* metrics = nullptr;             // updated once a second; needs names, reasons
+    const NdpiNames* names = nullptr;
+    const ReasonRegistry* reasons = nullptr;
+    double tsc_hz = 0;
 };
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.

@@ -372,23 +372,17 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     MetricFamily l7f = family("l7gate_l7_flows_total", C,
         "Flows whose classification ended, by nDPI protocol (app protocol, else master; Unknown when nDPI gave up).");
     MetricFamily cat = family("l7gate_category_bytes_total", C,
-        "Bytes of classified flows by the default nDPI category of their protocol (as l7gate_l7_bytes_total); a category nDPI gives a single flow (an HTTP download is Download, --ndpi-categories hosts) is not reflected.");
-    std::map<std::string, double> cat_bytes;
+        "Bytes of classified flows by the nDPI category of each flow (counted as l7gate_l7_bytes_total).");
     for (const ProtoStats& p : s.protocols) {
         const Labels l{{"protocol", names.protocol(p.id)}};
         add(l7p, l, d(p.packets));
         add(l7b, l, d(p.bytes));
         add(l7f, l, d(p.flows));
-        if (names.module() != nullptr) {
-            ndpi_protocol np{};
-            np.master_protocol = NDPI_PROTOCOL_UNKNOWN;
-            np.app_protocol = static_cast<u_int16_t>(p.id);
-            np.category = NDPI_PROTOCOL_CATEGORY_UNSPECIFIED;
-            cat_bytes[names.category(ndpi_get_proto_category(names.module(), np))] += d(p.bytes);
-        }
     }
-    for (const auto& [name, bytes] : cat_bytes) {
-        add(cat, {{"category", name}}, bytes);
+    for (unsigned c = 0; c < 256; ++c) {
+        if (s.category_bytes[c] != 0) {
+            add(cat, {{"category", names.category(c)}}, d(s.category_bytes[c]));
+        }
     }
     for (MetricFamily* f : {&l7p, &l7b, &l7f, &cat}) {
         merge_duplicates(*f);

@@ -57,6 +57,9 @@ constexpr OptSpec kOpts[] = {
      "(for replaying captures)"},
     {"stats-interval", 0, true, "S", "print a one-line stats summary every S seconds"},
     {"stats-json", 0, true, "FILE", "write every counter as one JSON object to FILE at exit"},
+    {"metrics", 0, true, "HOST:PORT|off",
+     "serve Prometheus metrics at http://HOST:PORT/metrics, refreshed every second (default "
+     "127.0.0.1:9777, loopback only; port 0 picks a free port); off: no metrics endpoint"},
     {"flow-log", 0, true, "FILE",
      "write one JSON object per line for every flow when it ends (FIN/RST + grace, idle "
      "timeout, or l7gate stopping, which flushes every active flow); - for stdout"},
@@ -259,6 +262,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
          : key == "geoip"           ? opt.geoip
          : key == "convert-policy"  ? opt.convert_policy
                                     : opt.ndpi_categories) = v;
+    } else if (key == "metrics") {
+        if (v.empty()) {
+            return bad("expected HOST:PORT or off");
+        }
+        opt.metrics = v == "off" ? std::string() : v;  // the address is checked when it is bound
     } else if (key == "policy-format") {
         if (v != "auto" && v != "yaml" && v != "nprobe") {
             return bad("expected auto, yaml or nprobe");

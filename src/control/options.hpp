@@ -39,6 +39,7 @@ struct Options {
     std::string policy;              // --policy FILE ("" = pass everything)
     std::string policy_format = "auto";
     std::string geoip;               // --geoip FILE.mmdb
+    std::string metrics = "127.0.0.1:9777";  // --metrics HOST:PORT ("" = off)
     bool check = false;              // --check: validate --policy and exit
     std::string convert_policy;      // --convert-policy FILE.json
     bool help = false;

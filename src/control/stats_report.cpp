@@ -114,6 +114,9 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         for (unsigned r = 0; r < dp::kMaxRisks; ++r) {
             s.risk_flows[r] += cc.risk_flows[r].get();
         }
+        for (unsigned c = 0; c < dp::kMaxCategories; ++c) {
+            s.category_bytes[c] += cc.category_bytes[c].get();
+        }
         s.classified += cc.classified.get();
         s.dpi_pool_full += cc.dpi_pool_full.get();
         s.meta_pool_full += cc.meta_pool_full.get();

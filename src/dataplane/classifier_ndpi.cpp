@@ -243,6 +243,7 @@ void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint
     counters_.proto_flows[p].inc();
     counters_.proto_packets[p].add(e.packets[0] + e.packets[1]);
     counters_.proto_bytes[p].add(e.bytes[0] + e.bytes[1]);
+    counters_.category_bytes[e.category].add(e.bytes[0] + e.bytes[1]);
     for (uint64_t bits = risk; bits != 0; bits &= bits - 1) {
         counters_.risk_flows[__builtin_ctzll(bits)].inc();
     }

@@ -54,11 +54,13 @@ struct ClassifierConfig {
 // Counters the classifier keeps per worker (single writer).
 inline constexpr unsigned kMaxNdpiProtocols = 512;  // NDPI_NUM_BITS in 4.2
 inline constexpr unsigned kMaxRisks = 64;
+inline constexpr unsigned kMaxCategories = 256;     // FlowEntry::category is a uint8_t
 struct alignas(64) ClassifierCounters {
     Counter proto_packets[kMaxNdpiProtocols];
     Counter proto_bytes[kMaxNdpiProtocols];
     Counter proto_flows[kMaxNdpiProtocols];
     Counter risk_flows[kMaxRisks];
+    Counter category_bytes[kMaxCategories];  // as proto_bytes, by the flow's own nDPI category
     Counter classified;        // flows whose classification ended
     Counter dpi_pool_full;     // flows that found no nDPI state: never classified
     Counter meta_pool_full;    // flows whose metadata could not be kept
@@ -103,6 +105,7 @@ public:
         const unsigned p = e.app_proto != 0 ? e.app_proto : e.master_proto;
         counters_.proto_packets[p & (kMaxNdpiProtocols - 1)].inc();
         counters_.proto_bytes[p & (kMaxNdpiProtocols - 1)].add(bytes);
+        counters_.category_bytes[e.category].add(bytes);
     }
 
     const FlowMeta* meta(const FlowEntry& e) const noexcept {

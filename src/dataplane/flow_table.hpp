@@ -117,9 +117,10 @@ public:
         e.packets[slot] += 1;
         e.bytes[slot] += bytes;
         e.last_ns = now_ns;
-        const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000u);
-        if (now_s != e.queued_s) {
-            requeue(e, now_s);
+        // A multiply, not a divide, on the per-packet path: the clock never goes back, so the
+        // second changed iff now reached the next second boundary after queued_s.
+        if (now_ns >= (uint64_t{e.queued_s} + 1) * 1000000000u) {
+            requeue(e, static_cast<uint32_t>(now_ns / 1000000000u));
         }
     }
 

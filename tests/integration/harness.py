@@ -120,6 +120,8 @@ def run_l7gate(workdir, name, rx, args, workers=1, log_level="*:warning", stats=
         os.unlink(stats_path)
     cmd = [BIN, "--no-huge", "--no-pci", "-m", "512", lcores_arg(workers + 1),
            "--log-level=" + log_level, "--file-prefix", prefix] + vdevs + ["--"] + list(args)
+    if "--metrics" not in args:
+        cmd += ["--metrics", "off"]  # tests run side by side: no shared port
     if idle_exit:
         cmd += ["--idle-exit", "300"]
     if stats:

@@ -274,7 +274,7 @@ class T2ClassifyTest(unittest.TestCase):
                "--file-prefix", prefix,
                "--vdev", "net_pcap0,rx_pcap=%s,tx_pcap=%s" % (gen_path("l7.pcap"), out0),
                "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (os.path.join(WORK, "empty.pcap"), out1),
-               "--", "--clock", "capture", "--flow-log", flows, "--stats-json", stats,
+               "--", "--metrics", "off", "--clock", "capture", "--flow-log", flows, "--stats-json", stats,
                "--idle-exit", "300"]
         res = {"cmd": cmd, "error": None, "lines": [], "stats": None, "out0": out0, "out1": out1}
         try:

@@ -84,7 +84,7 @@ class ReloadTest(unittest.TestCase):
                "--file-prefix", prefix,
                "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % os.path.join(self.work, "l7.pcap"),
                "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=/dev/null" % empty,
-               "--", "--policy", policy, "--mbufs", "16384", "--stats-json", stats,
+               "--", "--metrics", "off", "--policy", policy, "--mbufs", "16384", "--stats-json", stats,
                "--flow-log", flows, "--flows", "4096"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
