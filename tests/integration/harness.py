@@ -19,11 +19,11 @@ TIMEOUT = 60
 PCAP_HDR = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 
 
-def read_pcap(path):
-    """Returns the frames (bytes) of a pcap file; [] for a missing, empty or header-only file.
-
-    Handles both byte orders and micro/nanosecond magic. Fails on a record whose captured
-    length differs from its wire length (truncated capture).
+def read_pcap_records(path, strict=True):
+    """[(timestamp in microseconds, frame bytes)] of a classic pcap file; [] for a missing,
+    empty or header-only file. Handles both byte orders and micro/nanosecond magic. strict:
+    fail on a record whose captured length differs from its wire length (truncated capture)
+    and on trailing bytes.
     """
     if not os.path.exists(path):
         return []
@@ -38,20 +38,26 @@ def read_pcap(path):
         endian = ">"
     else:
         raise AssertionError("%s: not a pcap file (magic %#x)" % (path, magic))
-    frames, off = [], 24
+    nano = magic in (0xA1B23C4D, 0x4D3CB2A1)
+    out, off = [], 24
     while off + 16 <= len(data):
-        _, _, caplen, wirelen = struct.unpack_from(endian + "IIII", data, off)
+        sec, frac, caplen, wirelen = struct.unpack_from(endian + "IIII", data, off)
         off += 16
         if off + caplen > len(data):
             raise AssertionError("%s: record at %d runs past the end of the file" % (path, off))
-        if caplen != wirelen:
+        if strict and caplen != wirelen:
             raise AssertionError("%s: frame %d truncated in capture (%d of %d bytes)"
-                                 % (path, len(frames), caplen, wirelen))
-        frames.append(data[off:off + caplen])
+                                 % (path, len(out), caplen, wirelen))
+        out.append((sec * 1000000 + (frac // 1000 if nano else frac), data[off:off + caplen]))
         off += caplen
-    if off != len(data):
+    if strict and off != len(data):
         raise AssertionError("%s: %d trailing bytes" % (path, len(data) - off))
-    return frames
+    return out
+
+
+def read_pcap(path):
+    """The frames (bytes) of a pcap file, strictly read (see read_pcap_records)."""
+    return [fr for _, fr in read_pcap_records(path)]
 
 
 def write_pcap(path, frames):

@@ -25,7 +25,6 @@ Set L7GATE_KEEP_TMP=1 to keep the work directory (its path is printed).
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,17 @@ NDPIREADER = "/usr/bin/ndpiReader"
 TIMEOUT = 120
 
 sys.path.insert(0, TOOLS)
+sys.path.insert(0, HERE)
+from harness import lcores_arg, write_pcap  # noqa: E402
+from harness import read_pcap_records as _read_records  # noqa: E402
+
+
+def read_pcap(path):
+    """[(timestamp in microseconds, frame bytes)], tolerant of truncated captures."""
+    return _read_records(path, strict=False)
+
+
+
 try:
     import compare_ndpireader as cmp  # noqa: E402  (tools/compare_ndpireader.py)
 except ImportError as e:  # reported by the tests that need it
@@ -59,55 +69,8 @@ FLOW_LOG_FIELDS = {
 # ---------------------------------------------------------------------------------------------
 # pcap helpers (no scapy needed here)
 
-PCAP_HDR = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-
-
-def read_pcap(path):
-    """[(timestamp in microseconds, frame bytes)] of a classic pcap file."""
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 24:
-        return []
-    magic = struct.unpack_from("<I", data, 0)[0]
-    if magic in (0xA1B2C3D4, 0xA1B23C4D):
-        endian = "<"
-    elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
-        endian = ">"
-    else:
-        raise AssertionError("%s: not a pcap file (magic %#x)" % (path, magic))
-    nano = magic in (0xA1B23C4D, 0x4D3CB2A1)
-    out, off = [], 24
-    while off + 16 <= len(data):
-        sec, frac, caplen, _ = struct.unpack_from(endian + "IIII", data, off)
-        off += 16
-        if off + caplen > len(data):
-            raise AssertionError("%s: record at %d runs past the end of the file" % (path, off))
-        out.append((sec * 1000000 + (frac // 1000 if nano else frac), data[off:off + caplen]))
-        off += caplen
-    return out
-
-
-def write_pcap(path, frames):
-    with open(path, "wb") as f:
-        f.write(PCAP_HDR)
-        for i, fr in enumerate(frames):
-            f.write(struct.pack("<IIII", 1700000000, i, len(fr), len(fr)))
-            f.write(fr)
-
-
 def usec(x):
     return int(round(float(x) * 1e6))
-
-
-def lcores_arg(n):
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= n:
-        m = ["%d@%d" % (i, cpus[i]) for i in range(n)]
-    else:
-        m = ["0@%d" % cpus[0]] + ["%d@%d" % (i, cpus[(i - 1) % len(cpus)]) for i in range(1, n)]
-    return "--lcores=" + ",".join(m)
 
 
 def norm_l4(l4):
