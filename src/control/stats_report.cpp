@@ -119,6 +119,7 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         }
         s.classified += cc.classified.get();
         s.dpi_pool_full += cc.dpi_pool_full.get();
+        s.dpi_reclaimed += cc.dpi_reclaimed.get();
         s.meta_pool_full += cc.meta_pool_full.get();
         s.giveups += cc.giveups.get();
         s.ndpi_packets += cc.ndpi_packets.get();
@@ -204,7 +205,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
         }
     }
     o << "},\"classification\":{\"classified\":" << s.classified << ",\"giveups\":" << s.giveups
-      << ",\"dpi_pool_full\":" << s.dpi_pool_full << ",\"meta_pool_full\":" << s.meta_pool_full
+      << ",\"dpi_pool_full\":" << s.dpi_pool_full << ",\"dpi_reclaimed\":" << s.dpi_reclaimed << ",\"meta_pool_full\":" << s.meta_pool_full
       << ",\"ndpi_packets\":" << s.ndpi_packets
       << ",\"ndpi_cycles_per_packet\":" << per(s.ndpi_cycles, s.ndpi_packets)
       << ",\"ndpi_heap_fallbacks\":" << s.ndpi_heap_fallbacks << "},\"flow_log\":{\"records\":"

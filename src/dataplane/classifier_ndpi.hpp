@@ -63,6 +63,7 @@ struct alignas(64) ClassifierCounters {
     Counter category_bytes[kMaxCategories];  // as proto_bytes, by the flow's own nDPI category
     Counter classified;        // flows whose classification ended
     Counter dpi_pool_full;     // flows that found no nDPI state: never classified
+    Counter dpi_reclaimed;     // half-open flows whose state went to a newer flow
     Counter meta_pool_full;    // flows whose metadata could not be kept
     Counter ndpi_packets;      // calls to ndpi_detection_process_packet
     Counter ndpi_cycles;       // TSC cycles inside those calls
@@ -85,6 +86,13 @@ public:
 
     // A new flow: take an nDPI state (or mark it unclassifiable when the pool is empty).
     void start(FlowEntry& e) noexcept;
+    bool has_free_state() const noexcept { return dpi_free_top_ != 0; }
+    // Pool pressure: end the classification of `victim` now (give-up, results kept) so its
+    // state can serve a new flow.
+    void reclaim(FlowEntry& victim) noexcept {
+        finish_at_end(victim);
+        counters_.dpi_reclaimed.inc();
+    }
 
     // One packet of a flow in classification, from the IP header on (only packets that carry
     // their L4 header: non-first fragments are not fed, as in ndpiReader). Returns true when

@@ -138,6 +138,9 @@ public:
 
     void remove(FlowEntry& e) noexcept;
 
+    // Oldest entry of a timeout class (kNil when empty); follow FlowEntry::next.
+    uint32_t oldest(TimeoutClass c) const noexcept { return lists_[static_cast<unsigned>(c)].head; }
+
     uint32_t capacity() const noexcept { return capacity_; }
     uint32_t active() const noexcept { return capacity_ - free_top_; }
     uint32_t index_of(const FlowEntry& e) const noexcept { return static_cast<uint32_t>(&e - entries_); }

@@ -186,6 +186,29 @@ void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, 
     }
 }
 
+void Worker::reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept {
+    // Under a SYN flood, half-open flows would hold every nDPI state until their timeout and
+    // legitimate flows would go unclassified. The oldest half-open flow gives its state up
+    // and moves to the short closed-TCP timeout, out of the half-open list, so the next
+    // reclaim finds the next oldest at the head.
+    uint32_t idx = flows_.oldest(TimeoutClass::TcpSyn);
+    for (unsigned n = 0; n < kReclaimScan && idx != FlowTable::kNil; ++n) {
+        FlowEntry& v = flows_.at(idx);
+        const uint32_t next = v.next;
+        if (&v != &fresh) {
+            if (v.dpi_state() == DpiState::Classifying) {
+                classifier_.reclaim(v);
+            }
+            v.generation = 0;  // decide again on its next packet
+            flows_.set_class(v, TimeoutClass::TcpClosed, now_ns);
+            if (classifier_.has_free_state()) {
+                return;
+            }
+        }
+        idx = next;
+    }
+}
+
 FlowEntry* Worker::flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns,
                                      uint8_t& slot) noexcept {
     FragKey fk;
@@ -290,6 +313,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     continue;
                 }
                 counters_.flows_created.inc();
+                if (!classifier_.has_free_state()) {
+                    reclaim_half_open(*e, b.time_ns[i]);
+                }
                 classifier_.start(*e);
             }
         }

@@ -23,6 +23,7 @@ namespace l7gate::dp {
 inline constexpr unsigned kMaxBurst = 32;
 inline constexpr unsigned kHousekeepingEvery = 16;  // loop iterations (power of two)
 inline constexpr unsigned kExpireBudget = 256;      // list heads examined per housekeeping
+inline constexpr unsigned kReclaimScan = 8;         // half-open flows looked at for a state
 
 struct WorkerConfig {
     uint16_t queue = 0;
@@ -102,6 +103,7 @@ private:
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept;
+    void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
     static void update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot, uint64_t now_ns) noexcept;
     uint64_t now_ns() const noexcept;
