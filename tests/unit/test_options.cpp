@@ -78,11 +78,39 @@ TEST(Options, RejectsBadValuesWithOneLineNamingTheOption) {
     }
 }
 
+TEST(Options, PolicyMetricsAndClassificationOptions) {
+    ctl::Options o;
+    ASSERT_EQ(parse({"--policy", "p.yaml", "--policy-format", "nprobe", "--geoip", "g.mmdb",
+                     "--metrics", "off", "--clock", "capture", "--dpi-max-packets", "10,5,3",
+                     "--dpi-flows", "2048", "--flow-log", "-"},
+                    o),
+              "");
+    EXPECT_EQ(o.policy, "p.yaml");
+    EXPECT_EQ(o.policy_format, "nprobe");
+    EXPECT_EQ(o.geoip, "g.mmdb");
+    EXPECT_EQ(o.metrics, "");
+    EXPECT_TRUE(o.capture_clock);
+    EXPECT_EQ(o.dpi_max_tcp, 10);
+    EXPECT_EQ(o.dpi_max_udp, 5);
+    EXPECT_EQ(o.dpi_max_other, 3);
+    EXPECT_EQ(o.dpi_flows, 2048u);
+    EXPECT_EQ(o.flow_log, "-");
+    for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+             {"--policy-format", "xml"}, {"--clock", "gps"}, {"--dpi-max-packets", "0"},
+             {"--dpi-max-packets", "1,2,3,4"}, {"--dpi-flows", "3"}, {"--metrics", ""}}) {
+        ctl::Options b;
+        EXPECT_FALSE(parse(bad, b).empty()) << bad[0] << " " << bad[1];
+    }
+}
+
 TEST(Options, HelpDocumentsEveryOption) {
     const std::string u = ctl::usage("l7gate");
     for (const char* opt : {"--pairs", "--rxq", "--rss", "--flows", "--frags", "--timeouts",
                             "--on-flow-table-full", "--malformed", "--mbufs", "--duration",
-                            "--idle-exit", "--stats-interval", "--stats-json", "--help"}) {
+                            "--idle-exit", "--stats-interval", "--stats-json", "--help", "--flow-log",
+                            "--clock", "--ndpi-protos", "--ndpi-categories", "--dpi-max-packets",
+                            "--dpi-flows", "--policy", "--policy-format", "--geoip", "--check",
+                            "--convert-policy", "--metrics", "--rxd", "--txd"}) {
         EXPECT_NE(u.find(opt), std::string::npos) << opt;
     }
     ctl::Options o;
