@@ -324,6 +324,7 @@ int main(int argc, char** argv) {
         wc.malformed_drop = opt.malformed_drop;
         wc.table_full_drop = opt.table_full_drop;
         wc.policy = &policy_slot;
+        wc.reject_rate = opt.reject_rate;
         wc.qsbr = qsbr;
         wc.capture_clock = opt.capture_clock;
         wc.timestamp_offset = ts_offset;

@@ -168,10 +168,12 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     s += ",\"worker\":";
     append_u64(s, r.worker);
     s += ",\"verdict\":";
-    if (r.verdict == static_cast<uint8_t>(dp::Action::Drop)) {
+    if (r.verdict == dp::cached::kDrop) {
         s += "\"drop\"";
-    } else if (r.verdict >= static_cast<uint8_t>(dp::Action::Shape)) {
-        const unsigned sh = r.verdict - static_cast<unsigned>(dp::Action::Shape);
+    } else if (r.verdict == dp::cached::kReject) {
+        s += "\"reject\"";
+    } else if (r.verdict >= dp::cached::kShapeBase) {
+        const unsigned sh = r.verdict - dp::cached::kShapeBase;
         json_escape_to(s, "shape:" + (policy != nullptr && sh < policy->shapers.size() ? policy->shapers[sh].name
                                                                                       : std::to_string(sh)));
     } else {

@@ -82,6 +82,9 @@ constexpr OptSpec kOpts[] = {
     {"policy-format", 0, true, "auto|yaml|nprobe", "format of --policy (default auto: by content)"},
     {"geoip", 0, true, "FILE.mmdb",
      "MaxMind GeoIP2/GeoLite2 country database for countries/continents markers"},
+    {"reject-rate", 0, true, "N",
+     "at most N packets per second per worker sent for reject verdicts (TCP RST, ICMP port "
+     "unreachable); default 1000, 0 sends none (reject then acts as drop)"},
     {"check", 0, false, nullptr,
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
@@ -267,6 +270,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected HOST:PORT or off");
         }
         opt.metrics = v == "off" ? std::string() : v;  // the address is checked when it is bound
+    } else if (key == "reject-rate") {
+        if (!parse_u64(v, 10000000, n)) {
+            return bad("expected packets per second from 0 to 10000000");
+        }
+        opt.reject_rate = static_cast<uint32_t>(n);
     } else if (key == "policy-format") {
         if (v != "auto" && v != "yaml" && v != "nprobe") {
             return bad("expected auto, yaml or nprobe");

@@ -39,6 +39,7 @@ struct Options {
     std::string policy;              // --policy FILE ("" = pass everything)
     std::string policy_format = "auto";
     std::string geoip;               // --geoip FILE.mmdb
+    uint32_t reject_rate = 1000;     // --reject-rate: injected packets/s per worker
     std::string metrics = "127.0.0.1:9777";  // --metrics HOST:PORT ("" = off)
     bool check = false;              // --check: validate --policy and exit
     std::string convert_policy;      // --convert-policy FILE.json

@@ -474,6 +474,8 @@ private:
         }
         if (t == "drop") {
             mk.action = Action::Drop;
+        } else if (t == "reject") {
+            mk.action = Action::Reject;
         } else if (t.rfind("shape:", 0) == 0) {
             const std::string name = m.text.substr(6);
             auto it = shaper_idx_.find(name);

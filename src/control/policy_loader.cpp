@@ -240,13 +240,13 @@ private:
         MarkerSpec m;
         m.pos = pos(n);
         if (!n.IsScalar()) {
-            error(n, "a marker must be pass, drop or shape:NAME");
+            error(n, "a marker must be pass, drop, reject or shape:NAME");
             return m;
         }
         m.text = n.Scalar();
         const std::string t = lower(m.text);
-        if (t != "pass" && t != "drop" && t.rfind("shape:", 0) != 0) {
-            error(n, "unknown marker '" + m.text + "' (pass, drop or shape:NAME)");
+        if (t != "pass" && t != "drop" && t != "reject" && t.rfind("shape:", 0) != 0) {
+            error(n, "unknown marker '" + m.text + "' (pass, drop, reject or shape:NAME)");
         } else if (t.rfind("shape:", 0) == 0 && t.size() == 6) {
             error(n, "shape: needs a shaper name (shape:NAME)");
         }

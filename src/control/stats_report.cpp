@@ -88,6 +88,9 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
     for (const dp::Worker* w : workers) {
         const dp::WorkerCounters& c = w->counters();
         s.policy_evaluations += c.policy_evaluations.get();
+        s.injected += c.injected.get();
+        s.inject_limited += c.inject_limited.get();
+        s.inject_failed += c.inject_failed.get();
         for (unsigned r = 0; r < dp::kMaxReasons; ++r) {
             reasons[r].id = static_cast<uint16_t>(r);
             reasons[r].flows += c.reason_flows[r].get();
@@ -216,6 +219,8 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << ",\"packets\":" << s.reasons[i].packets << "}";
     }
     o << "}}";
+    o << ",\"injected\":{\"sent\":" << s.injected << ",\"limited\":" << s.inject_limited
+      << ",\"failed\":" << s.inject_failed << "}";
     if (s.has_policy) {
         o << ",\"policy\":{\"generation\":" << s.policy_generation << ",\"reloads_ok\":" << s.reloads_ok
           << ",\"reloads_failed\":" << s.reloads_failed

@@ -59,6 +59,7 @@ struct StatsSnapshot {
     uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_heap_fallbacks = 0;
     uint64_t flow_log_records = 0, flow_log_lost = 0;
     uint64_t policy_evaluations = 0;
+    uint64_t injected = 0, inject_limited = 0, inject_failed = 0;
     struct ReasonStats {
         uint16_t id;
         uint64_t flows, packets;

@@ -56,6 +56,9 @@ struct alignas(64) WorkerCounters {
     Counter flow_log_records;  // records handed to the control thread
     Counter flow_log_lost;     // records lost because the ring was full
     Counter policy_evaluations;
+    Counter injected;          // RST / ICMP packets sent for reject verdicts
+    Counter inject_limited;    // not sent: over --reject-rate
+    Counter inject_failed;     // not sent: no mbuf, or the TX queue was full
     Counter policy_generation; // generation of the snapshot this worker last used (ack)
     Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)
     Counter reason_packets[4096];  // packets that took a verdict other than pass-by-default

@@ -53,8 +53,24 @@ enum class DpiState : uint8_t {
 enum class Action : uint8_t {
     Pass = 0,
     Drop = 1,
-    Shape = 2,  // shaper index in FlowEntry::shaper via the snapshot's marker table
+    Shape = 2,   // with a shaper index
+    Reject = 3,  // drop, and tell the endpoints (TCP RST, ICMP port unreachable)
 };
+
+// FlowEntry::action, the cached verdict in one byte.
+namespace cached {
+inline constexpr uint8_t kPass = 0;
+inline constexpr uint8_t kDrop = 1;
+inline constexpr uint8_t kReject = 2;
+inline constexpr uint8_t kShapeBase = 3;  // kShapeBase + shaper index
+inline constexpr uint8_t encode(Action a, uint8_t shaper) noexcept {
+    return a == Action::Shape    ? static_cast<uint8_t>(kShapeBase + shaper)
+           : a == Action::Drop   ? kDrop
+           : a == Action::Reject ? kReject
+                                 : kPass;
+}
+inline constexpr bool drops(uint8_t c) noexcept { return c == kDrop || c == kReject; }
+} // namespace cached
 
 struct alignas(64) FlowEntry {
     FlowKey key;            // 44 B

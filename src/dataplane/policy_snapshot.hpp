@@ -37,7 +37,7 @@ namespace l7gate::dp {
 
 inline constexpr unsigned kMaxReasons = 4096;   // reason ids per process (stable across reloads)
 inline constexpr uint16_t kReasonOther = kMaxReasons - 1;
-inline constexpr unsigned kMaxShapers = 253;    // Action byte: 2 + shaper index
+inline constexpr unsigned kMaxShapers = 252;    // cached action byte: 3 + shaper index
 inline constexpr unsigned kMaxWorkers = 128;
 
 // What a marker does.
@@ -181,9 +181,10 @@ private:
     uint64_t excepted(const CompiledPolicy& p, const FlowFacts& f, const uint8_t* peer) const noexcept;
 };
 
-// Strictness order used to combine markers: drop > shape > pass.
+// Strictness order used to combine markers: reject > drop > shape > pass (a reject is a drop
+// that also tells the endpoints).
 inline int strictness(Action a) noexcept {
-    return a == Action::Drop ? 2 : a == Action::Shape ? 1 : 0;
+    return a == Action::Reject ? 3 : a == Action::Drop ? 2 : a == Action::Shape ? 1 : 0;
 }
 
 } // namespace l7gate::dp

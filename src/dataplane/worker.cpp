@@ -1,5 +1,7 @@
 #include "dataplane/worker.hpp"
 
+#include "dataplane/inject.hpp"
+
 #include <cstring>
 #include <ctime>
 
@@ -121,6 +123,59 @@ void Worker::drop(rte_mbuf* m, DropReason r) noexcept {
     rte_pktmbuf_free(m);
 }
 
+void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {
+    if (cfg_.reject_rate == 0) {
+        return;
+    }
+    // Token bucket in nanoseconds of credit: one packet costs 1e9 / rate; at most a tenth of
+    // a second of credit (and at least two packets) builds up, so a flood of rejected flows
+    // cannot turn the gateway into an amplifier.
+    const uint64_t cost = 1000000000ull / cfg_.reject_rate;
+    const uint64_t cap = cost * (cfg_.reject_rate / 10 > 2 ? cfg_.reject_rate / 10 : 2);
+    const uint64_t gained = now_ns > inj_last_ns_ ? now_ns - inj_last_ns_ : 0;
+    inj_last_ns_ = now_ns;
+    inj_credit_ns_ = inj_credit_ns_ + gained > cap ? cap : inj_credit_ns_ + gained;
+    const unsigned want = pm.l4_proto == 6 ? ((pm.tcp_flags & tcp_flag::kAck) != 0 ? 2u : 1u) : 1u;
+    if (inj_credit_ns_ < cost * want) {
+        counters_.inject_limited.add(want);
+        return;
+    }
+    RejectPackets rp;
+    bool nomem = false;
+    if (build_reject(m, pm, rp, nomem) == 0 && !nomem) {
+        return;  // nothing to say for this protocol
+    }
+    if (nomem) {
+        counters_.inject_failed.inc();
+    }
+    if (rp.back != nullptr) {
+        inj_credit_ns_ -= cost;
+        inj_back_[inj_back_n_++] = rp.back;
+    }
+    if (rp.forward != nullptr) {
+        inj_credit_ns_ -= cost;
+        inj_fwd_[inj_fwd_n_++] = rp.forward;
+    }
+}
+
+void Worker::flush_injected(unsigned pi) noexcept {
+    const uint16_t q = cfg_.queue;
+    auto send = [&](uint16_t port, rte_mbuf** pkts, unsigned& n) {
+        if (n == 0) {
+            return;
+        }
+        const uint16_t sent = rte_eth_tx_burst(port, q, pkts, static_cast<uint16_t>(n));
+        counters_.injected.add(sent);
+        for (unsigned i = sent; i < n; ++i) {
+            rte_pktmbuf_free(pkts[i]);
+            counters_.inject_failed.inc();
+        }
+        n = 0;
+    };
+    send(cfg_.port[pi], inj_back_, inj_back_n_);
+    send(cfg_.peer[pi], inj_fwd_, inj_fwd_n_);
+}
+
 void Worker::update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot,
                         uint64_t now_ns) noexcept {
     e.add_tcp(slot == 0 ? tcp_state::kSeen0 : tcp_state::kSeen1);
@@ -163,8 +218,8 @@ FlowFacts Worker::facts(const FlowEntry& e, char (&lower)[80]) const noexcept {
 
 void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept {
     e.generation = static_cast<uint16_t>(pol.generation);
-    if (static_cast<Action>(e.action) == Action::Drop) {
-        return;  // a dropped flow stays dropped, across reloads too
+    if (cached::drops(e.action)) {
+        return;  // a dropped (or rejected) flow stays so, across reloads too
     }
     const uint8_t c = e.client_slot();
     char lower[80];
@@ -178,7 +233,7 @@ void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, 
     }
     const Verdict v = pol.evaluate(f, cfg_.queue);
     counters_.policy_evaluations.inc();
-    const uint8_t action = v.action == Action::Shape ? static_cast<uint8_t>(2 + v.shaper) : static_cast<uint8_t>(v.action);
+    const uint8_t action = cached::encode(v.action, v.shaper);
     if (action != e.action || v.reason != e.reason) {
         e.action = action;
         e.reason = v.reason;
@@ -342,7 +397,10 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             }
             if (e->action != static_cast<uint8_t>(Action::Pass)) {
                 counters_.reason_packets[e->reason & (kMaxReasons - 1)].inc();
-                if (e->action == static_cast<uint8_t>(Action::Drop)) {
+                if (cached::drops(e->action)) {
+                    if (e->action == cached::kReject) {
+                        reject(m, pm, t);
+                    }
                     drop(m, DropReason::Policy);
                     continue;
                 }
@@ -422,6 +480,9 @@ int Worker::run() noexcept {
                 QueueCounters& pc = counters_.port[peer];
                 pc.tx_packets.add(sent);
                 pc.tx_bytes.add(bytes);
+            }
+            if (inj_back_n_ + inj_fwd_n_ != 0) {
+                flush_injected(pi);
             }
             counters_.bursts.inc();
             counters_.busy_cycles.add(rte_rdtsc() - t0);

@@ -49,6 +49,7 @@ struct WorkerConfig {
     // Quiescent-state variable (thread id = queue): the worker reports one per loop
     // iteration, so the control thread knows when an old snapshot is unreachable.
     rte_rcu_qsbr* qsbr = nullptr;
+    uint32_t reject_rate = 1000;       // injected packets per second at most (0: never)
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -99,6 +100,10 @@ public:
 
 private:
     void drop(rte_mbuf* m, DropReason r) noexcept;
+    // reject verdict: builds the RST / ICMP packets (rate-limited) for the dropped packet.
+    void reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept;
+    // Sends what reject() built on the worker's own TX queues.
+    void flush_injected(unsigned pi) noexcept;
     // What the policy needs to know about a flow; the hostname is lowercased into `lower`.
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
@@ -121,6 +126,12 @@ private:
     uint64_t epoch_start_ns_ = 0;    // wall clock at tsc_start_
     uint64_t last_time_ns_ = 0;      // capture clock: latest packet time (never goes back)
     const PolicySnapshot* policy_ = nullptr;  // snapshot in use for the current burst
+    rte_mbuf* inj_back_[2 * kMaxBurst] = {};  // to the senders (their own port)
+    rte_mbuf* inj_fwd_[2 * kMaxBurst] = {};   // to the receivers (the peer port)
+    unsigned inj_back_n_ = 0;
+    unsigned inj_fwd_n_ = 0;
+    uint64_t inj_credit_ns_ = 0;              // token bucket of the injection rate limit
+    uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
 };
