@@ -42,6 +42,7 @@
 #include "control/policy_compiler.hpp"
 #include "control/policy_loader.hpp"
 #include "control/policy_manager.hpp"
+#include "control/prompt.hpp"
 #include "control/telemetry.hpp"
 #include "control/options.hpp"
 #include "control/stats_report.hpp"
@@ -409,6 +410,19 @@ int main(int argc, char** argv) {
     hooks.names = &names;
     hooks.reasons = &reasons;
     hooks.tsc_hz = static_cast<double>(rte_get_tsc_hz());
+    std::unique_ptr<ctl::Prompt> prompt;
+    if (opt.interactive) {
+        ctl::PromptContext pc;
+        pc.ports = ports;
+        pc.workers = workers;
+        pc.policy = policy.get();
+        pc.names = &names;
+        pc.reasons = &reasons;
+        pc.options = &opt;
+        prompt = std::make_unique<ctl::Prompt>(pc);
+        prompt->start();
+        hooks.prompt = prompt.get();
+    }
     const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, hooks);
 
     for (dp::Worker* w : workers) {

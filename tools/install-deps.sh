@@ -9,7 +9,7 @@ PKGS=(
   # libraries (linked through pkg-config)
   dpdk-dev libdpdk-dev dpdk libndpi-dev libgcrypt20-dev libhyperscan-dev libmaxminddb-dev
   libyaml-cpp-dev prometheus-cpp-dev googletest libgtest-dev libgmock-dev libpcap-dev
-  libbenchmark-dev
+  libbenchmark-dev libedit-dev
   # tests: traffic generator (python3-cryptography: QUIC/X.509 in the l7 set), sanitizer
   # runtime, ndpiReader (the reference classifier the classification tests compare with)
   python3 python3-scapy python3-cryptography libndpi-bin

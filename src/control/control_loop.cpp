@@ -7,13 +7,14 @@
 #include "control/flow_log.hpp"
 #include "control/metrics.hpp"
 #include "control/policy_manager.hpp"
+#include "control/prompt.hpp"
 #include "control/telemetry.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {
 
-std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& ports,
+std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
                              const std::vector<const dp::Worker*>& workers,
                              const std::atomic<bool>& stop, const ControlHooks& hooks) {
     using clock = std::chrono::steady_clock;
@@ -32,6 +33,9 @@ std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& po
         std::this_thread::sleep_for(kTick);
         if (hooks.flow_log != nullptr) {
             hooks.flow_log->drain();
+        }
+        if (hooks.prompt != nullptr && !hooks.prompt->poll()) {
+            return "quit";
         }
         const auto now = clock::now();
         if (hooks.policy != nullptr) {

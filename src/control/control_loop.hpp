@@ -18,6 +18,7 @@ class FlowLog;
 class MetricsExporter;
 class NdpiNames;
 class PolicyManager;
+class Prompt;
 class ReasonRegistry;
 
 // What the loop drives besides stop conditions and stats; any pointer may be null.
@@ -29,11 +30,12 @@ struct ControlHooks {
     const NdpiNames* names = nullptr;
     const ReasonRegistry* reasons = nullptr;
     double tsc_hz = 0;
+    Prompt* prompt = nullptr;                       // -i: commands run here, on each tick
 };
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.
 // Returns why it stopped, for the log.
-std::string run_control_loop(const Options& opt, const std::vector<uint16_t>& ports,
+std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
                              const std::vector<const dp::Worker*>& workers,
                              const std::atomic<bool>& stop, const ControlHooks& hooks);
 

@@ -89,6 +89,9 @@ constexpr OptSpec kOpts[] = {
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
     {"convert-policy", 0, true, "FILE.json", "print an nProbe IPS JSON policy as l7gate YAML and exit"},
+    {"interactive", 'i', false, nullptr,
+     "a testpmd-like command prompt on the control thread (help lists the commands); reads "
+     "a pipe too: echo \"show port stats\" | l7gate ... -- -i; end of input stops l7gate"},
     {"help", 'h', false, nullptr, "print this help and exit"},
 };
 
@@ -358,6 +361,8 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
             }
             if (std::string_view(o->name) == "check") {
                 out.check = true;
+            } else if (std::string_view(o->name) == "interactive") {
+                out.interactive = true;
             } else {
                 out.help = true;
             }

@@ -44,6 +44,7 @@ struct Options {
     bool check = false;              // --check: validate --policy and exit
     std::string convert_policy;      // --convert-policy FILE.json
     bool help = false;
+    bool interactive = false;        // -i: the command prompt
 };
 
 // Parses argv[first, argc). Returns "" on success, else one line describing the first error.

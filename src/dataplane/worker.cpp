@@ -421,12 +421,65 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     return nout;
 }
 
+void Worker::answer_query() noexcept {
+    // acquire: pairs with ask()'s release, so want/cursor are the control thread's values.
+    TopFlowsQuery* q = query_.load(std::memory_order_acquire);
+    if (q == nullptr) {
+        return;
+    }
+    constexpr uint32_t kChunk = 4096;  // entries per housekeeping round: a few microseconds
+    const uint32_t want = q->want < TopFlowsQuery::kMax ? q->want : TopFlowsQuery::kMax;
+    const uint32_t end = q->cursor + kChunk < flows_.capacity() ? q->cursor + kChunk : flows_.capacity();
+    for (uint32_t i = q->cursor; i < end; ++i) {
+        const FlowEntry& e = flows_.at(i);
+        if (!e.live()) {
+            continue;
+        }
+        const uint64_t bytes = e.bytes[0] + e.bytes[1];
+        uint32_t pos = q->count;
+        if (q->count == want) {
+            // Full: replace the smallest if this one is bigger.
+            pos = 0;
+            for (uint32_t k = 1; k < q->count; ++k) {
+                if (q->top[k].bytes < q->top[pos].bytes) {
+                    pos = k;
+                }
+            }
+            if (q->top[pos].bytes >= bytes) {
+                continue;
+            }
+        } else {
+            ++q->count;
+        }
+        FlowSummary& s = q->top[pos];
+        s = FlowSummary{};
+        s.key = e.key;
+        s.client_slot = e.client_slot();
+        s.category = e.category;
+        s.action = e.action;
+        s.master_proto = e.master_proto;
+        s.app_proto = e.app_proto;
+        s.reason = e.reason;
+        s.packets = e.packets[0] + e.packets[1];
+        s.bytes = bytes;
+        s.risk = e.risk;
+        const std::string_view h = classifier_.host(e);
+        std::memcpy(s.host, h.data(), h.size() < sizeof(s.host) - 1 ? h.size() : sizeof(s.host) - 1);
+    }
+    q->cursor = end;
+    if (end == flows_.capacity()) {
+        q->done.store(true, std::memory_order_release);
+        query_.store(nullptr, std::memory_order_relaxed);
+    }
+}
+
 void Worker::housekeeping(uint64_t now_ns) noexcept {
     const unsigned n = flows_.expire(now_ns, kExpireBudget, [this](FlowEntry& e) { end_flow(e, FlowEnd::Idle); });
     if (n != 0) {
         counters_.flows_expired.add(n);
     }
     counters_.flows_active.set(flows_.active());
+    answer_query();
 }
 
 void Worker::flush_flows() noexcept {

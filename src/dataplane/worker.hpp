@@ -8,6 +8,7 @@
 
 #include "dataplane/classifier_ndpi.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/flow_query.hpp"
 #include "dataplane/flow_record.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/frag_table.hpp"
@@ -80,6 +81,13 @@ public:
     // cp -> dp: relaxed is enough, the worker only needs to see it eventually.
     void request_stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
 
+    // cp: ask for the top flows by bytes; false when a query is still outstanding. The
+    // release store publishes the query's fields before the pointer.
+    bool ask(TopFlowsQuery* q) noexcept {
+        TopFlowsQuery* expected = nullptr;
+        return query_.compare_exchange_strong(expected, q, std::memory_order_release, std::memory_order_relaxed);
+    }
+
     const WorkerCounters& counters() const noexcept { return counters_; }
     const WorkerConfig& config() const noexcept { return cfg_; }
     const FlowTable& flow_table() const noexcept { return flows_; }
@@ -108,6 +116,7 @@ private:
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept;
+    void answer_query() noexcept;
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
     static void update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot, uint64_t now_ns) noexcept;
@@ -134,6 +143,7 @@ private:
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
+    std::atomic<TopFlowsQuery*> query_{nullptr};  // cp: sets when empty, dp: clears when done
 };
 
 } // namespace l7gate::dp

@@ -1,0 +1,285 @@
+#include "control/prompt.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <editline/readline.h>
+
+#include "control/ndpi_names.hpp"
+#include "control/options.hpp"
+#include "control/policy_compiler.hpp"
+#include "control/policy_manager.hpp"
+#include "dataplane/worker.hpp"
+
+namespace l7gate::ctl {
+
+namespace {
+
+constexpr const char* kHelp =
+    "commands:\n"
+    "  show port stats      packets and bytes per port, with rates since the last show\n"
+    "  show flows [N]       the N (default 10, at most 100) active flows with most bytes\n"
+    "  show policy          policy source, generation, size, reload counters\n"
+    "  reload               reload the policy file now\n"
+    "  set stats-interval S print a one-line summary every S seconds (0: off)\n"
+    "  help                 this list\n"
+    "  quit                 stop l7gate (as SIGTERM)\n";
+
+std::vector<std::string> words(const std::string& line) {
+    std::istringstream in(line);
+    std::vector<std::string> w;
+    std::string s;
+    while (in >> s) {
+        w.push_back(s);
+    }
+    return w;
+}
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string addr(const uint8_t* a, uint8_t v, uint16_t port) {
+    char b[INET6_ADDRSTRLEN];
+    inet_ntop(v == 4 ? AF_INET : AF_INET6, a, b, sizeof(b));
+    return (v == 6 ? "[" + std::string(b) + "]" : std::string(b)) + ":" + std::to_string(port);
+}
+
+} // namespace
+
+Prompt::Prompt(PromptContext ctx) : ctx_(std::move(ctx)) {}
+
+Prompt::~Prompt() {
+    if (thread_.joinable()) {
+        thread_.detach();  // blocked in a read; the process is exiting
+    }
+}
+
+void Prompt::start() { thread_ = std::thread([this] { reader(); }); }
+
+void Prompt::reader() {
+    const bool tty = isatty(STDIN_FILENO) != 0;
+    for (;;) {
+        std::string line;
+        if (tty) {
+            char* l = readline("l7gate> ");
+            if (l == nullptr) {
+                break;
+            }
+            line = l;
+            if (!line.empty()) {
+                add_history(l);
+            }
+            std::free(l);
+        } else {
+            char buf[1024];
+            if (std::fgets(buf, sizeof(buf), stdin) == nullptr) {
+                break;
+            }
+            line = buf;
+            while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+                line.pop_back();
+            }
+        }
+        std::lock_guard<std::mutex> g(mutex_);
+        lines_.push_back(line);
+    }
+    std::lock_guard<std::mutex> g(mutex_);
+    eof_ = true;
+}
+
+bool Prompt::poll() {
+    for (;;) {
+        std::string line;
+        {
+            std::lock_guard<std::mutex> g(mutex_);
+            if (lines_.empty()) {
+                return !(quit_ || eof_);
+            }
+            line = std::move(lines_.front());
+            lines_.pop_front();
+        }
+        const std::string out = execute(line);
+        std::fputs(out.c_str(), stdout);
+        std::fflush(stdout);
+        if (quit_) {
+            return false;
+        }
+    }
+}
+
+std::string Prompt::execute(const std::string& line) {
+    const std::vector<std::string> w = words(line);
+    if (w.empty() || w[0][0] == '#') {
+        return {};
+    }
+    if (w[0] == "help" || w[0] == "?") {
+        return kHelp;
+    }
+    if (w[0] == "quit" || w[0] == "exit") {
+        quit_ = true;
+        return "bye\n";
+    }
+    if (w[0] == "show" && w.size() >= 2) {
+        if (w[1] == "port" && w.size() == 3 && w[2] == "stats") {
+            return show_port_stats();
+        }
+        if (w[1] == "flows" && w.size() <= 3) {
+            unsigned n = 10;
+            if (w.size() == 3) {
+                char* end = nullptr;
+                const unsigned long v = std::strtoul(w[2].c_str(), &end, 10);
+                if (*end != '\0' || v == 0 || v > dp::TopFlowsQuery::kMax) {
+                    return "show flows: N must be from 1 to 100\n";
+                }
+                n = static_cast<unsigned>(v);
+            }
+            return show_flows(n);
+        }
+        if (w[1] == "policy" && w.size() == 2) {
+            return show_policy();
+        }
+    }
+    if (w[0] == "reload" && w.size() == 1) {
+        if (ctx_.policy == nullptr) {
+            return "reload: l7gate runs without --policy\n";
+        }
+        const bool ok = ctx_.policy->reload("prompt");
+        return ok ? "reloaded: generation " + std::to_string(ctx_.policy->status().generation) + "\n"
+                  : "reload failed, generation " + std::to_string(ctx_.policy->status().generation) +
+                        " stays in force: " + ctx_.policy->status().last_error + "\n";
+    }
+    if (w[0] == "set" && w.size() == 3 && w[1] == "stats-interval") {
+        char* end = nullptr;
+        const double v = std::strtod(w[2].c_str(), &end);
+        if (*end != '\0' || !(v >= 0) || v > 86400) {
+            return "set stats-interval: S must be seconds from 0 to 86400\n";
+        }
+        ctx_.options->stats_interval_s = v;
+        return "stats-interval " + w[2] + " s\n";
+    }
+    return "unknown command '" + line + "' (help lists them)\n";
+}
+
+std::string Prompt::show_port_stats() {
+    std::vector<const dp::Worker*> ws(ctx_.workers.begin(), ctx_.workers.end());
+    StatsSnapshot s = collect_stats(ctx_.ports, ws, true);
+    const double t = now_s();
+    const double dt = have_last_ ? t - last_time_ : 0;
+    std::string out;
+    char buf[256];
+    for (const PortStats& p : s.ports) {
+        std::snprintf(buf, sizeof(buf),
+                      "port %u (%s)\n  rx %" PRIu64 " packets %" PRIu64 " bytes  tx %" PRIu64 " packets %" PRIu64
+                      " bytes  missed %" PRIu64 "\n",
+                      p.port, p.driver.c_str(), p.total.rx_packets, p.total.rx_bytes, p.total.tx_packets,
+                      p.total.tx_bytes, p.imissed);
+        out += buf;
+        if (dt > 0) {
+            for (const PortStats& q : last_.ports) {
+                if (q.port == p.port) {
+                    std::snprintf(buf, sizeof(buf), "  rx %.0f pps %.2f Mbit/s  tx %.0f pps %.2f Mbit/s\n",
+                                  static_cast<double>(p.total.rx_packets - q.total.rx_packets) / dt,
+                                  static_cast<double>(p.total.rx_bytes - q.total.rx_bytes) * 8 / dt / 1e6,
+                                  static_cast<double>(p.total.tx_packets - q.total.tx_packets) / dt,
+                                  static_cast<double>(p.total.tx_bytes - q.total.tx_bytes) * 8 / dt / 1e6);
+                    out += buf;
+                }
+            }
+        }
+    }
+    std::snprintf(buf, sizeof(buf), "dropped %" PRIu64 ", flows active %" PRIu64 "\n", s.dropped, s.flows_active);
+    out += buf;
+    last_ = std::move(s);
+    have_last_ = true;
+    last_time_ = t;
+    return out;
+}
+
+std::string Prompt::show_flows(unsigned n) {
+    std::vector<std::unique_ptr<dp::TopFlowsQuery>> qs;
+    for (dp::Worker* w : ctx_.workers) {
+        auto q = std::make_unique<dp::TopFlowsQuery>();
+        q->want = n;
+        if (!w->ask(q.get())) {
+            return "show flows: a worker is still answering an earlier query\n";
+        }
+        qs.push_back(std::move(q));
+    }
+    // Workers answer from their housekeeping, a few thousand entries per round.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    for (const auto& q : qs) {
+        while (!q->done.load(std::memory_order_acquire)) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                // The worker keeps the query: leak it rather than free memory it may write.
+                for (auto& p : qs) {
+                    (void)p.release();
+                }
+                return "show flows: no answer from a worker within 2 s\n";
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+    std::vector<dp::FlowSummary> all;
+    for (const auto& q : qs) {
+        all.insert(all.end(), q->top, q->top + q->count);
+    }
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.bytes > b.bytes; });
+    if (all.size() > n) {
+        all.resize(n);
+    }
+    std::string out = "flow                                             protocol        host                     "
+                      "   packets        bytes verdict   reason / risks\n";
+    char buf[512];
+    for (const dp::FlowSummary& f : all) {
+        const unsigned c = f.client_slot & 1u;
+        const std::string flow = std::string(f.key.proto == 6 ? "TCP " : f.key.proto == 17 ? "UDP " : "IP  ") +
+                                 addr(f.key.addr[c], f.key.ip_version, f.key.port[c]) + " > " +
+                                 addr(f.key.addr[c ^ 1], f.key.ip_version, f.key.port[c ^ 1]);
+        const unsigned id = f.app_proto != 0 ? f.app_proto : f.master_proto;
+        const char* verdict = f.action == dp::cached::kDrop     ? "drop"
+                              : f.action == dp::cached::kReject ? "reject"
+                              : f.action >= dp::cached::kShapeBase ? "shape"
+                                                                   : "pass";
+        std::string why = f.reason != 0 && ctx_.reasons != nullptr ? ctx_.reasons->name(f.reason) : "";
+        for (unsigned r = 0; r < 64; ++r) {
+            if ((f.risk >> r) & 1u) {
+                why += std::string(why.empty() ? "" : "; ") + NdpiNames::risk(r);
+            }
+        }
+        std::snprintf(buf, sizeof(buf), "%-48s %-15s %-24.24s %10" PRIu64 " %12" PRIu64 " %-9s %s\n",
+                      flow.c_str(), ctx_.names->protocol(id).c_str(), f.host, f.packets, f.bytes, verdict,
+                      why.c_str());
+        out += buf;
+    }
+    if (all.empty()) {
+        out += "(no active flows)\n";
+    }
+    return out;
+}
+
+std::string Prompt::show_policy() {
+    if (ctx_.policy == nullptr || ctx_.policy->current() == nullptr) {
+        return "no policy: every flow passes (start with --policy FILE)\n";
+    }
+    const dp::PolicySnapshot* p = ctx_.policy->current();
+    const ReloadStatus& s = ctx_.policy->status();
+    std::ostringstream o;
+    o << "source " << p->source << "\ngeneration " << s.generation << "\npolicies " << p->policies.size()
+      << ", pools " << p->pool_names.size() << ", markers " << p->markers.size() << ", shapers "
+      << p->shapers.size() << ", hostname regexes " << p->regex_count << ", countries " << p->countries.size()
+      << "\nreloads ok " << s.reloads_ok << ", failed " << s.reloads_failed << ", last "
+      << (s.last_reload_success ? "succeeded" : "failed: " + s.last_error) << "\n";
+    return o.str();
+}
+
+} // namespace l7gate::ctl

@@ -1,0 +1,67 @@
+#pragma once
+// The testpmd-like interactive prompt (-i/--interactive). A reader thread reads lines (with
+// libedit's line editing and history on a terminal, plain lines from a pipe) and queues
+// them; the control thread runs each command at its next tick, so commands see the same
+// state the control loop owns and nothing else touches it. End of input means quit.
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/stats_report.hpp"
+
+namespace l7gate::dp {
+class Worker;
+}
+
+namespace l7gate::ctl {
+
+class PolicyManager;
+class NdpiNames;
+class ReasonRegistry;
+struct Options;
+
+struct PromptContext {
+    std::vector<uint16_t> ports;
+    std::vector<dp::Worker*> workers;
+    PolicyManager* policy = nullptr;
+    const NdpiNames* names = nullptr;
+    const ReasonRegistry* reasons = nullptr;
+    Options* options = nullptr;          // set stats-interval changes it
+};
+
+class Prompt {
+public:
+    explicit Prompt(PromptContext ctx);
+    ~Prompt();
+    Prompt(const Prompt&) = delete;
+    Prompt& operator=(const Prompt&) = delete;
+
+    void start();
+    // Control thread: runs queued commands; returns false once the user asked to quit.
+    bool poll();
+
+    // Runs one command line and returns its output (also used by tests).
+    std::string execute(const std::string& line);
+
+private:
+    void reader();
+    std::string show_port_stats();
+    std::string show_flows(unsigned n);
+    std::string show_policy();
+
+    PromptContext ctx_;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::deque<std::string> lines_;
+    bool eof_ = false;
+    bool quit_ = false;
+    StatsSnapshot last_;
+    bool have_last_ = false;
+    double last_time_ = 0;
+};
+
+} // namespace l7gate::ctl

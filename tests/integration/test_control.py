@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""Integration tests: the interactive prompt and the DPDK telemetry commands.
+
+    L7GATE_BIN=build/l7gate L7GATE_TOOLS=tools /usr/bin/python3 tests/integration/test_control.py -v
+
+l7gate replays the generated l7 traffic endlessly (infinite_rx) with config/policy.yaml, so
+its 17 flows stay active while commands arrive on a pipe (`-i`) or over the telemetry socket.
+"""
+
+import json
+import re
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import write_pcap, lcores_arg, BIN  # noqa: E402
+
+PY = "/usr/bin/python3"
+TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
+POLICY = os.path.join(TOOLS, "..", "config", "policy.yaml")
+
+
+class ControlTest(unittest.TestCase):
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("DPDK vdevs need root")
+        if not BIN or not os.access(BIN, os.X_OK):
+            self.skipTest("L7GATE_BIN does not name the l7gate binary")
+        self.work = tempfile.mkdtemp(prefix="l7gate-control-")
+        p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), self.work, "--set", "l7"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            self.skipTest("traffic generator failed: " + p.stderr[-500:])
+        self.empty = os.path.join(self.work, "empty.pcap")
+        write_pcap(self.empty, [])
+        self.prefix = "l7gctl%d" % os.getpid()
+
+    def tearDown(self):
+        shutil.rmtree(os.path.join("/var/run/dpdk", self.prefix), ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def cmd(self, extra):
+        return [BIN, "--no-huge", "--no-pci", "-m", "1024", lcores_arg(2), "--log-level=*:warning",
+                "--file-prefix", self.prefix,
+                "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % os.path.join(self.work, "l7.pcap"),
+                "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=/dev/null" % self.empty,
+                "--", "--metrics", "off", "--policy", POLICY, "--mbufs", "16384"] + extra
+
+    def test_prompt_from_a_pipe(self):
+        p = subprocess.Popen(self.cmd(["-i"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.5)  # traffic flows, every flow classified
+            script = ("help\nshow port stats\nshow flows 20\nshow policy\nreload\nshow policy\n"
+                      "set stats-interval 0\nshow flows 0\nno such command\n")
+            p.stdin.write(script)
+            p.stdin.flush()
+            time.sleep(1.0)
+            out, err = p.communicate(timeout=30)  # closes stdin: end of input stops l7gate
+        finally:
+            if p.poll() is None:
+                p.kill()
+        self.assertEqual(p.returncode, 0, err[-2000:])
+        self.assertIn("show flows [N]", out)                          # help
+        self.assertRegex(out, r"port 0 \(net_pcap\)\n  rx [1-9]\d* packets")
+        # show flows: the 17 active flows, largest first, with their verdicts and reasons.
+        lines = [ln for ln in out.splitlines() if ln.startswith(("TCP ", "UDP ", "IP  "))]
+        self.assertEqual(len(lines), 17, out)
+        youtube = [ln for ln in lines if "www.youtube.com" in ln]
+        self.assertEqual(len(youtube), 1)
+        self.assertIn("drop", youtube[0])
+        self.assertIn("office/hostnames/www.youtube.com", youtube[0])
+        sizes = []
+        for ln in lines:
+            m = re.search(r"\s(\d+)\s+(\d+)\s+(pass|drop|shape|reject)\s", ln)
+            self.assertIsNotNone(m, ln)
+            sizes.append(int(m.group(2)))
+        self.assertEqual(sizes, sorted(sizes, reverse=True), "largest flows first")
+        # show policy before and after the reload.
+        self.assertIn("generation 1\n", out)
+        self.assertIn("reloaded: generation 2", out)
+        self.assertIn("generation 2\n", out)
+        self.assertIn("stats-interval 0 s", out)
+        self.assertIn("show flows: N must be from 1 to 100", out)
+        self.assertIn("unknown command 'no such command'", out)
+        self.assertIn("stopping (quit)", out)
+
+    def test_telemetry_commands(self):
+        p = subprocess.Popen(self.cmd(["--duration", "6"]), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            path = os.path.join("/var/run/dpdk", self.prefix, "dpdk_telemetry.v2")
+            for _ in range(100):
+                if os.path.exists(path):
+                    break
+                time.sleep(0.05)
+            time.sleep(1.0)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.connect(path)
+            json.loads(s.recv(4096))  # the greeting
+            answers = {}
+            for c in ("/", "/l7gate/stats", "/l7gate/flows", "/l7gate/policy"):
+                s.send(c.encode())
+                answers[c] = json.loads(s.recv(65536))[c]
+            s.close()
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        self.assertEqual(p.returncode, 0, err[-2000:])
+        for c in ("/l7gate/stats", "/l7gate/flows", "/l7gate/policy"):
+            self.assertIn(c, answers["/"])
+        st = answers["/l7gate/stats"]
+        self.assertGreater(st["rx_packets"], 0)
+        self.assertEqual(st["rx_packets"], st["port0_rx_packets"])
+        self.assertEqual(st["flows_created"], 17)
+        self.assertGreater(st["drop_policy"], 0)
+        self.assertEqual(answers["/l7gate/flows"]["worker0_active"], 17)
+        pol = answers["/l7gate/policy"]
+        self.assertEqual(pol["generation"], 1)
+        self.assertTrue(pol["source"].endswith("policy.yaml"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
