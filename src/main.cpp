@@ -42,6 +42,7 @@
 #include "control/policy_compiler.hpp"
 #include "control/policy_loader.hpp"
 #include "control/policy_manager.hpp"
+#include "control/host_scores.hpp"
 #include "control/prompt.hpp"
 #include "control/telemetry.hpp"
 #include "control/options.hpp"
@@ -301,6 +302,7 @@ int main(int argc, char** argv) {
     }
 
     std::vector<rte_ring*> flow_rings;
+    ctl::HostScores hosts(qsbr, reasons, opt.capture_clock);
     std::vector<dp::Worker*> workers;
     for (unsigned q = 0; q < opt.rxq; ++q) {
         const int sock = static_cast<int>(rte_lcore_to_socket_id(lcores[q]));
@@ -326,6 +328,17 @@ int main(int argc, char** argv) {
         wc.table_full_drop = opt.table_full_drop;
         wc.policy = &policy_slot;
         wc.reject_rate = opt.reject_rate;
+        wc.blocked = &hosts.slot();
+        {
+            const std::string sname = "l7g_scores_" + std::to_string(q);
+            wc.scores = rte_ring_create_elem(sname.c_str(), sizeof(dp::ScoreEvent), 16384, sock,
+                                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (wc.scores == nullptr) {
+                fail("cannot create the host-score ring of worker " + std::to_string(q));
+            }
+            hosts.add_ring(wc.scores);
+            flow_rings.push_back(wc.scores);
+        }
         wc.qsbr = qsbr;
         wc.capture_clock = opt.capture_clock;
         wc.timestamp_offset = ts_offset;
@@ -406,6 +419,7 @@ int main(int argc, char** argv) {
     hooks.flow_log = fl;
     hooks.policy = policy.get();
     hooks.reload_requested = &g_reload;
+    hooks.hosts = &hosts;
     hooks.metrics = metrics.get();
     hooks.names = &names;
     hooks.reasons = &reasons;
@@ -419,6 +433,7 @@ int main(int argc, char** argv) {
         pc.names = &names;
         pc.reasons = &reasons;
         pc.options = &opt;
+        pc.hosts = &hosts;
         prompt = std::make_unique<ctl::Prompt>(pc);
         prompt->start();
         hooks.prompt = prompt.get();
@@ -450,6 +465,8 @@ int main(int argc, char** argv) {
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
     ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
+    hosts.poll(policy != nullptr ? policy->current() : nullptr, fl);
+    ctl::fill_host_stats(snap, &hosts);
     if (policy != nullptr) {
         const ctl::ReloadStatus& rs = policy->status();
         snap.has_policy = true;

@@ -7,6 +7,7 @@
 #include "control/flow_log.hpp"
 #include "control/metrics.hpp"
 #include "control/policy_manager.hpp"
+#include "control/host_scores.hpp"
 #include "control/prompt.hpp"
 #include "control/telemetry.hpp"
 #include "control/stats_report.hpp"
@@ -34,6 +35,9 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
         if (hooks.flow_log != nullptr) {
             hooks.flow_log->drain();
         }
+        if (hooks.hosts != nullptr) {
+            hooks.hosts->poll(hooks.policy != nullptr ? hooks.policy->current() : nullptr, hooks.flow_log);
+        }
         if (hooks.prompt != nullptr && !hooks.prompt->poll()) {
             return "quit";
         }
@@ -52,7 +56,9 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
         if (hooks.metrics != nullptr && now - last_metrics >= std::chrono::seconds(1)) {
             last_metrics = now;
             // with_pmd: the port families need the PMD's counters (rte_eth_stats_get).
-            hooks.metrics->update(collect_stats(ports, workers, true), *hooks.names, *hooks.reasons,
+            StatsSnapshot ms = collect_stats(ports, workers, true);
+            fill_host_stats(ms, hooks.hosts);
+            hooks.metrics->update(std::move(ms), *hooks.names, *hooks.reasons,
                                   policy_status(hooks.policy), hooks.tsc_hz,
                                   hooks.policy != nullptr ? hooks.policy->current() : nullptr);
         }

@@ -19,6 +19,7 @@ class MetricsExporter;
 class NdpiNames;
 class PolicyManager;
 class Prompt;
+class HostScores;
 class ReasonRegistry;
 
 // What the loop drives besides stop conditions and stats; any pointer may be null.
@@ -31,6 +32,7 @@ struct ControlHooks {
     const ReasonRegistry* reasons = nullptr;
     double tsc_hz = 0;
     Prompt* prompt = nullptr;                       // -i: commands run here, on each tick
+    HostScores* hosts = nullptr;                    // score events, auto-block
 };
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.

@@ -202,6 +202,13 @@ std::string FlowLog::open(const std::string& path, ndpi_detection_module_struct*
     return {};
 }
 
+void FlowLog::write_line(const std::string& line) {
+    if (out_ != nullptr) {
+        std::fwrite(line.data(), 1, line.size(), out_);
+        std::fflush(out_);
+    }
+}
+
 size_t FlowLog::drain() {
     if (out_ == nullptr) {
         return 0;

@@ -39,6 +39,9 @@ public:
         policy_ = policy;
     }
 
+    // Writes one pre-formatted line (events such as host blocks); no-op when closed.
+    void write_line(const std::string& line);
+
     // Writes every queued record; returns how many.
     size_t drain();
     uint64_t written() const { return written_; }

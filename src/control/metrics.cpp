@@ -478,6 +478,23 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     merge_duplicates(shaper);
     out.push_back(std::move(shaper));
 
+    // -- hosts ----------------------------------------------------------------------------------
+    MetricFamily blocked = family("l7gate_blocked_hosts", G,
+        "Hosts blocked right now by hosts.auto_block (their windowed risk score reached the threshold).");
+    add(blocked, {}, d(s.blocked_hosts));
+    out.push_back(std::move(blocked));
+    MetricFamily blocks = family("l7gate_host_blocks_total", C,
+        "Times a host was blocked by hosts.auto_block.");
+    add(blocks, {}, d(s.host_blocks_total));
+    out.push_back(std::move(blocks));
+    MetricFamily hscore = family("l7gate_host_score", G,
+        "Risk score of the top hosts over the auto_block window: the nDPI risk score of their classified flows, their client or server part.");
+    for (const auto& h : s.top_hosts) {
+        add(hscore, {{"host", h.host}}, d(h.score));
+    }
+    merge_duplicates(hscore);
+    out.push_back(std::move(hscore));
+
     // -- workers ------------------------------------------------------------------------------
     MetricFamily cpp = family("l7gate_worker_cycles_per_packet", G,
         "TSC cycles a worker spent per packet received since start (end of RX burst to end of TX burst), as cycles_per_packet in --stats-json.");

@@ -168,6 +168,10 @@ public:
         snap_->generation = ctx_.generation;
         snap_->source = cfg_.file;
         snap_->pending_reason = ctx_.reasons->id("pending");
+        snap_->auto_block = cfg_.auto_block;
+        snap_->auto_block_score = cfg_.auto_block_score;
+        snap_->auto_block_window_ns = cfg_.auto_block_window_us * 1000;
+        snap_->auto_block_for_ns = cfg_.auto_block_for_us * 1000;
         const size_t before = errors_.size();
         shapers();
         lists();

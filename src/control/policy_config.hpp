@@ -95,6 +95,11 @@ struct PolicyConfig {
     std::vector<ListSpec> lists;
     std::vector<PoolSpec> pools;
     std::vector<PolicySpec> policies; // file order
+    // hosts: {auto_block: {score, window, block_for}}
+    bool auto_block = false;
+    uint32_t auto_block_score = 0;
+    uint64_t auto_block_window_us = 60000000;
+    uint64_t auto_block_for_us = 600000000;
 };
 
 // One problem found while loading or compiling: "FILE:LINE:COLUMN: message".

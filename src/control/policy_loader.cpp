@@ -140,7 +140,10 @@ public:
             error(root, "the policy file must be a mapping (version, default_policy, pools, policies, ...)");
             return;
         }
-        check_keys(root, {"version", "default_policy", "shapers", "lists", "pools", "policies"});
+        check_keys(root, {"version", "default_policy", "shapers", "lists", "pools", "policies", "hosts"});
+        if (const YAML::Node h = root["hosts"]; h) {
+            read_hosts(h);
+        }
         if (const YAML::Node v = root["version"]; !v) {
             error(root, "missing 'version: 1'");
         } else if (!v.IsScalar() || v.Scalar() != "1") {
@@ -274,6 +277,45 @@ private:
             out.push_back(std::move(e));
         }
         return out;
+    }
+
+    void read_hosts(const YAML::Node& n) {
+        if (!n.IsMap()) {
+            error(n, "hosts must be {auto_block: {score: N, window: D, block_for: D}}");
+            return;
+        }
+        check_keys(n, {"auto_block"});
+        const YAML::Node a = n["auto_block"];
+        if (!a) {
+            return;
+        }
+        if (!a.IsMap()) {
+            error(a, "auto_block must be {score: N, window: D, block_for: D}");
+            return;
+        }
+        check_keys(a, {"score", "window", "block_for"});
+        std::string t;
+        if (!a["score"] || !scalar(a["score"], "score", t) || t.empty() || t.size() > 9 ||
+            t.find_first_not_of("0123456789") != std::string::npos || std::stoul(t) == 0) {
+            error(a, "auto_block needs score: a positive number (the host's summed nDPI risk score)");
+        } else {
+            cfg_.auto_block_score = static_cast<uint32_t>(std::stoul(t));
+        }
+        if (a["window"]) {
+            uint64_t d = 0;
+            if (scalar(a["window"], "window", t) && (!parse_duration_us(t, d) || d < 1000000 || d > 86400000000ull)) {
+                error(a["window"], "window must be a duration from 1s to 24h (e.g. 60s)");
+            }
+            cfg_.auto_block_window_us = d;
+        }
+        if (a["block_for"]) {
+            uint64_t d = 0;
+            if (scalar(a["block_for"], "block_for", t) && (!parse_duration_us(t, d) || d < 1000000 || d > 604800000000ull)) {
+                error(a["block_for"], "block_for must be a duration from 1s to 7 days (e.g. 10m)");
+            }
+            cfg_.auto_block_for_us = d;
+        }
+        cfg_.auto_block = true;
     }
 
     void read_shapers(const YAML::Node& n) {

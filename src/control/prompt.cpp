@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <editline/readline.h>
 
+#include "control/host_scores.hpp"
 #include "control/ndpi_names.hpp"
 #include "control/options.hpp"
 #include "control/policy_compiler.hpp"
@@ -29,6 +30,7 @@ constexpr const char* kHelp =
     "  show port stats      packets and bytes per port, with rates since the last show\n"
     "  show flows [N]       the N (default 10, at most 100) active flows with most bytes\n"
     "  show policy          policy source, generation, size, reload counters\n"
+    "  show hosts           hosts by risk score over the auto_block window, blocked first\n"
     "  reload               reload the policy file now\n"
     "  set stats-interval S print a one-line summary every S seconds (0: off)\n"
     "  help                 this list\n"
@@ -148,6 +150,9 @@ std::string Prompt::execute(const std::string& line) {
         if (w[1] == "policy" && w.size() == 2) {
             return show_policy();
         }
+        if (w[1] == "hosts" && w.size() == 2) {
+            return show_hosts();
+        }
     }
     if (w[0] == "reload" && w.size() == 1) {
         if (ctx_.policy == nullptr) {
@@ -265,6 +270,28 @@ std::string Prompt::show_flows(unsigned n) {
         out += "(no active flows)\n";
     }
     return out;
+}
+
+std::string Prompt::show_hosts() {
+    if (ctx_.hosts == nullptr) {
+        return "no host scores\n";
+    }
+    std::string out = "host                                      score   as client   as server  blocked\n";
+    char buf[256];
+    const auto top = ctx_.hosts->top(20);
+    for (const HostInfo& h : top) {
+        std::snprintf(buf, sizeof(buf), "%-40s %7" PRIu64 " %11" PRIu64 " %11" PRIu64 "  %s\n", h.host.c_str(), h.score,
+                      h.client_score, h.server_score,
+                      h.blocked ? ("yes, " + std::to_string(static_cast<int>(h.blocked_for_s + 0.5)) + " s left").c_str()
+                                : "no");
+        out += buf;
+    }
+    if (top.empty()) {
+        out += "(no host has a risk score in the window)\n";
+    }
+    std::snprintf(buf, sizeof(buf), "blocked now %zu, blocks since start %" PRIu64 "\n", ctx_.hosts->blocked_count(),
+                  ctx_.hosts->blocks_total());
+    return out + buf;
 }
 
 std::string Prompt::show_policy() {

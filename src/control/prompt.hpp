@@ -20,6 +20,7 @@ class Worker;
 namespace l7gate::ctl {
 
 class PolicyManager;
+class HostScores;
 class NdpiNames;
 class ReasonRegistry;
 struct Options;
@@ -31,6 +32,7 @@ struct PromptContext {
     const NdpiNames* names = nullptr;
     const ReasonRegistry* reasons = nullptr;
     Options* options = nullptr;          // set stats-interval changes it
+    const HostScores* hosts = nullptr;
 };
 
 class Prompt {
@@ -52,6 +54,7 @@ private:
     std::string show_port_stats();
     std::string show_flows(unsigned n);
     std::string show_policy();
+    std::string show_hosts();
 
     PromptContext ctx_;
     std::thread thread_;

@@ -7,6 +7,7 @@
 #include <rte_ethdev.h>
 
 #include "control/json.hpp"
+#include "control/host_scores.hpp"
 #include "control/ndpi_names.hpp"
 #include "control/policy_compiler.hpp"
 #include "dataplane/port.hpp"
@@ -139,6 +140,17 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
     return s;
 }
 
+void fill_host_stats(StatsSnapshot& s, const HostScores* hosts) {
+    if (hosts == nullptr) {
+        return;
+    }
+    for (const HostInfo& h : hosts->top(kTopHosts)) {
+        s.top_hosts.push_back({h.host, h.score, h.blocked});
+    }
+    s.blocked_hosts = hosts->blocked_count();
+    s.host_blocks_total = hosts->blocks_total();
+}
+
 namespace {
 double per(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b); }
 } // namespace
@@ -219,6 +231,13 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << ",\"packets\":" << s.reasons[i].packets << "}";
     }
     o << "}}";
+    o << ",\"hosts\":{\"blocked\":" << s.blocked_hosts << ",\"blocks_total\":" << s.host_blocks_total
+      << ",\"top\":[";
+    for (size_t i = 0; i < s.top_hosts.size(); ++i) {
+        o << (i ? "," : "") << "{\"host\":" << json_string(s.top_hosts[i].host) << ",\"score\":"
+          << s.top_hosts[i].score << ",\"blocked\":" << (s.top_hosts[i].blocked ? "true" : "false") << "}";
+    }
+    o << "]}";
     o << ",\"injected\":{\"sent\":" << s.injected << ",\"limited\":" << s.inject_limited
       << ",\"failed\":" << s.inject_failed << "}";
     if (s.has_policy) {

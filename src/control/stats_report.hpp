@@ -65,6 +65,14 @@ struct StatsSnapshot {
         uint64_t flows, packets;
     };
     std::vector<ReasonStats> reasons;   // reasons with any flow, by packets descending
+    // Hosts (filled by fill_host_stats from HostScores).
+    struct HostScore {
+        std::string host;
+        uint64_t score;
+        bool blocked;
+    };
+    std::vector<HostScore> top_hosts;
+    uint64_t blocked_hosts = 0, host_blocks_total = 0;
     bool has_policy = false;            // filled by the caller from PolicyManager::status()
     uint64_t policy_generation = 0, reloads_ok = 0, reloads_failed = 0;
     bool last_reload_success = true;
@@ -76,6 +84,11 @@ class ReasonRegistry;
 // ports: every bridged port; workers: in queue order. Reads PMD stats when with_pmd.
 StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
                             const std::vector<const dp::Worker*>& workers, bool with_pmd);
+
+class HostScores;
+// Copies the top hosts by score (kTopHosts) and the block counters into s.
+inline constexpr size_t kTopHosts = 20;
+void fill_host_stats(StatsSnapshot& s, const HostScores* hosts);
 
 std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
                        const ReasonRegistry& reasons);

@@ -56,6 +56,8 @@ struct alignas(64) WorkerCounters {
     Counter flow_log_records;  // records handed to the control thread
     Counter flow_log_lost;     // records lost because the ring was full
     Counter policy_evaluations;
+    Counter score_events;      // host score events handed to the control thread
+    Counter score_events_lost; // ... lost because the ring was full
     Counter injected;          // RST / ICMP packets sent for reject verdicts
     Counter inject_limited;    // not sent: over --reject-rate
     Counter inject_failed;     // not sent: no mbuf, or the TX queue was full

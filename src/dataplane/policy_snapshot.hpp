@@ -172,6 +172,11 @@ public:
     hs_database* regex_db = nullptr;
     std::vector<hs_scratch*> regex_scratch;      // one per worker
     size_t regex_count = 0;
+    // hosts.auto_block (applied by the control thread's HostScores).
+    bool auto_block = false;
+    uint32_t auto_block_score = 0;
+    uint64_t auto_block_window_ns = 0;
+    uint64_t auto_block_for_ns = 0;
 
     static constexpr const char* kContinents[7] = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"};
 

@@ -2,6 +2,8 @@
 
 #include "dataplane/inject.hpp"
 
+#include <ndpi_api.h>
+
 #include <cstring>
 #include <ctime>
 
@@ -68,7 +70,10 @@ uint64_t Worker::packet_time(const rte_mbuf* m, uint64_t burst_ns) noexcept {
 }
 
 void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
-    classifier_.finish_at_end(e);
+    if (e.dpi_state() == DpiState::Classifying) {
+        classifier_.finish_at_end(e);
+        emit_scores(e, e.last_ns);
+    }
     if (cfg_.flow_log != nullptr) {
         FlowRecord r;
         std::memset(&r, 0, sizeof(r));
@@ -216,10 +221,44 @@ FlowFacts Worker::facts(const FlowEntry& e, char (&lower)[80]) const noexcept {
     return f;
 }
 
+void Worker::emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept {
+    if (cfg_.scores == nullptr || e.risk == 0) {
+        return;
+    }
+    uint16_t cs = 0;
+    uint16_t ss = 0;
+    ndpi_risk2score(e.risk, &cs, &ss);
+    const uint8_t c = e.client_slot();
+    for (int role = 0; role < 2; ++role) {
+        ScoreEvent ev{};
+        const uint8_t* a = e.key.addr[role == 0 ? c : c ^ 1];
+        std::memcpy(ev.addr, a, 16);
+        ev.ip_version = e.key.ip_version;
+        ev.role = static_cast<uint8_t>(role);
+        ev.score = role == 0 ? cs : ss;
+        ev.time_ns = now_ns;
+        if (ev.score == 0) {
+            continue;
+        }
+        if (rte_ring_sp_enqueue_elem(cfg_.scores, &ev, sizeof(ev)) == 0) {
+            counters_.score_events.inc();
+        } else {
+            counters_.score_events_lost.inc();
+        }
+    }
+}
+
 void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept {
-    e.generation = static_cast<uint16_t>(pol.generation);
+    e.generation = verdict_generation();
     if (cached::drops(e.action)) {
         return;  // a dropped (or rejected) flow stays so, across reloads too
+    }
+    if (blocked_ != nullptr &&
+        (blocked_->contains(e.key.ip_version, e.key.addr[0]) || blocked_->contains(e.key.ip_version, e.key.addr[1]))) {
+        e.action = cached::kDrop;
+        e.reason = blocked_->reason;
+        counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
+        return;
     }
     const uint8_t c = e.client_slot();
     char lower[80];
@@ -385,6 +424,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             if (!pm.is_fragment || pm.first_fragment) {
                 changed = classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
                                              m->data_len - pm.l3_offset, t / 1000000u);
+                if (changed && e->dpi_state() == DpiState::Done) {
+                    emit_scores(*e, t);  // the flow's risks are final now
+                }
             }
         } else {
             classifier_.count_packet(*e, m->pkt_len);
@@ -392,7 +434,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         if (policy_ != nullptr) {
             // Decide when something the verdict depends on changed: a new flow (generation 0
             // never matches a snapshot's), the protocol or risks, or the policy itself.
-            if (changed || e->generation != static_cast<uint16_t>(policy_->generation)) {
+            if (changed || e->generation != verdict_generation()) {
                 decide(*e, *policy_, m, slot);
             }
             if (e->action != static_cast<uint8_t>(Action::Pass)) {
@@ -500,6 +542,7 @@ int Worker::run() noexcept {
         // acquire: pairs with the control thread's release store, so the snapshot's contents
         // are visible before its pointer is.
         policy_ = cfg_.policy != nullptr ? cfg_.policy->load(std::memory_order_acquire) : nullptr;
+        blocked_ = cfg_.blocked != nullptr ? cfg_.blocked->load(std::memory_order_acquire) : nullptr;
         if (policy_ != nullptr && counters_.policy_generation.get() != policy_->generation) {
             counters_.policy_generation.set(policy_->generation);  // ack for the control thread
         }

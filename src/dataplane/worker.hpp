@@ -9,6 +9,7 @@
 #include "dataplane/classifier_ndpi.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_query.hpp"
+#include "dataplane/host_block.hpp"
 #include "dataplane/flow_record.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/frag_table.hpp"
@@ -51,6 +52,9 @@ struct WorkerConfig {
     // iteration, so the control thread knows when an old snapshot is unreachable.
     rte_rcu_qsbr* qsbr = nullptr;
     uint32_t reject_rate = 1000;       // injected packets per second at most (0: never)
+    rte_ring* scores = nullptr;        // dp -> cp ScoreEvents; nullptr: not kept
+    // Blocked hosts (cp: rw, dp: ro), published like the policy.
+    const std::atomic<const BlockedSet*>* blocked = nullptr;
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -117,6 +121,11 @@ private:
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept;
     void answer_query() noexcept;
+    void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
+    uint16_t verdict_generation() const noexcept {
+        return static_cast<uint16_t>((policy_ != nullptr ? policy_->generation : 0) +
+                                     (blocked_ != nullptr ? blocked_->generation : 0));
+    }
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
     static void update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot, uint64_t now_ns) noexcept;
@@ -135,6 +144,7 @@ private:
     uint64_t epoch_start_ns_ = 0;    // wall clock at tsc_start_
     uint64_t last_time_ns_ = 0;      // capture clock: latest packet time (never goes back)
     const PolicySnapshot* policy_ = nullptr;  // snapshot in use for the current burst
+    const BlockedSet* blocked_ = nullptr;      // blocked hosts in use for the current burst
     rte_mbuf* inj_back_[2 * kMaxBurst] = {};  // to the senders (their own port)
     rte_mbuf* inj_fwd_[2 * kMaxBurst] = {};   // to the receivers (the peer port)
     unsigned inj_back_n_ = 0;

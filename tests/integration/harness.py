@@ -100,7 +100,7 @@ class Run:
 
 
 def run_l7gate(workdir, name, rx, args, workers=1, log_level="*:warning", stats=True,
-               idle_exit=True):
+               idle_exit=True, tx_null=False):
     """Runs l7gate with two net_pcap ports.
 
     rx: [[port 0 rx pcaps per queue], [port 1 rx pcaps per queue]]; each port gets as many
@@ -112,10 +112,12 @@ def run_l7gate(workdir, name, rx, args, workers=1, log_level="*:warning", stats=
     outs, vdevs = [], []
     for port, files in enumerate(rx):
         multi = len(files) > 1
-        tx = [os.path.join(workdir, "%s-out%d%s.pcap" % (name, port, "-q%d" % q if multi else ""))
+        # tx_null: endless replays (infinite_rx) would write gigabytes; /dev/null counts them.
+        tx = [os.devnull if tx_null else
+              os.path.join(workdir, "%s-out%d%s.pcap" % (name, port, "-q%d" % q if multi else ""))
               for q in range(len(files))]
         for t in tx:
-            if os.path.exists(t):
+            if t != os.devnull and os.path.exists(t):
                 os.unlink(t)
         outs.append(tx)
         spec = ",".join(["net_pcap%d" % port] + ["rx_pcap=" + f for f in files] +

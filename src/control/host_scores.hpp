@@ -1,0 +1,100 @@
+#pragma once
+// HostScores: every host's risk score over a sliding window, and auto-block.
+//
+// Workers queue ScoreEvents (a host's part of a classified flow's nDPI risk score). The
+// control thread adds them up per host over the policy's hosts.auto_block.window; a host
+// whose windowed score reaches hosts.auto_block.score is blocked for block_for: the set of
+// blocked hosts is published to the workers as an immutable BlockedSet (one pointer, old
+// sets freed after an RCU grace period, as policies), which drops every new and existing
+// flow of the host with reason hosts/auto_block. Each block and release is logged and
+// written to the flow log as a JSON event line. A block resets the host's score: when it is
+// released it is blocked again only if it earned the threshold anew in the meantime.
+//
+// Time is the workers' clock as seen in the events under --clock capture (replays), else
+// the wall clock.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/host_block.hpp"
+
+struct rte_ring;
+struct rte_rcu_qsbr;
+
+namespace l7gate::dp {
+class PolicySnapshot;
+}
+
+namespace l7gate::ctl {
+
+class FlowLog;
+class ReasonRegistry;
+
+struct HostInfo {
+    std::string host;              // address text
+    uint64_t score = 0;            // over the window
+    uint64_t client_score = 0;     // parts of it earned as client / as server
+    uint64_t server_score = 0;
+    bool blocked = false;
+    double blocked_for_s = 0;      // remaining
+};
+
+class HostScores {
+public:
+    static constexpr size_t kMaxHosts = 65536;
+
+    HostScores(rte_rcu_qsbr* qsbr, ReasonRegistry& reasons, bool capture_clock);
+    ~HostScores();
+    HostScores(const HostScores&) = delete;
+    HostScores& operator=(const HostScores&) = delete;
+
+    void add_ring(rte_ring* r) { rings_.push_back(r); }
+    const std::atomic<const dp::BlockedSet*>& slot() const { return slot_; }
+
+    // Control-loop tick: take the events, apply the policy's auto_block (if any), free
+    // retired sets. `events` (may be null) receives block/release lines.
+    void poll(const dp::PolicySnapshot* policy, FlowLog* events);
+    // The same without rings, for tests: feed events directly, `now_ns` explicit.
+    void add(const dp::ScoreEvent& ev);
+    void decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowLog* events);
+
+    std::vector<HostInfo> top(size_t n) const;
+    size_t blocked_count() const { return blocked_.size(); }
+    uint64_t blocks_total() const { return blocks_total_; }
+    uint64_t generation() const { return generation_; }
+
+private:
+    struct Host {
+        std::deque<std::pair<uint64_t, uint32_t>> events;  // (time, score), oldest first
+        std::deque<uint8_t> roles;
+        uint64_t sum = 0;
+        uint64_t client_sum = 0;
+        uint64_t last_ns = 0;
+    };
+    void trim(Host& h, uint64_t now_ns, uint64_t window_ns);
+    void publish();
+
+    rte_rcu_qsbr* qsbr_;
+    ReasonRegistry& reasons_;
+    bool capture_clock_;
+    std::vector<rte_ring*> rings_;
+    std::map<dp::HostKey, Host> hosts_;
+    std::map<dp::HostKey, uint64_t> blocked_;   // host -> blocked until (ns)
+    uint64_t latest_event_ns_ = 0;
+    uint64_t blocks_total_ = 0;
+    uint64_t generation_ = 0;
+    std::atomic<const dp::BlockedSet*> slot_{nullptr};  // cp: rw, dp: ro
+    std::unique_ptr<dp::BlockedSet> current_;
+    struct Retired {
+        uint64_t token;
+        std::unique_ptr<dp::BlockedSet> set;
+    };
+    std::deque<Retired> retired_;
+};
+
+} // namespace l7gate::ctl

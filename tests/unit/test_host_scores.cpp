@@ -1,0 +1,103 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "control/host_scores.hpp"
+#include "control/policy_compiler.hpp"
+#include "dataplane/policy_snapshot.hpp"
+
+namespace l7gate::test {
+namespace {
+
+constexpr uint64_t kSec = 1000000000ull;
+
+dp::ScoreEvent ev(uint8_t last, uint16_t score, uint64_t t, uint8_t role = 0) {
+    dp::ScoreEvent e{};
+    const uint8_t a[4] = {198, 18, 1, last};
+    std::memcpy(e.addr, a, 4);
+    e.ip_version = 4;
+    e.role = role;
+    e.score = score;
+    e.time_ns = t;
+    return e;
+}
+
+bool blocked(const ctl::HostScores& h, uint8_t last) {
+    const uint8_t a[4] = {198, 18, 1, last};
+    return h.slot().load()->contains(4, a);
+}
+
+struct Fixture {
+    ctl::ReasonRegistry reasons;
+    ctl::HostScores hosts{nullptr, reasons, true};
+    dp::PolicySnapshot policy;
+    Fixture() {
+        policy.auto_block = true;
+        policy.auto_block_score = 500;
+        policy.auto_block_window_ns = 60 * kSec;
+        policy.auto_block_for_ns = 10 * kSec;
+    }
+};
+
+TEST(HostScores, BlocksAtTheThresholdAndPublishesANewSet) {
+    Fixture f;
+    const uint64_t gen0 = f.hosts.slot().load()->generation;
+    f.hosts.add(ev(50, 225, 1 * kSec));
+    f.hosts.add(ev(50, 225, 2 * kSec));
+    f.hosts.decide(&f.policy, 2 * kSec, nullptr);
+    EXPECT_FALSE(blocked(f.hosts, 50)) << "450 < 500";
+    EXPECT_EQ(f.hosts.slot().load()->generation, gen0);
+    f.hosts.add(ev(50, 50, 3 * kSec));
+    f.hosts.decide(&f.policy, 3 * kSec, nullptr);
+    EXPECT_TRUE(blocked(f.hosts, 50)) << "500 reaches the threshold";
+    EXPECT_FALSE(blocked(f.hosts, 51));
+    EXPECT_GT(f.hosts.slot().load()->generation, gen0);
+    EXPECT_EQ(f.hosts.slot().load()->reason, f.reasons.id("hosts/auto_block"));
+    EXPECT_EQ(f.hosts.blocked_count(), 1u);
+    EXPECT_EQ(f.hosts.blocks_total(), 1u);
+}
+
+TEST(HostScores, OldEventsLeaveTheWindow) {
+    Fixture f;
+    f.hosts.add(ev(60, 300, 0));
+    f.hosts.add(ev(60, 300, 61 * kSec));  // the first one is out of the 60 s window by now
+    f.hosts.decide(&f.policy, 61 * kSec, nullptr);
+    EXPECT_FALSE(blocked(f.hosts, 60));
+    const auto top = f.hosts.top(5);
+    ASSERT_EQ(top.size(), 1u);
+    EXPECT_EQ(top[0].score, 300u);
+}
+
+TEST(HostScores, ReleasedAfterBlockForUnlessItKeptAttacking) {
+    Fixture f;
+    f.hosts.add(ev(70, 600, kSec));
+    f.hosts.add(ev(71, 600, kSec));
+    f.hosts.decide(&f.policy, kSec, nullptr);
+    ASSERT_TRUE(blocked(f.hosts, 70));
+    ASSERT_TRUE(blocked(f.hosts, 71));
+    // While blocked, .71 earns the threshold again; .70 stays quiet.
+    f.hosts.add(ev(71, 500, 5 * kSec));
+    f.hosts.decide(&f.policy, 10 * kSec, nullptr);
+    EXPECT_TRUE(blocked(f.hosts, 70)) << "block_for (10 s) has not passed";
+    f.hosts.decide(&f.policy, 11 * kSec, nullptr);
+    EXPECT_FALSE(blocked(f.hosts, 70)) << "released after block_for";
+    EXPECT_TRUE(blocked(f.hosts, 71)) << "blocked again: it kept attacking";
+    EXPECT_EQ(f.hosts.blocks_total(), 3u);
+}
+
+TEST(HostScores, ClientAndServerPartsAndNoBlockWithoutAutoBlock) {
+    Fixture f;
+    f.policy.auto_block = false;
+    f.hosts.add(ev(80, 900, kSec, 0));
+    f.hosts.add(ev(80, 100, kSec, 1));
+    f.hosts.decide(&f.policy, kSec, nullptr);
+    EXPECT_FALSE(blocked(f.hosts, 80));
+    const auto top = f.hosts.top(1);
+    ASSERT_EQ(top.size(), 1u);
+    EXPECT_EQ(top[0].score, 1000u);
+    EXPECT_EQ(top[0].client_score, 900u);
+    EXPECT_EQ(top[0].server_score, 100u);
+}
+
+} // namespace
+} // namespace l7gate::test
