@@ -25,6 +25,7 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_log.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
@@ -168,6 +169,9 @@ int main(int argc, char** argv) {
         std::fputs(ctl::usage("l7gate").c_str(), stdout);
         return 0;
     }
+    ctl::LogLevel level = ctl::LogLevel::Info;
+    ctl::log_parse_level(opt.log_level, level);
+    ctl::log_set_level(level);
     if (opt.check || !opt.convert_policy.empty()) {
         dp::NdpiArena::install_hooks();
         return offline_policy_tool(opt);
@@ -182,6 +186,8 @@ int main(int argc, char** argv) {
              " (check the EAL options, e.g. --vdev files and --no-huge/-m)");
     }
     g_eal_up = true;
+    // DPDK's log lines go where l7gate's go (stderr), whatever EAL picked.
+    rte_openlog_stream(stderr);
     dp::memory_use_eal(true);
 
     // Ports, in pair order.

@@ -89,6 +89,8 @@ constexpr OptSpec kOpts[] = {
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
     {"convert-policy", 0, true, "FILE.json", "print an nProbe IPS JSON policy as l7gate YAML and exit"},
+    {"log-level", 0, true, "error|warning|info|debug",
+     "l7gate's log level (default info); DPDK's own is EAL's --log-level before --"},
     {"interactive", 'i', false, nullptr,
      "a testpmd-like command prompt on the control thread (help lists the commands); reads "
      "a pipe too: echo \"show port stats\" | l7gate ... -- -i; end of input stops l7gate"},
@@ -273,6 +275,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected HOST:PORT or off");
         }
         opt.metrics = v == "off" ? std::string() : v;  // the address is checked when it is bound
+    } else if (key == "log-level") {
+        if (v != "error" && v != "warning" && v != "info" && v != "debug") {
+            return bad("expected error, warning, info or debug");
+        }
+        opt.log_level = v;
     } else if (key == "reject-rate") {
         if (!parse_u64(v, 10000000, n)) {
             return bad("expected packets per second from 0 to 10000000");

@@ -45,6 +45,7 @@ struct Options {
     std::string convert_policy;      // --convert-policy FILE.json
     bool help = false;
     bool interactive = false;        // -i: the command prompt
+    std::string log_level = "info";  // l7gate's own logger (EAL's --log-level is DPDK's)
 };
 
 // Parses argv[first, argc). Returns "" on success, else one line describing the first error.

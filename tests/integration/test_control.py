@@ -58,7 +58,7 @@ class ControlTest(unittest.TestCase):
                              stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(1.5)  # traffic flows, every flow classified
-            script = ("help\nshow port stats\nshow flows 20\nshow policy\nreload\nshow policy\n"
+            script = ("help\nshow port stats\nshow flows 20\nshow hosts\nshow policy\nreload\nshow policy\n"
                       "set stats-interval 0\nshow flows 0\nno such command\n")
             p.stdin.write(script)
             p.stdin.flush()
@@ -83,6 +83,9 @@ class ControlTest(unittest.TestCase):
             self.assertIsNotNone(m, ln)
             sizes.append(int(m.group(2)))
         self.assertEqual(sizes, sorted(sizes, reverse=True), "largest flows first")
+        # show hosts: the hosts with risk scores, the SQL-injection client among them (225).
+        self.assertRegex(out, r"198\.18\.1\.19\s+225\s+225\s+0\s+no")
+        self.assertIn("blocked now 0, blocks since start 0", out)
         # show policy before and after the reload.
         self.assertIn("generation 1\n", out)
         self.assertIn("reloaded: generation 2", out)

@@ -193,5 +193,71 @@ class PolicyTest(unittest.TestCase):
         self.assertEqual(read_pcap(r.outs[1][0]), [], "no traffic may move with an invalid policy")
 
 
+NPROBE_EXAMPLE = """\
+{ "pool": { "id":1, "name": "my pool 1", "ip":  [ "192.168.0.1/24", "10.0.0.0/8", "2a03:b0c0:2:d0::360:4001/48"], "mac": [] }, "policy": { "id":1 }}
+{ "pool": { "id":2, "name": "my pool 2", "mac": ["e8:06:88:ff:fe:e4", "02:81:27:b5:f9:f3", "00:01:01:e4:ba:2c"],  "ip":  ["172.16.0.0/16"] }, "policy": { "id":2 }}
+{ "pool": { "id":3, "name": "my pool 3", "ip":  [ "131.114.0.0/16" ], "mac": [] }, "policy": { "id": 3 }}
+{ "policy": { "id": 0, "name": "root rule", "default_marker": "pass", "flow_risk": { "risks": [ 12 ], "marker": "drop" }, "markers": { "categories": { "Video": "drop" }, "protocols": { "TLS": "pass" }}}}
+{ "policy": { "id": 1, "root": 0, "name": "my rule 1", "default_marker": "pass", "markers": { "protocols": { "HTTP": "pass" }, "countries": { "IT": "pass", "CN": "drop" }, "continents" : { "Asia" : "drop"}}}}
+{ "policy": { "id": 3, "root": 0, "name": "my rule 3", "default_marker": "pass", "markers": { "protocols": { "HTTP": "drop" }}}}
+{ "policy": { "id": 2, "root":1, "name": "my subrule 2 (son of rule 1)", "default_marker": "drop", "markers": { "protocols": { "53": "pass" }}, "hostnames": { "fundingchoicesmessages.google.com": "pass", "www.gstatic.com": "drop", "www.youtube.com": "pass" }}}
+"""
+
+
+class ToolsTest(unittest.TestCase):
+    """The command-line side of the policy engine: --convert-policy and nDPI custom files."""
+
+    def setUp(self):
+        if not BIN or not os.access(BIN, os.X_OK):
+            self.skipTest("L7GATE_BIN does not name the l7gate binary")
+
+    def test_convert_policy_prints_yaml_that_checks(self):
+        src = os.path.join(WORK, "nprobe.json")
+        with open(src, "w") as f:
+            f.write(NPROBE_EXAMPLE)
+        p = subprocess.run([BIN, "--convert-policy", src], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("my subrule 2 (son of rule 1)", p.stdout)
+        out = os.path.join(WORK, "converted.yaml")
+        with open(out, "w") as f:
+            f.write(p.stdout)
+        p = subprocess.run([BIN, "--check", "--policy", out, "--geoip", GEOIP], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("OK: 4 policies, 3 pools", p.stdout)
+        # The JSON itself loads the same way (format detected by content).
+        p = subprocess.run([BIN, "--check", "--policy", src, "--geoip", GEOIP], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_custom_protocol_file_names_flows_and_policies(self):
+        if os.geteuid() != 0:
+            self.skipTest("DPDK vdevs need root")
+        gen = os.path.join(WORK, "gen-custom")
+        os.makedirs(gen, exist_ok=True)
+        p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), gen, "--set", "l7"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            self.skipTest("traffic generator failed: " + p.stderr[-500:])
+        protos = os.path.join(WORK, "protos.txt")
+        with open(protos, "w") as f:
+            f.write('host:"static.example.net"@MyStatic\n')
+        pol = os.path.join(WORK, "custom.yaml")
+        with open(pol, "w") as f:
+            f.write("version: 1\ndefault_policy: p\npolicies:\n  p: {default: pass, protocols: {MyStatic: drop}}\n")
+        empty = os.path.join(WORK, "empty.pcap")
+        write_pcap(empty, [])
+        flows = os.path.join(WORK, "custom-flows.jsonl")
+        r = run_l7gate(WORK, "custom", [[os.path.join(gen, "l7.pcap")], [empty]],
+                       ["--clock", "capture", "--flow-log", flows, "--ndpi-protos", protos, "--policy", pol])
+        self.assertEqual(r.rc, 0, r.describe())
+        with open(flows) as f:
+            log = [json.loads(x) for x in f]
+        mine = [x for x in log if x["host"] == "static.example.net"]
+        self.assertEqual(len(mine), 1)
+        self.assertEqual(mine[0]["l7_proto"], "TLS.MyStatic")   # as ndpiReader -p prints it
+        self.assertEqual((mine[0]["verdict"], mine[0]["verdict_reason"]), ("drop", "p/protocols/MyStatic"))
+        others = [x for x in log if x["host"] != "static.example.net"]
+        self.assertTrue(all(x["verdict"] == "pass" for x in others))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
