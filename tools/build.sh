@@ -10,7 +10,9 @@ case "$kind" in
   *) echo "usage: tools/build.sh [release|asan]" >&2; exit 2 ;;
 esac
 if [ ! -f "$dir/build.ninja" ]; then
-  meson setup "$dir" "${opts[@]}" >/dev/null
+  meson setup "$dir" "${opts[@]}" >/dev/null || { meson setup --wipe "$dir" "${opts[@]}" >&2; exit 1; }
 fi
-ninja -C "$dir" >/dev/null || ninja -C "$dir"
+# Quiet when it works; on failure the compiler's messages go to stderr (stdout is the
+# directory name callers capture).
+ninja -C "$dir" >/dev/null || ninja -C "$dir" >&2
 echo "$dir"
