@@ -506,7 +506,9 @@ void Worker::answer_query() noexcept {
         s.bytes = bytes;
         s.risk = e.risk;
         const std::string_view h = classifier_.host(e);
-        std::memcpy(s.host, h.data(), h.size() < sizeof(s.host) - 1 ? h.size() : sizeof(s.host) - 1);
+        if (!h.empty()) {
+            std::memcpy(s.host, h.data(), h.size() < sizeof(s.host) - 1 ? h.size() : sizeof(s.host) - 1);
+        }
     }
     q->cursor = end;
     if (end == flows_.capacity()) {
