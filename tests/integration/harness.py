@@ -200,3 +200,24 @@ def frame_flow_key(frame):
     if proto in (6, 17):
         sp, dp = struct.unpack_from("!HH", frame, l4)
     return (names.get(proto, str(proto)), frozenset([(src, sp), (dst, dp)]))
+
+
+PY = "/usr/bin/python3"
+TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                         "..", "..", "tools")
+
+
+def require_binary(test):
+    """Skips `test` (with the reason) unless it can run the real binary: root and L7GATE_BIN."""
+    if os.geteuid() != 0:
+        test.skipTest("DPDK vdevs need root")
+    if not BIN or not os.access(BIN, os.X_OK):
+        test.skipTest("L7GATE_BIN does not name the l7gate binary")
+
+
+def generate(test, outdir, set_name="l7"):
+    """Runs tools/gen_traffic.py --set SET into outdir; skips `test` when it cannot."""
+    p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), outdir, "--set", set_name],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        test.skipTest("traffic generator failed: " + p.stderr[-500:])

@@ -14,14 +14,13 @@ hosts/auto_block, everybody else passing, both released after 2 s and not blocke
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import write_pcap, run_l7gate, BIN  # noqa: E402
+from harness import write_pcap, run_l7gate, require_binary, generate  # noqa: E402
 
 PY = "/usr/bin/python3"
 TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
@@ -37,15 +36,9 @@ ATTACKERS = {"198.18.1.16", "198.18.1.19"}
 
 class AutoBlockTest(unittest.TestCase):
     def setUp(self):
-        if os.geteuid() != 0:
-            self.skipTest("DPDK vdevs need root")
-        if not BIN or not os.access(BIN, os.X_OK):
-            self.skipTest("L7GATE_BIN does not name the l7gate binary")
+        require_binary(self)
         self.work = tempfile.mkdtemp(prefix="l7gate-autoblock-")
-        p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), self.work, "--set", "l7"],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            self.skipTest("traffic generator failed: " + p.stderr[-500:])
+        generate(self, self.work)
 
     def tearDown(self):
         shutil.rmtree(self.work, ignore_errors=True)

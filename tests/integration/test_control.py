@@ -20,7 +20,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import write_pcap, lcores_arg, BIN  # noqa: E402
+from harness import write_pcap, lcores_arg, BIN, require_binary, generate  # noqa: E402
 
 PY = "/usr/bin/python3"
 TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
@@ -29,15 +29,9 @@ POLICY = os.path.join(TOOLS, "..", "config", "policy.yaml")
 
 class ControlTest(unittest.TestCase):
     def setUp(self):
-        if os.geteuid() != 0:
-            self.skipTest("DPDK vdevs need root")
-        if not BIN or not os.access(BIN, os.X_OK):
-            self.skipTest("L7GATE_BIN does not name the l7gate binary")
+        require_binary(self)
         self.work = tempfile.mkdtemp(prefix="l7gate-control-")
-        p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), self.work, "--set", "l7"],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            self.skipTest("traffic generator failed: " + p.stderr[-500:])
+        generate(self, self.work)
         self.empty = os.path.join(self.work, "empty.pcap")
         write_pcap(self.empty, [])
         self.prefix = "l7gctl%d" % os.getpid()

@@ -11,17 +11,15 @@ receiving stack accepts (RFC 793/5961: exactly the next sequence number it expec
 from the rejected packet), the quoted datagram in the ICMP error, and the rate limit.
 """
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import read_pcap, write_pcap, run_l7gate, BIN  # noqa: E402
+from harness import read_pcap, write_pcap, run_l7gate, require_binary, generate  # noqa: E402
 
 PY = "/usr/bin/python3"
 TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
@@ -60,15 +58,9 @@ class RejectTest(unittest.TestCase):
     def setUp(self):
         if Ether is None:
             self.skipTest("scapy missing for %s" % PY)
-        if os.geteuid() != 0:
-            self.skipTest("DPDK vdevs need root")
-        if not BIN or not os.access(BIN, os.X_OK):
-            self.skipTest("L7GATE_BIN does not name the l7gate binary")
+        require_binary(self)
         self.work = tempfile.mkdtemp(prefix="l7gate-reject-")
-        p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), self.work, "--set", "l7"],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            self.skipTest("traffic generator failed: " + p.stderr[-500:])
+        generate(self, self.work)
         self.policy = os.path.join(self.work, "policy.yaml")
         with open(self.policy, "w") as f:
             f.write(POLICY)
