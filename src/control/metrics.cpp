@@ -81,6 +81,13 @@ void add(MetricFamily& f, Labels labels, double v) {
 
 void add(MetricFamily& f, double v) { add(f, Labels{}, v); }
 
+// A family with one unlabelled sample, appended to out.
+void single(std::vector<MetricFamily>& out, const char* name, MetricType type, const char* help, double v) {
+    MetricFamily f = family(name, type, help);
+    add(f, v);
+    out.push_back(std::move(f));
+}
+
 // Two ids can resolve to one label value (two custom protocols of one name, an nDPI risk text
 // used twice): one series per label set, the values summed, in a stable order.
 void merge_duplicates(MetricFamily& f) {
@@ -355,14 +362,10 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     MetricFamily created = family("l7gate_flows_created_total", C, "Flows created in the flow tables.");
     add(created, d(s.flows_created));
     out.push_back(std::move(created));
-    MetricFamily expired = family("l7gate_flows_expired_total", C,
-        "Flows ended by their idle timeout (--timeouts).");
-    add(expired, d(s.flows_expired));
-    out.push_back(std::move(expired));
-    MetricFamily tfull = family("l7gate_flow_table_full_total", C,
-        "Packets whose new flow found the flow table full; forwarded without a flow or dropped (--on-flow-table-full).");
-    add(tfull, d(s.table_full));
-    out.push_back(std::move(tfull));
+    single(out, "l7gate_flows_expired_total", C,
+        "Flows ended by their idle timeout (--timeouts).", d(s.flows_expired));
+    single(out, "l7gate_flow_table_full_total", C,
+        "Packets whose new flow found the flow table full; forwarded without a flow or dropped (--on-flow-table-full).", d(s.table_full));
 
     // -- application protocols, categories, risks ---------------------------------------------
     MetricFamily l7p = family("l7gate_l7_packets_total", C,
@@ -401,18 +404,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     merge_duplicates(risks);
     out.push_back(std::move(risks));
 
-    MetricFamily classified = family("l7gate_classified_flows_total", C,
-        "Flows whose nDPI classification ended (protocol found, or given up with guessing).");
-    add(classified, d(s.classified));
-    out.push_back(std::move(classified));
-    MetricFamily ndpi_pk = family("l7gate_ndpi_packets_total", C,
-        "Packets handed to nDPI (ndpi_detection_process_packet calls).");
-    add(ndpi_pk, d(s.ndpi_packets));
-    out.push_back(std::move(ndpi_pk));
-    MetricFamily poolfull = family("l7gate_dpi_pool_full_total", C,
-        "Flows never classified because the worker's nDPI flow-state pool was empty (--dpi-flows).");
-    add(poolfull, d(s.dpi_pool_full));
-    out.push_back(std::move(poolfull));
+    single(out, "l7gate_classified_flows_total", C,
+        "Flows whose nDPI classification ended (protocol found, or given up with guessing).", d(s.classified));
+    single(out, "l7gate_ndpi_packets_total", C,
+        "Packets handed to nDPI (ndpi_detection_process_packet calls).", d(s.ndpi_packets));
+    single(out, "l7gate_dpi_pool_full_total", C,
+        "Flows never classified because the worker's nDPI flow-state pool was empty (--dpi-flows).", d(s.dpi_pool_full));
 
     // -- verdicts -----------------------------------------------------------------------------
     std::map<uint16_t, const char*> action_of;
@@ -453,23 +450,17 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     out.push_back(std::move(verdicts));
 
     // -- policy -------------------------------------------------------------------------------
-    MetricFamily gen = family("l7gate_policy_generation", G,
-        "Generation of the policy in force: 1 for the policy loaded at start, +1 per successful reload; 0 without a policy.");
-    add(gen, d(policy.generation));
-    out.push_back(std::move(gen));
+    single(out, "l7gate_policy_generation", G,
+        "Generation of the policy in force: 1 for the policy loaded at start, +1 per successful reload; 0 without a policy.", d(policy.generation));
     MetricFamily reloads = family("l7gate_policy_reloads_total", C,
         "Policy reload attempts by result; a failed reload keeps the previous policy in force.");
     add(reloads, {{"result", "success"}}, d(policy.reloads_ok));
     add(reloads, {{"result", "failure"}}, d(policy.reloads_failed));
     out.push_back(std::move(reloads));
-    MetricFamily last_ts = family("l7gate_policy_last_reload_timestamp_seconds", G,
-        "Unix time of the last policy load attempt (the load at start included); 0 if none.");
-    add(last_ts, policy.last_reload_unix);
-    out.push_back(std::move(last_ts));
-    MetricFamily last_ok = family("l7gate_policy_last_reload_success", G,
-        "1 if the last policy load attempt succeeded, 0 if it failed (the previous policy stays in force).");
-    add(last_ok, policy.last_reload_success ? 1.0 : 0.0);
-    out.push_back(std::move(last_ok));
+    single(out, "l7gate_policy_last_reload_timestamp_seconds", G,
+        "Unix time of the last policy load attempt (the load at start included); 0 if none.", policy.last_reload_unix);
+    single(out, "l7gate_policy_last_reload_success", G,
+        "1 if the last policy load attempt succeeded, 0 if it failed (the previous policy stays in force).", policy.last_reload_success ? 1.0 : 0.0);
     MetricFamily shaper = family("l7gate_shaper_rate_bits", G,
         "Configured rate of each shaper of the policy in force, in bits per second.");
     for (size_t i = 0; i < std::min(policy.shaper_names.size(), policy.shaper_rate_bps.size()); ++i) {
@@ -479,14 +470,11 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     out.push_back(std::move(shaper));
 
     // -- hosts ----------------------------------------------------------------------------------
-    MetricFamily blocked = family("l7gate_blocked_hosts", G,
-        "Hosts blocked right now by hosts.auto_block (their windowed risk score reached the threshold).");
-    add(blocked, {}, d(s.blocked_hosts));
-    out.push_back(std::move(blocked));
-    MetricFamily blocks = family("l7gate_host_blocks_total", C,
-        "Times a host was blocked by hosts.auto_block.");
-    add(blocks, {}, d(s.host_blocks_total));
-    out.push_back(std::move(blocks));
+    single(out, "l7gate_blocked_hosts", G,
+        "Hosts blocked right now by hosts.auto_block (their windowed risk score reached the threshold).",
+        d(s.blocked_hosts));
+    single(out, "l7gate_host_blocks_total", C, "Times a host was blocked by hosts.auto_block.",
+        d(s.host_blocks_total));
     MetricFamily hscore = family("l7gate_host_score", G,
         "Risk score of the top hosts over the auto_block window: the nDPI risk score of their classified flows, their client or server part.");
     for (const auto& h : s.top_hosts) {
@@ -520,14 +508,10 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     have_prev_ = true;
 
     // -- flow log -----------------------------------------------------------------------------
-    MetricFamily flr = family("l7gate_flow_log_records_total", C,
-        "Flow records the workers handed to the flow log (--flow-log).");
-    add(flr, d(s.flow_log_records));
-    out.push_back(std::move(flr));
-    MetricFamily fll = family("l7gate_flow_log_lost_total", C,
-        "Flow records lost because a worker's flow-log ring was full.");
-    add(fll, d(s.flow_log_lost));
-    out.push_back(std::move(fll));
+    single(out, "l7gate_flow_log_records_total", C,
+        "Flow records the workers handed to the flow log (--flow-log).", d(s.flow_log_records));
+    single(out, "l7gate_flow_log_lost_total", C,
+        "Flow records lost because a worker's flow-log ring was full.", d(s.flow_log_lost));
 
     store_->set(out);
 }
