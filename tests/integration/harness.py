@@ -221,3 +221,16 @@ def generate(test, outdir, set_name="l7"):
                        capture_output=True, text=True)
     if p.returncode != 0:
         test.skipTest("traffic generator failed: " + p.stderr[-500:])
+
+
+def generator_missing(*modules):
+    """Why tools/gen_traffic.py cannot run here ("" when it can): a missing generator, or a
+    Python module it needs (prefixed "skip: ", for tests to report as skipped)."""
+    gen = os.path.join(TOOLS, "gen_traffic.py")
+    if not os.path.exists(gen):
+        return "generator %s not found" % gen
+    hints = {"scapy.all": "python3-scapy", "cryptography.hazmat.primitives.ciphers.aead": "python3-cryptography"}
+    for m in ("scapy.all",) + modules:
+        if subprocess.run([PY, "-c", "import " + m], capture_output=True).returncode != 0:
+            return "skip: %s has no %s (apt-get install %s)" % (PY, m.split(".")[0], hints.get(m, m))
+    return ""

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -58,8 +57,8 @@ REASONS = load_reasons()
 ALL_REASONS = [r for r, _ in REASONS]
 MALFORMED_REASONS = [r for r, m in REASONS if m]
 
-from harness import (PCAP_HDR, read_pcap, write_pcap, ethertype, lcores_arg, Run,  # noqa: E402
-                     run_l7gate, l7gate_stderr_lines)
+from harness import (read_pcap, write_pcap, ethertype, run_l7gate,  # noqa: E402
+                     l7gate_stderr_lines, generator_missing)
 
 WORK = None
 GEN_ERROR = None
@@ -71,12 +70,8 @@ def setUpModule():
     print("l7gate integration: work dir %s, binary %s" % (WORK, BIN or "(L7GATE_BIN unset)"),
           file=sys.stderr)
     gen = os.path.join(TOOLS, "gen_traffic.py")
-    if not os.path.exists(gen):
-        GEN_ERROR = "generator %s not found" % gen
-        return
-    chk = subprocess.run([PY, "-c", "import scapy.all"], capture_output=True, text=True)
-    if chk.returncode != 0:
-        GEN_ERROR = "skip: %s has no scapy (apt-get install python3-scapy)" % PY
+    GEN_ERROR = generator_missing()
+    if GEN_ERROR:
         return
     p = subprocess.run([PY, gen, os.path.join(WORK, "gen")], capture_output=True, text=True,
                        timeout=300)

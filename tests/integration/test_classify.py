@@ -40,7 +40,7 @@ TIMEOUT = 120
 
 sys.path.insert(0, TOOLS)
 sys.path.insert(0, HERE)
-from harness import lcores_arg, write_pcap  # noqa: E402
+from harness import lcores_arg, write_pcap, generator_missing  # noqa: E402
 from harness import read_pcap_records as _read_records  # noqa: E402
 
 
@@ -101,17 +101,8 @@ def setUpModule():
     print("l7gate classify: work dir %s, binary %s" % (WORK, BIN or "(L7GATE_BIN unset)"),
           file=sys.stderr)
     gen = os.path.join(TOOLS, "gen_traffic.py")
-    if not os.path.exists(gen):
-        GEN_ERROR = "generator %s not found" % gen
-        return
-    chk = subprocess.run([PY, "-c", "import scapy.all"], capture_output=True, text=True)
-    if chk.returncode != 0:
-        GEN_ERROR = "skip: %s has no scapy (apt-get install python3-scapy)" % PY
-        return
-    chk = subprocess.run([PY, "-c", "import cryptography.hazmat.primitives.ciphers.aead"],
-                         capture_output=True, text=True)
-    if chk.returncode != 0:
-        GEN_ERROR = "skip: %s has no cryptography (apt-get install python3-cryptography)" % PY
+    GEN_ERROR = generator_missing("cryptography.hazmat.primitives.ciphers.aead")
+    if GEN_ERROR:
         return
     p = subprocess.run([PY, gen, os.path.join(WORK, "gen"), "--set", "l7"], capture_output=True,
                        text=True, timeout=300)
