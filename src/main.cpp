@@ -309,6 +309,12 @@ int main(int argc, char** argv) {
 
     std::vector<rte_ring*> flow_rings;
     ctl::HostScores hosts(qsbr, reasons, opt.capture_clock);
+    // Shaper buckets: one set for every worker, so a shaper's rate holds for the aggregate.
+    void* bucket_mem = rte_zmalloc("l7gate_shaper_buckets", sizeof(dp::ShaperBuckets), 64);
+    if (bucket_mem == nullptr) {
+        fail("cannot allocate the shaper buckets");
+    }
+    auto* shaper_buckets = new (bucket_mem) dp::ShaperBuckets();
     std::vector<dp::Worker*> workers;
     for (unsigned q = 0; q < opt.rxq; ++q) {
         const int sock = static_cast<int>(rte_lcore_to_socket_id(lcores[q]));
@@ -335,6 +341,7 @@ int main(int argc, char** argv) {
         wc.policy = &policy_slot;
         wc.reject_rate = opt.reject_rate;
         wc.blocked = &hosts.slot();
+        wc.shaper_buckets = shaper_buckets;
         {
             const std::string sname = "l7g_scores_" + std::to_string(q);
             wc.scores = rte_ring_create_elem(sname.c_str(), sizeof(dp::ScoreEvent), 16384, sock,
@@ -480,6 +487,11 @@ int main(int argc, char** argv) {
         snap.reloads_ok = rs.reloads_ok;
         snap.reloads_failed = rs.reloads_failed;
         snap.last_reload_success = rs.last_reload_success;
+        if (const dp::PolicySnapshot* cur = policy->current(); cur != nullptr) {
+            for (const dp::ShaperProfile& sh : cur->shapers) {
+                snap.shaper_names.push_back(sh.name);
+            }
+        }
     }
     if (metrics != nullptr) {
         // The final counters (flows flushed at exit included), served until l7gate exits.
@@ -508,6 +520,8 @@ int main(int argc, char** argv) {
         w->~Worker();
         rte_free(w);
     }
+    shaper_buckets->~ShaperBuckets();
+    rte_free(shaper_buckets);
     for (rte_ring* r : flow_rings) {
         rte_ring_free(r);
     }

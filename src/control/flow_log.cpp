@@ -70,6 +70,21 @@ const char* l4_name(uint8_t proto) {
 
 } // namespace
 
+std::string verdict_name(uint8_t verdict, const dp::PolicySnapshot* policy) {
+    if (verdict == dp::cached::kDrop) {
+        return "drop";
+    }
+    if (verdict == dp::cached::kReject) {
+        return "reject";
+    }
+    if (!dp::cached::shaped(verdict)) {
+        return "pass";
+    }
+    const unsigned sh = dp::cached::shaper(verdict);
+    return std::string(dp::cached::police(verdict) ? "police:" : "shape:") +
+           (policy != nullptr && sh < policy->shapers.size() ? policy->shapers[sh].name : std::to_string(sh));
+}
+
 std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_struct* names,
                                const ReasonRegistry* reasons, const dp::PolicySnapshot* policy) {
     const unsigned c = r.client_slot & 1u;
@@ -168,17 +183,7 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     s += ",\"worker\":";
     append_u64(s, r.worker);
     s += ",\"verdict\":";
-    if (r.verdict == dp::cached::kDrop) {
-        s += "\"drop\"";
-    } else if (r.verdict == dp::cached::kReject) {
-        s += "\"reject\"";
-    } else if (r.verdict >= dp::cached::kShapeBase) {
-        const unsigned sh = r.verdict - dp::cached::kShapeBase;
-        json_escape_to(s, "shape:" + (policy != nullptr && sh < policy->shapers.size() ? policy->shapers[sh].name
-                                                                                      : std::to_string(sh)));
-    } else {
-        s += "\"pass\"";
-    }
+    json_escape_to(s, verdict_name(r.verdict, policy));
     s += ",\"verdict_reason\":";
     json_escape_to(s, reasons != nullptr && r.reason != 0 ? reasons->name(r.reason) : std::string());
     s += "}\n";

@@ -19,6 +19,10 @@ namespace l7gate::ctl {
 
 class ReasonRegistry;
 
+// "pass", "drop", "reject", "shape:NAME" or "police:NAME" for a cached verdict (shaper names
+// from `policy`, their index when it is null or no longer has it).
+std::string verdict_name(uint8_t verdict, const dp::PolicySnapshot* policy);
+
 // Formats one record as a JSON line (with the trailing newline). reasons/policy may be null.
 std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_struct* names,
                                const ReasonRegistry* reasons, const dp::PolicySnapshot* policy);

@@ -116,8 +116,12 @@ const char* action_name(const dp::Marker& m) {
     switch (m.action) {
     case dp::Action::Drop:
         return "drop";
+    case dp::Action::Reject:
+        return "reject";
     case dp::Action::Shape:
         return "shape";
+    case dp::Action::Police:
+        return "police";
     default:
         return "pass";
     }
@@ -468,6 +472,28 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     }
     merge_duplicates(shaper);
     out.push_back(std::move(shaper));
+    MetricFamily shaped = family("l7gate_shaper_packets_total", C,
+        "Packets of shape:/police: flows by shaper and outcome: sent (at once), delayed (sent after "
+        "waiting in the queue), dropped (queue full, max_delay exceeded, or out of profile).");
+    MetricFamily shaped_bytes = family("l7gate_shaper_bytes_total", C,
+        "Bytes that left through each shaper (sent at once or after waiting).");
+    for (size_t i = 0; i < dp::kShaperCounters; ++i) {
+        const StatsSnapshot::ShaperStats& h = s.shapers[i];
+        if (i >= policy.shaper_names.size() && h.sent + h.delayed + h.dropped == 0) {
+            continue;
+        }
+        const std::string name = i < policy.shaper_names.size() ? policy.shaper_names[i] : std::to_string(i);
+        add(shaped, {{"shaper", name}, {"outcome", "sent"}}, d(h.sent));
+        add(shaped, {{"shaper", name}, {"outcome", "delayed"}}, d(h.delayed));
+        add(shaped, {{"shaper", name}, {"outcome", "dropped"}}, d(h.dropped));
+        add(shaped_bytes, {{"shaper", name}}, d(h.bytes));
+    }
+    merge_duplicates(shaped);
+    merge_duplicates(shaped_bytes);
+    out.push_back(std::move(shaped));
+    out.push_back(std::move(shaped_bytes));
+    single(out, "l7gate_shaper_backlog_packets", G,
+        "Packets waiting in shaper queues right now (received, not yet sent or dropped).", d(s.shaper_backlog));
 
     // -- hosts ----------------------------------------------------------------------------------
     single(out, "l7gate_blocked_hosts", G,

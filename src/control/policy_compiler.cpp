@@ -209,6 +209,7 @@ private:
             p.queue_packets = s.queue_packets;
             p.max_delay_us = s.max_delay_us;
             p.per_host = s.per_host;
+            dp::shaper_derive(p);
             snap_->shapers.push_back(p);
         }
     }
@@ -480,8 +481,9 @@ private:
             mk.action = Action::Drop;
         } else if (t == "reject") {
             mk.action = Action::Reject;
-        } else if (t.rfind("shape:", 0) == 0) {
-            const std::string name = m.text.substr(6);
+        } else if (t.rfind("shape:", 0) == 0 || t.rfind("police:", 0) == 0) {
+            const bool police = t[0] == 'p';
+            const std::string name = m.text.substr(police ? 7 : 6);
             auto it = shaper_idx_.find(name);
             if (it == shaper_idx_.end()) {
                 std::vector<std::string> cand;
@@ -492,7 +494,7 @@ private:
                 error(m.pos, "unknown shaper '" + name + "'" + (c.empty() ? "" : " (did you mean '" + c + "'?)"));
                 return 0;
             }
-            mk.action = Action::Shape;
+            mk.action = police ? Action::Police : Action::Shape;
             mk.shaper = it->second;
         }
         mk.reason = ctx_.reasons->id(reason);

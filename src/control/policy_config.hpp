@@ -18,7 +18,7 @@ struct SourcePos {
     int column = 0;
 };
 
-// A marker as written: "pass", "drop" or "shape:NAME".
+// A marker as written: "pass", "drop", "reject", "shape:NAME" or "police:NAME".
 struct MarkerSpec {
     std::string text;
     SourcePos pos;

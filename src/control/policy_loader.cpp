@@ -243,15 +243,18 @@ private:
         MarkerSpec m;
         m.pos = pos(n);
         if (!n.IsScalar()) {
-            error(n, "a marker must be pass, drop, reject or shape:NAME");
+            error(n, "a marker must be pass, drop, reject, shape:NAME or police:NAME");
             return m;
         }
         m.text = n.Scalar();
         const std::string t = lower(m.text);
-        if (t != "pass" && t != "drop" && t != "reject" && t.rfind("shape:", 0) != 0) {
-            error(n, "unknown marker '" + m.text + "' (pass, drop, reject or shape:NAME)");
-        } else if (t.rfind("shape:", 0) == 0 && t.size() == 6) {
-            error(n, "shape: needs a shaper name (shape:NAME)");
+        const bool shape = t.rfind("shape:", 0) == 0;
+        const bool police = t.rfind("police:", 0) == 0;
+        if (t != "pass" && t != "drop" && t != "reject" && !shape && !police) {
+            error(n, "unknown marker '" + m.text + "' (pass, drop, reject, shape:NAME or police:NAME)");
+        } else if ((shape && t.size() == 6) || (police && t.size() == 7)) {
+            error(n, std::string(shape ? "shape" : "police") + ": needs a shaper name (" + (shape ? "shape" : "police") +
+                         ":NAME)");
         }
         return m;
     }
@@ -355,7 +358,7 @@ private:
             }
             if (v["queue"]) {
                 uint64_t q = 0;
-                if (scalar(v["queue"], "queue", t) && (!parse_size_bytes(t, q) || q > 65536)) {
+                if (scalar(v["queue"], "queue", t) && (!parse_size_bytes(t, q) || q == 0 || q > 65536)) {
                     error(v["queue"], "queue must be a packet count from 1 to 65536");
                 }
                 s.queue_packets = static_cast<uint32_t>(q);

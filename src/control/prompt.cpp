@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <editline/readline.h>
 
+#include "control/flow_log.hpp"
 #include "control/host_scores.hpp"
 #include "control/ndpi_names.hpp"
 #include "control/options.hpp"
@@ -251,10 +252,8 @@ std::string Prompt::show_flows(unsigned n) {
                                  addr(f.key.addr[c], f.key.ip_version, f.key.port[c]) + " > " +
                                  addr(f.key.addr[c ^ 1], f.key.ip_version, f.key.port[c ^ 1]);
         const unsigned id = f.app_proto != 0 ? f.app_proto : f.master_proto;
-        const char* verdict = f.action == dp::cached::kDrop     ? "drop"
-                              : f.action == dp::cached::kReject ? "reject"
-                              : f.action >= dp::cached::kShapeBase ? "shape"
-                                                                   : "pass";
+        const std::string verdict =
+            verdict_name(f.action, ctx_.policy != nullptr ? ctx_.policy->current() : nullptr);
         std::string why = f.reason != 0 && ctx_.reasons != nullptr ? ctx_.reasons->name(f.reason) : "";
         for (unsigned r = 0; r < 64; ++r) {
             if ((f.risk >> r) & 1u) {
@@ -262,7 +261,7 @@ std::string Prompt::show_flows(unsigned n) {
             }
         }
         std::snprintf(buf, sizeof(buf), "%-48s %-15s %-24.24s %10" PRIu64 " %12" PRIu64 " %-9s %s\n",
-                      flow.c_str(), ctx_.names->protocol(id).c_str(), f.host, f.packets, f.bytes, verdict,
+                      flow.c_str(), ctx_.names->protocol(id).c_str(), f.host, f.packets, f.bytes, verdict.c_str(),
                       why.c_str());
         out += buf;
     }

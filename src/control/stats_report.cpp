@@ -92,6 +92,13 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.injected += c.injected.get();
         s.inject_limited += c.inject_limited.get();
         s.inject_failed += c.inject_failed.get();
+        s.shaper_backlog += c.shaper_backlog.get();
+        for (unsigned i = 0; i < dp::kShaperCounters; ++i) {
+            s.shapers[i].sent += c.shaper[i].sent.get();
+            s.shapers[i].delayed += c.shaper[i].delayed.get();
+            s.shapers[i].dropped += c.shaper[i].dropped.get();
+            s.shapers[i].bytes += c.shaper[i].bytes.get();
+        }
         for (unsigned r = 0; r < dp::kMaxReasons; ++r) {
             reasons[r].id = static_cast<uint16_t>(r);
             reasons[r].flows += c.reason_flows[r].get();
@@ -238,6 +245,17 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << s.top_hosts[i].score << ",\"blocked\":" << (s.top_hosts[i].blocked ? "true" : "false") << "}";
     }
     o << "]}";
+    o << ",\"shapers\":{\"backlog\":" << s.shaper_backlog << ",\"by_shaper\":{";
+    for (size_t i = 0, n = 0; i < dp::kShaperCounters; ++i) {
+        const StatsSnapshot::ShaperStats& h = s.shapers[i];
+        if (h.sent + h.delayed + h.dropped == 0 && i >= s.shaper_names.size()) {
+            continue;
+        }
+        o << (n++ ? "," : "") << json_string(i < s.shaper_names.size() ? s.shaper_names[i] : std::to_string(i))
+          << ":{\"sent\":" << h.sent << ",\"delayed\":" << h.delayed << ",\"dropped\":" << h.dropped
+          << ",\"bytes\":" << h.bytes << "}";
+    }
+    o << "}}";
     o << ",\"injected\":{\"sent\":" << s.injected << ",\"limited\":" << s.inject_limited
       << ",\"failed\":" << s.inject_failed << "}";
     if (s.has_policy) {

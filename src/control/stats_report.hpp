@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/counters.hpp"
 #include "dataplane/drop_reason.hpp"
 
 namespace l7gate::dp {
@@ -60,6 +61,12 @@ struct StatsSnapshot {
     uint64_t flow_log_records = 0, flow_log_lost = 0;
     uint64_t policy_evaluations = 0;
     uint64_t injected = 0, inject_limited = 0, inject_failed = 0;
+    struct ShaperStats {
+        uint64_t sent = 0, delayed = 0, dropped = 0, bytes = 0;
+    };
+    ShaperStats shapers[dp::kShaperCounters];  // by shaper index in the policy in force
+    uint64_t shaper_backlog = 0;                // packets waiting in shaper queues (in flight)
+    std::vector<std::string> shaper_names;      // filled by the caller from the policy in force
     struct ReasonStats {
         uint16_t id;
         uint64_t flows, packets;

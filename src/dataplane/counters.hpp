@@ -33,6 +33,15 @@ struct QueueCounters {
     Counter tx_bytes;
 };
 
+// Per shaper (index in the policy in force).
+struct ShaperCounters {
+    Counter sent;      // packets that left at once (credit available)
+    Counter delayed;   // packets that left after waiting in the queue
+    Counter dropped;   // queue overflow, max_delay exceeded, or out of profile (police)
+    Counter bytes;     // bytes that left, either way
+};
+inline constexpr unsigned kShaperCounters = 63;  // == kMaxShapers (checked in shaper.hpp)
+
 // dp: rw (owning worker only), cp: ro. Cache-line aligned so two workers' blocks never share
 // a line.
 struct alignas(64) WorkerCounters {
@@ -62,6 +71,8 @@ struct alignas(64) WorkerCounters {
     Counter inject_limited;    // not sent: over --reject-rate
     Counter inject_failed;     // not sent: no mbuf, or the TX queue was full
     Counter policy_generation; // generation of the snapshot this worker last used (ack)
+    Counter shaper_backlog;    // gauge: packets waiting in this worker's shaper queues
+    ShaperCounters shaper[kShaperCounters];
     Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)
     Counter reason_packets[4096];  // packets that took a verdict other than pass-by-default
 };

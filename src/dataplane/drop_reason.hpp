@@ -30,7 +30,10 @@ namespace l7gate::dp {
     X(IcmpTruncated, "icmp_truncated", true, "ICMP/ICMPv6 header beyond the IP payload")       \
     X(FragNoFirst, "frag_no_first", true, "non-first fragment with no known first fragment")   \
     X(Policy, "policy", false, "the policy's verdict for the flow was drop")                   \
-    X(Shaper, "shaper", false, "a shaper queue overflowed or a policer was out of profile")    \
+    X(ShaperOverflow, "shaper_overflow", false, "a shaper queue was full")                     \
+    X(ShaperDelay, "shaper_delay", false, "waited in a shaper queue longer than max_delay")    \
+    X(Police, "police", false, "out of profile for a police: marker's bucket")                 \
+    X(ShaperFlush, "shaper_flush", false, "still queued in a shaper when l7gate stopped")       \
     X(TableFull, "table_full", false, "flow table full and --on-flow-table-full drop")         \
     X(TxFull, "tx_full", false, "the peer port's TX queue did not accept the packet")          \
     X(NoMbuf, "no_mbuf", false, "no mbuf available for a packet l7gate had to build")

@@ -53,23 +53,32 @@ enum class DpiState : uint8_t {
 enum class Action : uint8_t {
     Pass = 0,
     Drop = 1,
-    Shape = 2,   // with a shaper index
+    Shape = 2,   // with a shaper index: delayed in a queue while over the rate
     Reject = 3,  // drop, and tell the endpoints (TCP RST, ICMP port unreachable)
+    Police = 4,  // with a shaper index: the same bucket, out-of-profile packets dropped
 };
 
-// FlowEntry::action, the cached verdict in one byte.
+// FlowEntry::action, the cached verdict in one byte. Shape and police carry the shaper index
+// and which endpoint is the local host (for per-host buckets):
+//   kShapeBase + (shaper << 2 | police << 1 | local_is_server)
 namespace cached {
 inline constexpr uint8_t kPass = 0;
 inline constexpr uint8_t kDrop = 1;
 inline constexpr uint8_t kReject = 2;
-inline constexpr uint8_t kShapeBase = 3;  // kShapeBase + shaper index
-inline constexpr uint8_t encode(Action a, uint8_t shaper) noexcept {
-    return a == Action::Shape    ? static_cast<uint8_t>(kShapeBase + shaper)
+inline constexpr uint8_t kShapeBase = 3;
+inline constexpr unsigned kMaxShapers = (256 - kShapeBase) / 4;  // 63
+inline constexpr uint8_t encode(Action a, uint8_t shaper, bool local_is_server = false) noexcept {
+    return a == Action::Shape || a == Action::Police
+               ? static_cast<uint8_t>(kShapeBase + (shaper << 2 | (a == Action::Police ? 2 : 0) | (local_is_server ? 1 : 0)))
            : a == Action::Drop   ? kDrop
            : a == Action::Reject ? kReject
                                  : kPass;
 }
 inline constexpr bool drops(uint8_t c) noexcept { return c == kDrop || c == kReject; }
+inline constexpr bool shaped(uint8_t c) noexcept { return c >= kShapeBase; }  // shape or police
+inline constexpr uint8_t shaper(uint8_t c) noexcept { return static_cast<uint8_t>((c - kShapeBase) >> 2); }
+inline constexpr bool police(uint8_t c) noexcept { return ((c - kShapeBase) & 2) != 0; }
+inline constexpr bool local_is_server(uint8_t c) noexcept { return ((c - kShapeBase) & 1) != 0; }
 } // namespace cached
 
 struct alignas(64) FlowEntry {

@@ -37,13 +37,13 @@ namespace l7gate::dp {
 
 inline constexpr unsigned kMaxReasons = 4096;   // reason ids per process (stable across reloads)
 inline constexpr uint16_t kReasonOther = kMaxReasons - 1;
-inline constexpr unsigned kMaxShapers = 252;    // cached action byte: 3 + shaper index
+inline constexpr unsigned kMaxShapers = cached::kMaxShapers;  // the cached action byte's limit
 inline constexpr unsigned kMaxWorkers = 128;
 
 // What a marker does.
 struct Marker {
     Action action = Action::Pass;
-    uint8_t shaper = 0;     // for Action::Shape
+    uint8_t shaper = 0;     // for Action::Shape and Action::Police
     uint16_t reason = 0;    // reason id ("policy/kind/key")
 };
 
@@ -63,7 +63,15 @@ struct ShaperProfile {
     uint32_t queue_packets = 512;
     uint32_t max_delay_us = 100000;
     bool per_host = false;
+    // Derived by the compiler (shaper_derive()): workers take tokens from the shared bucket in
+    // chunks of chunk_bytes, worth chunk_ns of the rate; tau_ns is the burst's worth.
+    uint32_t chunk_bytes = 0;
+    uint64_t chunk_ns = 0;
+    uint64_t tau_ns = 0;
 };
+
+// Fills the derived fields of `p` from its rate and burst.
+void shaper_derive(ShaperProfile& p) noexcept;
 
 // Risk exceptions: listed risks are ignored for flows matching the entry (every criterion it
 // lists must match; inside one criterion any item may).
@@ -131,6 +139,7 @@ struct Verdict {
     uint16_t policy = 0;         // leaf policy index
     uint64_t excepted_risks = 0; // risks ignored because of an exception
     uint16_t risk_score = 0;     // score of the risks that count
+    bool local_is_server = false; // the endpoint a pool matched (per-host shapers' key)
 };
 
 class PolicySnapshot {
@@ -189,7 +198,7 @@ private:
 // Strictness order used to combine markers: reject > drop > shape > pass (a reject is a drop
 // that also tells the endpoints).
 inline int strictness(Action a) noexcept {
-    return a == Action::Reject ? 3 : a == Action::Drop ? 2 : a == Action::Shape ? 1 : 0;
+    return a == Action::Reject ? 4 : a == Action::Drop ? 3 : a == Action::Police ? 2 : a == Action::Shape ? 1 : 0;
 }
 
 } // namespace l7gate::dp

@@ -1,10 +1,12 @@
 #include "dataplane/worker.hpp"
 
 #include "dataplane/inject.hpp"
+#include "dataplane/memory.hpp"
 
 #include <ndpi_api.h>
 
 #include <cstring>
+#include <new>
 #include <ctime>
 
 #include <rte_cycles.h>
@@ -30,6 +32,17 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
     if (const char* err = classifier_.init(cfg.classifier, cfg.socket); err != nullptr) {
         return err;
     }
+    ShaperBuckets* buckets = cfg.shaper_buckets;
+    if (buckets == nullptr) {
+        void* mem = table_alloc(sizeof(ShaperBuckets), cfg.socket);
+        if (mem == nullptr) {
+            return "cannot allocate the shaper buckets";
+        }
+        own_buckets_ = buckets = new (mem) ShaperBuckets();
+    }
+    if (const char* err = shaper_.init(buckets, cfg.socket); err != nullptr) {
+        return err;
+    }
     for (unsigned i = 0; i < cfg.nb_ports; ++i) {
         for (unsigned j = 0; j < cfg.nb_ports; ++j) {
             if (cfg.port[j] == cfg.peer[i]) {
@@ -43,6 +56,13 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
     tsc_start_ = rte_rdtsc();
     epoch_start_ns_ = static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
     return nullptr;
+}
+
+Worker::~Worker() {
+    if (own_buckets_ != nullptr) {
+        own_buckets_->~ShaperBuckets();
+        table_free(own_buckets_);
+    }
 }
 
 uint64_t Worker::now_ns() const noexcept {
@@ -126,6 +146,86 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
 void Worker::drop(rte_mbuf* m, DropReason r) noexcept {
     counters_.drops[static_cast<unsigned>(r)].inc();
     rte_pktmbuf_free(m);
+}
+
+bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept {
+    const uint8_t si = cached::shaper(e.action);
+    if (policy_ == nullptr || si >= policy_->shapers.size()) {
+        return true;  // cannot happen: the verdict came from this snapshot
+    }
+    const ShaperProfile& sp = policy_->shapers[si];
+    const uint8_t port = static_cast<uint8_t>(cfg_.peer[pi]);
+    uint64_t host_key = 0;
+    if (sp.per_host) {
+        const unsigned local = cached::local_is_server(e.action) ? e.client_slot() ^ 1u : e.client_slot();
+        host_key = shaper_host_key(si, port, e.key.addr[local]);
+    }
+    ShaperCounters& sc = counters_.shaper[si];
+    DropReason why = DropReason::ShaperOverflow;
+    switch (shaper_.admit(m, sp, si, cached::police(e.action), port, static_cast<uint8_t>(peer_idx_[pi]), host_key,
+                          now_ns, why)) {
+    case Admit::Send:
+        sc.sent.inc();
+        sc.bytes.add(m->pkt_len);
+        return true;
+    case Admit::Queued:
+        return false;
+    case Admit::Drop:
+        break;
+    }
+    sc.dropped.inc();
+    drop(m, why);
+    return false;
+}
+
+void Worker::flush_shaped(unsigned out) noexcept {
+    const unsigned n = shaped_n_[out];
+    shaped_n_[out] = 0;
+    rte_mbuf** pkts = shaped_tx_[out];
+    uint32_t len[kMaxBurst];
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        len[i] = pkts[i]->pkt_len;
+        bytes += len[i];
+    }
+    const uint16_t port = cfg_.port[out];
+    const uint16_t sent = rte_eth_tx_burst(port, cfg_.queue, pkts, static_cast<uint16_t>(n));
+    for (unsigned i = sent; i < n; ++i) {
+        bytes -= len[i];
+        drop(pkts[i], DropReason::TxFull);
+    }
+    QueueCounters& pc = counters_.port[port];
+    pc.tx_packets.add(sent);
+    pc.tx_bytes.add(bytes);
+}
+
+void Worker::drain_shaper(uint64_t now_ns) noexcept {
+    shaper_.drain(
+        policy_, now_ns,
+        [this](uint8_t si, uint8_t out, rte_mbuf* m) {
+            ShaperCounters& sc = counters_.shaper[si];
+            sc.delayed.inc();
+            sc.bytes.add(m->pkt_len);
+            shaped_tx_[out][shaped_n_[out]++] = m;
+            if (shaped_n_[out] == kMaxBurst) {
+                flush_shaped(out);
+            }
+        },
+        [this](uint8_t si, rte_mbuf* m) {
+            counters_.shaper[si].dropped.inc();
+            drop(m, DropReason::ShaperDelay);
+        });
+    for (unsigned out = 0; out < cfg_.nb_ports; ++out) {
+        if (shaped_n_[out] != 0) {
+            flush_shaped(out);
+        }
+    }
+    counters_.shaper_backlog.set(shaper_.backlog());
+}
+
+void Worker::flush_shaper() noexcept {
+    shaper_.flush([this](rte_mbuf* m) { drop(m, DropReason::ShaperFlush); });
+    counters_.shaper_backlog.set(0);
 }
 
 void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {
@@ -272,7 +372,7 @@ void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, 
     }
     const Verdict v = pol.evaluate(f, cfg_.queue);
     counters_.policy_evaluations.inc();
-    const uint8_t action = cached::encode(v.action, v.shaper);
+    const uint8_t action = cached::encode(v.action, v.shaper, v.local_is_server);
     if (action != e.action || v.reason != e.reason) {
         e.action = action;
         e.reason = v.reason;
@@ -446,7 +546,6 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     drop(m, DropReason::Policy);
                     continue;
                 }
-                // Shape markers are recorded; the shaper itself comes with enforcement.
             }
         }
         if (pm.is_fragment && pm.first_fragment) {
@@ -457,6 +556,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             } else {
                 counters_.frag_table_full.inc();
             }
+        }
+        if (cached::shaped(e->action) && policy_ != nullptr && !shape(m, *e, pi, t)) {
+            continue;  // queued or dropped by the shaper
         }
         b.out[nout++] = m;
     }
@@ -585,6 +687,9 @@ int Worker::run() noexcept {
             counters_.bursts.inc();
             counters_.busy_cycles.add(rte_rdtsc() - t0);
         }
+        if (!shaper_.idle()) {
+            drain_shaper(now_ns());
+        }
         if (idle) {
             counters_.idle_polls.inc();
         }
@@ -598,6 +703,7 @@ int Worker::run() noexcept {
         }
     }
     flush_flows();
+    flush_shaper();
     if (cfg_.qsbr != nullptr) {
         rte_rcu_qsbr_thread_offline(cfg_.qsbr, q);
         rte_rcu_qsbr_thread_unregister(cfg_.qsbr, q);

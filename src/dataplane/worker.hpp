@@ -15,6 +15,7 @@
 #include "dataplane/frag_table.hpp"
 #include "dataplane/packet_parser.hpp"
 #include "dataplane/policy_snapshot.hpp"
+#include "dataplane/shaper.hpp"
 
 struct rte_mbuf;
 struct rte_ring;
@@ -55,6 +56,9 @@ struct WorkerConfig {
     rte_ring* scores = nullptr;        // dp -> cp ScoreEvents; nullptr: not kept
     // Blocked hosts (cp: rw, dp: ro), published like the policy.
     const std::atomic<const BlockedSet*>* blocked = nullptr;
+    // Token buckets shared by every worker (shape:/police: markers); nullptr: the worker
+    // allocates its own (tests driving one worker).
+    ShaperBuckets* shaper_buckets = nullptr;
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -73,6 +77,7 @@ struct Burst {
 class alignas(64) Worker {
 public:
     Worker() = default;
+    ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
@@ -107,8 +112,15 @@ public:
 
     void housekeeping(uint64_t now_ns) noexcept;
 
+    // Sends what the shaper queues may release at now_ns (run() calls it every iteration
+    // while they hold packets). Public for tests.
+    void drain_shaper(uint64_t now_ns) noexcept;
+    const Shaper& shaper() const noexcept { return shaper_; }
+
     // Ends every flow (flow log records with end = Shutdown). Called by run() on stop.
     void flush_flows() noexcept;
+    // Drops (shaper_flush) whatever still waits in the shaper queues. Called by run() on stop.
+    void flush_shaper() noexcept;
 
 private:
     void drop(rte_mbuf* m, DropReason r) noexcept;
@@ -116,6 +128,9 @@ private:
     void reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept;
     // Sends what reject() built on the worker's own TX queues.
     void flush_injected(unsigned pi) noexcept;
+    // A shape/police flow's packet: true when it leaves now (else queued or dropped).
+    bool shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept;
+    void flush_shaped(unsigned out) noexcept;
     // What the policy needs to know about a flow; the hostname is lowercased into `lower`.
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
@@ -152,6 +167,10 @@ private:
     uint64_t inj_credit_ns_ = 0;              // token bucket of the injection rate limit
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
+    Shaper shaper_;
+    ShaperBuckets* own_buckets_ = nullptr;   // when cfg_.shaper_buckets is null
+    rte_mbuf* shaped_tx_[kMaxPorts][kMaxBurst] = {};  // released by the shaper, per output index
+    unsigned shaped_n_[kMaxPorts] = {};
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
     std::atomic<TopFlowsQuery*> query_{nullptr};  // cp: sets when empty, dp: clears when done
 };

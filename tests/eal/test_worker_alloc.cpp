@@ -18,9 +18,9 @@
 #include <rte_eal.h>
 #include <rte_mbuf.h>
 
-#include "dataplane/memory.hpp"
 #include "dataplane/ndpi_arena.hpp"
 #include "dataplane/worker.hpp"
+#include "eal_env.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -102,12 +102,7 @@ namespace {
 class WorkerAlloc : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        dp::NdpiArena::install_hooks();
-        const char* argv[] = {"test", "--no-huge", "--no-pci", "-m", "512", "--log-level=*:error",
-                              "--file-prefix", "l7g-eal-alloc", "--no-shconf"};
-        ASSERT_GE(rte_eal_init(sizeof(argv) / sizeof(argv[0]), const_cast<char**>(argv)), 0);
-        dp::memory_use_eal(true);
-        pool_ = rte_pktmbuf_pool_create("t_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+        pool_ = eal_pool();
         ASSERT_NE(pool_, nullptr);
     }
 

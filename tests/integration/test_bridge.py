@@ -36,7 +36,8 @@ DEFAULT_REASONS = [
     ("ipv6_bad_length", True), ("ipv6_ext_truncated", True), ("ipv6_ext_too_long", True),
     ("tcp_truncated", True), ("tcp_bad_offset", True), ("udp_truncated", True),
     ("udp_bad_length", True), ("icmp_truncated", True), ("frag_no_first", True),
-    ("policy", False), ("shaper", False), ("table_full", False), ("tx_full", False),
+    ("policy", False), ("shaper_overflow", False), ("shaper_delay", False), ("police", False),
+    ("shaper_flush", False), ("table_full", False), ("tx_full", False),
     ("no_mbuf", False),
 ]
 

@@ -397,6 +397,10 @@ TEST(PolicyCompiler, EachErrorNamesFileLineColumnAndSuggests) {
         {"bad marker text", kHead + "    default: block\n", 5, 14, "unknown marker 'block'", ""},
         {"shape without a name", kHead + "    protocols: {HTTP: \"shape:\"}\n", 5, 23,
          "needs a shaper name", ""},
+        {"police without a name", kHead + "    protocols: {HTTP: \"police:\"}\n", 5, 23,
+         "police: needs a shaper name", ""},
+        {"zero queue", shaper + "  bulk: {rate: 20mbit, burst: 256kb, queue: 0}\n" + pol, 4, 45,
+         "queue must be a packet count", ""},
         {"YAML syntax error", kHead + "    default: pass: drop\n", 5, 18, "YAML syntax error", ""},
         {"YAML flow error", kHead + "    protocols: [HTTP, drop}\n", 5, 27, "YAML syntax error",
          ""},
@@ -955,6 +959,57 @@ TEST(PolicyEval, RiskMarkersStrictestOverTheChain) {
         eval(*c, Flow(lan, wan).unknown().risks(risk("url_possible_sql_injection")));
     EXPECT_EQ(early.action, Action::Drop);
     EXPECT_EQ(c->reasons.name(early.reason), "root/risks/url_possible_sql_injection");
+}
+
+TEST(PolicyEval, PoliceMarkersAndTheLocalHostOfShapedFlows) {
+    const std::string text = "version: 1\n"
+                             "default_policy: wan\n"
+                             "shapers:\n"
+                             "  slow: {rate: 1mbit, burst: 10kb}\n"
+                             "  fast: {rate: 1g, burst: 1mb, per: host}\n"
+                             "pools:\n"
+                             "  - {name: lan, ip: [10.1.0.0/16], policy: lan}\n"
+                             "policies:\n"
+                             "  wan: {default: pass}\n"
+                             "  lan:\n"
+                             "    default: \"shape:fast\"\n"
+                             "    protocols: {BitTorrent: \"police:slow\", HTTP: \"police:fast\"}\n"
+                             "    risks: {tls_obsolete_version: \"shape:slow\", http_numeric_ip_host: drop}\n";
+    const auto c = compile(text);
+    ASSERT_COMPILES(c);
+    const std::string lan = "10.1.0.1";
+    const std::string wan = "192.0.2.1";
+    Verdict v = eval(*c, Flow(lan, wan).l7("BitTorrent"));
+    EXPECT_EQ(v.action, Action::Police);
+    EXPECT_EQ(c->snap->shapers[v.shaper].name, "slow");
+    EXPECT_EQ(c->reasons.name(v.reason), "lan/protocols/BitTorrent");
+    EXPECT_FALSE(v.local_is_server);
+    // The local host is the server here: per-host buckets key on it.
+    v = eval(*c, Flow(wan, lan).l7("DNS"));
+    EXPECT_EQ(v.action, Action::Shape);
+    EXPECT_EQ(c->snap->shapers[v.shaper].name, "fast");
+    EXPECT_TRUE(v.local_is_server);
+    // Police is stricter than shape, looser than drop.
+    v = eval(*c, Flow(lan, wan).l7("HTTP").risks(risk("tls_obsolete_version")));
+    EXPECT_EQ(v.action, Action::Police);
+    EXPECT_EQ(c->reasons.name(v.reason), "lan/protocols/HTTP");
+    EXPECT_VERDICT(c, Flow(lan, wan).l7("HTTP").risks(risk("http_numeric_ip_host")), Drop,
+                   "lan/risks/http_numeric_ip_host");
+    // The cached byte keeps the shaper, the kind and the local side.
+    for (uint8_t sh : {uint8_t{0}, uint8_t{1}, uint8_t{dp::kMaxShapers - 1}}) {
+        for (bool police : {false, true}) {
+            for (bool server : {false, true}) {
+                const uint8_t b = dp::cached::encode(police ? Action::Police : Action::Shape, sh, server);
+                EXPECT_TRUE(dp::cached::shaped(b));
+                EXPECT_FALSE(dp::cached::drops(b));
+                EXPECT_EQ(dp::cached::shaper(b), sh);
+                EXPECT_EQ(dp::cached::police(b), police);
+                EXPECT_EQ(dp::cached::local_is_server(b), server);
+            }
+        }
+    }
+    EXPECT_FALSE(dp::cached::shaped(dp::cached::encode(Action::Drop, 5, true)));
+    EXPECT_EQ(dp::cached::encode(Action::Reject, 5, true), dp::cached::kReject);
 }
 
 TEST(PolicyEval, RiskKeysByNumberAndAny) {
