@@ -145,7 +145,19 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
 
 void Worker::drop(rte_mbuf* m, DropReason r) noexcept {
     counters_.drops[static_cast<unsigned>(r)].inc();
-    rte_pktmbuf_free(m);
+    // Freed in bulk (one mempool put for many): a dropped flow's packets cost no more than
+    // forwarded ones, whose PMD frees them in bulk too.
+    dropped_[ndropped_++] = m;
+    if (ndropped_ == kDropBatch) {
+        free_dropped();
+    }
+}
+
+void Worker::free_dropped() noexcept {
+    if (ndropped_ != 0) {
+        rte_pktmbuf_free_bulk(dropped_, ndropped_);
+        ndropped_ = 0;
+    }
 }
 
 bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept {
@@ -220,11 +232,13 @@ void Worker::drain_shaper(uint64_t now_ns) noexcept {
             flush_shaped(out);
         }
     }
+    free_dropped();
     counters_.shaper_backlog.set(shaper_.backlog());
 }
 
 void Worker::flush_shaper() noexcept {
     shaper_.flush([this](rte_mbuf* m) { drop(m, DropReason::ShaperFlush); });
+    free_dropped();
     counters_.shaper_backlog.set(0);
 }
 
@@ -562,6 +576,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         }
         b.out[nout++] = m;
     }
+    free_dropped();
     return nout;
 }
 
@@ -676,6 +691,7 @@ int Worker::run() noexcept {
                         bytes -= b.out_len[i];
                         drop(b.out[i], DropReason::TxFull);
                     }
+                    free_dropped();
                 }
                 QueueCounters& pc = counters_.port[peer];
                 pc.tx_packets.add(sent);

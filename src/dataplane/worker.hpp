@@ -123,7 +123,9 @@ public:
     void flush_shaper() noexcept;
 
 private:
+    // Counts and frees (batched: free_dropped() runs at the end of every burst and drain).
     void drop(rte_mbuf* m, DropReason r) noexcept;
+    void free_dropped() noexcept;
     // reject verdict: builds the RST / ICMP packets (rate-limited) for the dropped packet.
     void reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept;
     // Sends what reject() built on the worker's own TX queues.
@@ -167,6 +169,9 @@ private:
     uint64_t inj_credit_ns_ = 0;              // token bucket of the injection rate limit
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
+    static constexpr unsigned kDropBatch = 64;
+    rte_mbuf* dropped_[kDropBatch] = {};
+    unsigned ndropped_ = 0;
     Shaper shaper_;
     ShaperBuckets* own_buckets_ = nullptr;   // when cfg_.shaper_buckets is null
     rte_mbuf* shaped_tx_[kMaxPorts][kMaxBurst] = {};  // released by the shaper, per output index
