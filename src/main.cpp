@@ -306,6 +306,12 @@ int main(int argc, char** argv) {
             fail(err);
         }
     }
+    ctl::FlowLog event_log;  // --event-log: host events apart from the flow records
+    if (!opt.event_log.empty()) {
+        if (std::string err = event_log.open(opt.event_log, names.module()); !err.empty()) {
+            fail(err);
+        }
+    }
 
     std::vector<rte_ring*> flow_rings;
     ctl::HostScores hosts(qsbr, reasons, opt.capture_clock);
@@ -428,8 +434,10 @@ int main(int argc, char** argv) {
     }
 
     ctl::FlowLog* fl = opt.flow_log.empty() ? nullptr : &flow_log;
+    ctl::FlowLog* events = opt.event_log.empty() ? fl : &event_log;
     ctl::ControlHooks hooks;
     hooks.flow_log = fl;
+    hooks.events = events;
     hooks.policy = policy.get();
     hooks.reload_requested = &g_reload;
     hooks.hosts = &hosts;
@@ -472,13 +480,17 @@ int main(int argc, char** argv) {
     rte_eal_mp_wait_lcore();
     if (fl != nullptr) {
         fl->drain();
+    }
+    // The last score events (flows flushed at stop), before the logs close.
+    hosts.poll(policy != nullptr ? policy->current() : nullptr, events);
+    if (fl != nullptr) {
         fl->close();
     }
+    event_log.close();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
     ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
-    hosts.poll(policy != nullptr ? policy->current() : nullptr, fl);
     ctl::fill_host_stats(snap, &hosts);
     if (policy != nullptr) {
         const ctl::ReloadStatus& rs = policy->status();

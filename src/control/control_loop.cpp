@@ -36,7 +36,7 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
             hooks.flow_log->drain();
         }
         if (hooks.hosts != nullptr) {
-            hooks.hosts->poll(hooks.policy != nullptr ? hooks.policy->current() : nullptr, hooks.flow_log);
+            hooks.hosts->poll(hooks.policy != nullptr ? hooks.policy->current() : nullptr, hooks.events);
         }
         if (hooks.prompt != nullptr && !hooks.prompt->poll()) {
             return "quit";

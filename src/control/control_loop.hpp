@@ -33,6 +33,7 @@ struct ControlHooks {
     double tsc_hz = 0;
     Prompt* prompt = nullptr;                       // -i: commands run here, on each tick
     HostScores* hosts = nullptr;                    // score events, auto-block
+    FlowLog* events = nullptr;                      // block / release events (may be the flow log)
 };
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.

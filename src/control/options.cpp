@@ -63,6 +63,9 @@ constexpr OptSpec kOpts[] = {
     {"flow-log", 0, true, "FILE",
      "write one JSON object per line for every flow when it ends (FIN/RST + grace, idle "
      "timeout, or l7gate stopping, which flushes every active flow); - for stdout"},
+    {"event-log", 0, true, "FILE",
+     "write host block / release events (hosts.auto_block) as JSON lines to FILE instead of "
+     "the flow log; - for stdout"},
     {"clock", 0, true, "tsc|capture",
      "time source for flows and nDPI: tsc (default, the wall clock), or capture: the RX "
      "timestamp the port delivers (net_pcap gives the capture's timestamps), so replays are "
@@ -258,13 +261,14 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected milliseconds from 1 to 86400000");
         }
         opt.idle_exit_ms = static_cast<uint32_t>(n);
-    } else if (key == "stats-json" || key == "flow-log" || key == "ndpi-protos" ||
+    } else if (key == "stats-json" || key == "flow-log" || key == "event-log" || key == "ndpi-protos" ||
                key == "ndpi-categories" || key == "policy" || key == "geoip" || key == "convert-policy") {
         if (v.empty()) {
             return bad("expected a file name");
         }
         (key == "stats-json"        ? opt.stats_json
          : key == "flow-log"        ? opt.flow_log
+         : key == "event-log"       ? opt.event_log
          : key == "ndpi-protos"     ? opt.ndpi_protos
          : key == "policy"          ? opt.policy
          : key == "geoip"           ? opt.geoip

@@ -28,6 +28,7 @@ struct Options {
     double stats_interval_s = 0;     // 0 = off
     std::string stats_json;
     std::string flow_log;            // "" = off, "-" = stdout
+    std::string event_log;           // "" = events go to the flow log; "-" = stdout
     bool capture_clock = false;      // --clock capture
     std::string ndpi_protos;
     std::string ndpi_categories;

@@ -80,6 +80,28 @@ class AutoBlockTest(unittest.TestCase):
         self.assertEqual(st["totals"]["rx_packets"], st["totals"]["tx_packets"] + st["totals"]["dropped"])
         self.assertEqual(st["drops"]["policy"], st["totals"]["dropped"])
 
+    def test_event_log_takes_the_events_apart(self):
+        policy = os.path.join(self.work, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write(POLICY)
+        empty = os.path.join(self.work, "empty.pcap")
+        write_pcap(empty, [])
+        flows = os.path.join(self.work, "flows.jsonl")
+        events_path = os.path.join(self.work, "events.jsonl")
+        rx = "%s,infinite_rx=1" % os.path.join(self.work, "l7.pcap")
+        r = run_l7gate(self.work, "ev", [[rx], [empty]],
+                       ["--policy", policy, "--flow-log", flows, "--event-log", events_path,
+                        "--mbufs", "16384", "--duration", "3"],
+                       idle_exit=False, tx_null=True)
+        self.assertEqual(r.rc, 0, r.describe())
+        flow_lines = [json.loads(x) for x in open(flows)]
+        self.assertTrue(flow_lines, "flow records still go to the flow log")
+        self.assertFalse([x for x in flow_lines if "event" in x], "no event in the flow log")
+        events = [json.loads(x) for x in open(events_path)]
+        self.assertTrue(events)
+        self.assertTrue(all("event" in e for e in events), events)
+        self.assertEqual({e["host"] for e in events if e["event"] == "host_blocked"}, ATTACKERS, events)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
