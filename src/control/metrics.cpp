@@ -477,6 +477,10 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "waiting in the queue), dropped (queue full, max_delay exceeded, or out of profile).");
     MetricFamily shaped_bytes = family("l7gate_shaper_bytes_total", C,
         "Bytes that left through each shaper (sent at once or after waiting).");
+    MetricFamily shaper_queue = family("l7gate_shaper_queue_packets", G,
+        "Packets waiting in each shaper's queues right now, all workers.");
+    MetricFamily shaper_drops = family("l7gate_shaper_drops_total", C,
+        "Packets each shaper dropped: queue full, waited beyond max_delay, or out of profile (police:).");
     for (size_t i = 0; i < dp::kShaperCounters; ++i) {
         const StatsSnapshot::ShaperStats& h = s.shapers[i];
         if (i >= policy.shaper_names.size() && h.sent + h.delayed + h.dropped == 0) {
@@ -487,11 +491,13 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         add(shaped, {{"shaper", name}, {"outcome", "delayed"}}, d(h.delayed));
         add(shaped, {{"shaper", name}, {"outcome", "dropped"}}, d(h.dropped));
         add(shaped_bytes, {{"shaper", name}}, d(h.bytes));
+        add(shaper_queue, {{"shaper", name}}, d(h.queued));
+        add(shaper_drops, {{"shaper", name}}, d(h.dropped));
     }
-    merge_duplicates(shaped);
-    merge_duplicates(shaped_bytes);
-    out.push_back(std::move(shaped));
-    out.push_back(std::move(shaped_bytes));
+    for (MetricFamily* f : {&shaped, &shaped_bytes, &shaper_queue, &shaper_drops}) {
+        merge_duplicates(*f);
+        out.push_back(std::move(*f));
+    }
     single(out, "l7gate_shaper_backlog_packets", G,
         "Packets waiting in shaper queues right now (received, not yet sent or dropped).", d(s.shaper_backlog));
 

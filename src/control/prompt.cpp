@@ -244,7 +244,7 @@ std::string Prompt::show_flows(unsigned n) {
         all.resize(n);
     }
     std::string out = "flow                                             protocol        host                     "
-                      "   packets        bytes verdict   reason / risks\n";
+                      "   packets        bytes verdict        reason / risks\n";
     char buf[512];
     for (const dp::FlowSummary& f : all) {
         const unsigned c = f.client_slot & 1u;
@@ -260,7 +260,7 @@ std::string Prompt::show_flows(unsigned n) {
                 why += std::string(why.empty() ? "" : "; ") + NdpiNames::risk(r);
             }
         }
-        std::snprintf(buf, sizeof(buf), "%-48s %-15s %-24.24s %10" PRIu64 " %12" PRIu64 " %-9s %s\n",
+        std::snprintf(buf, sizeof(buf), "%-48s %-15s %-24.24s %10" PRIu64 " %12" PRIu64 " %-14s %s\n",
                       flow.c_str(), ctx_.names->protocol(id).c_str(), f.host, f.packets, f.bytes, verdict.c_str(),
                       why.c_str());
         out += buf;

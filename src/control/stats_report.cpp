@@ -98,6 +98,7 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
             s.shapers[i].delayed += c.shaper[i].delayed.get();
             s.shapers[i].dropped += c.shaper[i].dropped.get();
             s.shapers[i].bytes += c.shaper[i].bytes.get();
+            s.shapers[i].queued += c.shaper[i].queued.get();
         }
         for (unsigned r = 0; r < dp::kMaxReasons; ++r) {
             reasons[r].id = static_cast<uint16_t>(r);
@@ -253,7 +254,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
         }
         o << (n++ ? "," : "") << json_string(i < s.shaper_names.size() ? s.shaper_names[i] : std::to_string(i))
           << ":{\"sent\":" << h.sent << ",\"delayed\":" << h.delayed << ",\"dropped\":" << h.dropped
-          << ",\"bytes\":" << h.bytes << "}";
+          << ",\"bytes\":" << h.bytes << ",\"queued\":" << h.queued << "}";
     }
     o << "}}";
     o << ",\"injected\":{\"sent\":" << s.injected << ",\"limited\":" << s.inject_limited

@@ -62,7 +62,7 @@ struct StatsSnapshot {
     uint64_t policy_evaluations = 0;
     uint64_t injected = 0, inject_limited = 0, inject_failed = 0;
     struct ShaperStats {
-        uint64_t sent = 0, delayed = 0, dropped = 0, bytes = 0;
+        uint64_t sent = 0, delayed = 0, dropped = 0, bytes = 0, queued = 0;
     };
     ShaperStats shapers[dp::kShaperCounters];  // by shaper index in the policy in force
     uint64_t shaper_backlog = 0;                // packets waiting in shaper queues (in flight)

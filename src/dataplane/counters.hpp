@@ -17,6 +17,7 @@ inline constexpr unsigned kMaxPorts = 16;
 class Counter {
 public:
     void add(uint64_t n) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    void sub(uint64_t n) noexcept { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
     void inc() noexcept { add(1); }
     void set(uint64_t n) noexcept { v_.store(n, std::memory_order_relaxed); }
     uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
@@ -39,6 +40,7 @@ struct ShaperCounters {
     Counter delayed;   // packets that left after waiting in the queue
     Counter dropped;   // queue overflow, max_delay exceeded, or out of profile (police)
     Counter bytes;     // bytes that left, either way
+    Counter queued;    // gauge: packets waiting in this worker's queues of the shaper
 };
 inline constexpr unsigned kShaperCounters = 63;  // == kMaxShapers (checked in shaper.hpp)
 

@@ -181,6 +181,7 @@ bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns
         sc.bytes.add(m->pkt_len);
         return true;
     case Admit::Queued:
+        sc.queued.inc();
         return false;
     case Admit::Drop:
         break;
@@ -217,6 +218,7 @@ void Worker::drain_shaper(uint64_t now_ns) noexcept {
         [this](uint8_t si, uint8_t out, rte_mbuf* m) {
             ShaperCounters& sc = counters_.shaper[si];
             sc.delayed.inc();
+            sc.queued.sub(1);
             sc.bytes.add(m->pkt_len);
             shaped_tx_[out][shaped_n_[out]++] = m;
             if (shaped_n_[out] == kMaxBurst) {
@@ -225,6 +227,7 @@ void Worker::drain_shaper(uint64_t now_ns) noexcept {
         },
         [this](uint8_t si, rte_mbuf* m) {
             counters_.shaper[si].dropped.inc();
+            counters_.shaper[si].queued.sub(1);
             drop(m, DropReason::ShaperDelay);
         });
     for (unsigned out = 0; out < cfg_.nb_ports; ++out) {
@@ -240,6 +243,9 @@ void Worker::flush_shaper() noexcept {
     shaper_.flush([this](rte_mbuf* m) { drop(m, DropReason::ShaperFlush); });
     free_dropped();
     counters_.shaper_backlog.set(0);
+    for (ShaperCounters& sc : counters_.shaper) {
+        sc.queued.set(0);
+    }
 }
 
 void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {

@@ -73,10 +73,14 @@ class ControlTest(unittest.TestCase):
         self.assertIn("office/hostnames/www.youtube.com", youtube[0])
         sizes = []
         for ln in lines:
-            m = re.search(r"\s(\d+)\s+(\d+)\s+(pass|drop|shape|reject)\s", ln)
+            m = re.search(r"\s(\d+)\s+(\d+)\s+(pass|drop|reject|(?:shape|police):\S+)\s", ln)
             self.assertIsNotNone(m, ln)
             sizes.append(int(m.group(2)))
         self.assertEqual(sizes, sorted(sizes, reverse=True), "largest flows first")
+        torrent = [ln for ln in lines if "BitTorrent" in ln]
+        self.assertTrue(torrent)
+        for ln in torrent:
+            self.assertIn(" shape:perhost ", ln, "the verdict names the shaper")
         # show hosts: the hosts with risk scores, the SQL-injection client among them (225).
         self.assertRegex(out, r"198\.18\.1\.19\s+225\s+225\s+0\s+no")
         self.assertIn("blocked now 0, blocks since start 0", out)

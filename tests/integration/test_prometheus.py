@@ -94,6 +94,10 @@ FAMILIES = {
     "l7gate_flow_log_records_total": "counter", "l7gate_flow_log_lost_total": "counter",
     "l7gate_shaper_rate_bits": "gauge", "l7gate_classified_flows_total": "counter",
     "l7gate_ndpi_packets_total": "counter", "l7gate_dpi_pool_full_total": "counter",
+    "l7gate_shaper_queue_packets": "gauge", "l7gate_shaper_drops_total": "counter",
+    "l7gate_shaper_packets_total": "counter", "l7gate_shaper_bytes_total": "counter",
+    "l7gate_shaper_backlog_packets": "gauge",
+    "l7gate_blocked_hosts": "gauge", "l7gate_host_blocks_total": "counter", "l7gate_host_score": "gauge",
 }
 # promtool's lint remarks accepted on purpose (the name is part of the contract).
 KNOWN_LINT = {'l7gate_shaper_rate_bits use base unit "bytes" instead of "bits"'}
@@ -632,7 +636,8 @@ class PrometheusTest(unittest.TestCase):
         # no malformed packets, no risks, no reload, ...).
         must = ("Throughput per port", "Packets per port", "Drops by reason", "Top protocols",
                 "Categories", "Verdicts by reason", "Policy generation", "Last reload", "Flows active",
-                "Flows created and ended", "Cycles per packet", "Busy ratio", "Shaper rates")
+                "Flows created and ended", "Cycles per packet", "Busy ratio", "Shaper rates",
+                "Shaper throughput", "Shaper queues and drops")
         empty = []
         for title, expr in exprs:
             q = grafana_to_promql(expr)
