@@ -47,6 +47,7 @@
 #include "control/prompt.hpp"
 #include "control/telemetry.hpp"
 #include "control/options.hpp"
+#include "control/preflight.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/memory.hpp"
 #include "dataplane/ndpi_arena.hpp"
@@ -157,7 +158,7 @@ int main(int argc, char** argv) {
         if (std::string err = ctl::parse_options(argc, argv, sep + 1, opt); !err.empty()) {
             fail(err);
         }
-    } else if (has_arg(argc, argv, {"--check", "--convert-policy"})) {
+    } else if (has_arg(argc, argv, {"--check", "--convert-policy", "--preflight", "--version"})) {
         // Offline tools take l7gate's options alone: l7gate --check --policy FILE
         if (std::string err = ctl::parse_options(argc, argv, 1, opt); !err.empty()) {
             fail(err);
@@ -167,6 +168,10 @@ int main(int argc, char** argv) {
     }
     if (opt.help) {
         std::fputs(ctl::usage("l7gate").c_str(), stdout);
+        return 0;
+    }
+    if (opt.version) {
+        std::printf("l7gate %s\n", ctl::version());
         return 0;
     }
     ctl::LogLevel level = ctl::LogLevel::Info;
@@ -181,6 +186,10 @@ int main(int argc, char** argv) {
     dp::NdpiArena::install_hooks();
 
     const int eal_argc = sep >= 0 ? sep : argc;
+    // Pre-flight, system part (control/preflight.hpp): a fatal finding exits 2 before EAL.
+    if (int rc = ctl::preflight_before_eal(eal_argc, argv, sep >= 0, opt); rc >= 0) {
+        return rc;
+    }
     if (rte_eal_init(eal_argc, argv) < 0) {
         fail(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno) +
              " (check the EAL options, e.g. --vdev files and --no-huge/-m)");
@@ -249,6 +258,10 @@ int main(int argc, char** argv) {
         if (std::string err = dp::port_start(p, setup); !err.empty()) {
             fail(err);
         }
+    }
+    // Pre-flight, port part: links, MTU, promiscuous mode. --preflight stops here.
+    if (int rc = ctl::preflight_after_start(ports, opt); rc >= 0) {
+        fail(rc == 0 ? "preflight: done, ports closed" : "preflight: fatal finding(s), not starting", rc);
     }
 
     int ts_offset = -1;
@@ -426,7 +439,7 @@ int main(int argc, char** argv) {
     std::signal(SIGHUP, on_sighup);
 
     std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker, %u mbufs\n",
-                "0.1.0", ports.size(), opt.pairs.size(), opt.rxq, opt.flows, nb_mbufs);
+                ctl::version(), ports.size(), opt.pairs.size(), opt.rxq, opt.flows, nb_mbufs);
     std::fflush(stdout);
     const auto t0 = std::chrono::steady_clock::now();
     for (unsigned q = 0; q < opt.rxq; ++q) {

@@ -17,6 +17,9 @@ PKGS=(
   # per packet against perf/callgrind-budget.txt
   prometheus valgrind
 )
+# packaging: tools/build-deb.sh (dpkg-buildpackage, debhelper), the package test (lintian,
+# fakeroot), systemd-analyze for the unit, man for the man page check
+PKGS+=(debhelper dpkg-dev fakeroot lintian systemd man-db)
 if [ "${L7GATE_EXTRA_PKGS:-}" != "" ]; then
   read -r -a extra <<<"$L7GATE_EXTRA_PKGS"
   PKGS+=("${extra[@]}")

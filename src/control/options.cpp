@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "dataplane/counters.hpp"
+#include "l7gate_version.h"
 
 namespace l7gate::ctl {
 
@@ -97,6 +98,20 @@ constexpr OptSpec kOpts[] = {
     {"interactive", 'i', false, nullptr,
      "a testpmd-like command prompt on the control thread (help lists the commands); reads "
      "a pipe too: echo \"show port stats\" | l7gate ... -- -i; end of input stops l7gate"},
+    {"preflight", 0, false, nullptr,
+     "check that this machine can run the configuration given (hugepages and their mount, "
+     "NUMA placement of ports, pools and worker cores, the driver of every PCI port, the "
+     "IOMMU, vdev files; then, with the ports started, links, MTU and promiscuous mode), "
+     "print one line per finding with its fix and exit: 0 when nothing is fatal, 2 "
+     "otherwise. Every start runs the same checks, prints warnings and stops with exit 2 on "
+     "a fatal finding"},
+    {"link-timeout", 0, true, "S",
+     "seconds pre-flight waits for every port's link to come up (default 5; 0: no wait); a "
+     "link still down is a warning, l7gate forwards once it comes up"},
+    {"preflight-root", 0, true, "DIR",
+     "read /sys and /proc under DIR instead of / for the pre-flight checks (tests fake a "
+     "machine's topology with it)"},
+    {"version", 0, false, nullptr, "print the version and exit"},
     {"help", 'h', false, nullptr, "print this help and exit"},
 };
 
@@ -316,6 +331,17 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             }
             pos = comma + 1;
         }
+    } else if (key == "link-timeout") {
+        double s = 0;
+        if (!parse_seconds(v, s) || s > 600) {
+            return bad("expected seconds from 0 to 600");
+        }
+        opt.link_timeout_s = s;
+    } else if (key == "preflight-root") {
+        if (v.empty() || v[0] != '/') {
+            return bad("expected an absolute directory");
+        }
+        opt.preflight_root = v;
     } else if (key == "dpi-flows") {
         if (!parse_u64(v, 1u << 26, n) || n < 16) {
             return bad("expected a count from 16 to 67108864");
@@ -374,6 +400,10 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
                 out.check = true;
             } else if (std::string_view(o->name) == "interactive") {
                 out.interactive = true;
+            } else if (std::string_view(o->name) == "preflight") {
+                out.preflight = true;
+            } else if (std::string_view(o->name) == "version") {
+                out.version = true;
             } else {
                 out.help = true;
             }
@@ -431,6 +461,87 @@ std::string usage(const char* prog) {
     }
     s += "\nExit status: 0 after a clean stop, 2 on bad arguments or a port that cannot do what "
          "is asked.\nSIGINT/SIGTERM stop cleanly: drain, print the summary, write --stats-json.\n";
+    return s;
+}
+
+const char* version() { return L7GATE_VERSION; }
+
+namespace {
+
+// Text for roff: backslashes and hyphens escaped, no line starting with a control character.
+std::string roff(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '\\') {
+            out += "\\e";
+        } else if (c == '-') {
+            out += "\\-";
+        } else {
+            out += c;
+        }
+    }
+    if (!out.empty() && (out[0] == '.' || out[0] == '\'')) {
+        out.insert(0, "\\&");
+    }
+    return out;
+}
+
+} // namespace
+
+std::string man_page() {
+    std::string s;
+    s += ".\\\" Generated from src/control/options.cpp (the table behind --help); do not edit.\n";
+    s += ".TH L7GATE 8 \"\" \"l7gate " + std::string(version()) + "\" \"System Administration\"\n";
+    s += ".SH NAME\nl7gate \\- inline IPS: bridges DPDK ports in pairs and classifies every flow with nDPI\n";
+    s += ".SH SYNOPSIS\n.B l7gate\n[\\fIEAL options\\fR]\n.B \\-\\-\n[\\fIl7gate options\\fR]\n.br\n"
+         ".B l7gate \\-\\-check \\-\\-policy\n.I FILE\n.br\n.B l7gate \\-\\-version\n";
+    s += ".SH DESCRIPTION\n"
+         "l7gate bridges DPDK ports in pairs as a bump in the wire: a frame received on one port of a "
+         "pair leaves on the other unless the policy drops, rejects or shapes its flow. Every flow is "
+         "classified with nDPI, scored with nDPI's flow risks and matched against a YAML policy.\n.PP\n"
+         "EAL options come first and are DPDK's own (\\fB\\-l\\fR, \\fB\\-\\-lcores\\fR, "
+         "\\fB\\-a\\fR, \\fB\\-\\-vdev\\fR, \\fB\\-\\-no\\-huge\\fR, \\fB\\-m\\fR, "
+         "\\fB\\-\\-file\\-prefix\\fR, ...). The main lcore runs the control thread; each further "
+         "lcore runs one worker, and worker \\fIq\\fR owns queue \\fIq\\fR of every port.\n";
+    s += ".SH OPTIONS\n";
+    for (const OptSpec& o : kOpts) {
+        s += ".TP\n";
+        std::string head;
+        if (o.short_name != 0) {
+            head += "\\fB\\-";
+            head += o.short_name;
+            head += "\\fR, ";
+        }
+        head += "\\fB" + roff(std::string("--") + o.name) + "\\fR";
+        if (o.has_arg) {
+            head += " \\fI" + roff(o.arg) + "\\fR";
+        }
+        s += head + "\n" + roff(o.help) + "\n";
+    }
+    s += ".SH FILES\n"
+         ".TP\n.I /etc/l7gate/l7gate.conf\n"
+         "EAL and l7gate options of the l7gate.service unit (L7GATE_EAL_ARGS, L7GATE_ARGS): ports, "
+         "cores, queues, policy, metrics address.\n"
+         ".TP\n.I /etc/l7gate/policy.yaml\nthe policy the service loads (a configuration file: kept "
+         "across upgrades).\n"
+         ".TP\n.I /usr/share/doc/l7gate/examples/\nexample policies and lists.\n"
+         ".TP\n.I /usr/share/l7gate/\nthe Grafana dashboard and a Prometheus scrape example.\n";
+    s += ".SH SIGNALS\n"
+         "SIGHUP reloads the policy (as does saving the file); an invalid policy is logged and the "
+         "running one stays. SIGINT and SIGTERM stop cleanly: workers drain, the summary is printed, "
+         "\\fB\\-\\-stats\\-json\\fR is written and the ports are closed.\n";
+    s += ".SH EXIT STATUS\n"
+         "0 after a clean stop (and for \\fB\\-\\-check\\fR, \\fB\\-\\-preflight\\fR with nothing "
+         "fatal); 1 for an invalid policy under \\fB\\-\\-check\\fR; 2 for bad arguments, a port that "
+         "cannot do what is asked, or a fatal pre-flight finding.\n";
+    s += ".SH EXAMPLES\n.nf\n"
+         "l7gate \\-l 0\\-2 \\-a 0000:3b:00.0 \\-a 0000:3b:00.1 \\-\\- \\-\\-pairs 0:1 \\-\\-rxq 2 \\e\n"
+         "    \\-\\-policy /etc/l7gate/policy.yaml\n"
+         "l7gate \\-l 0\\-2 \\-a 0000:3b:00.0 \\-a 0000:3b:00.1 \\-\\- \\-\\-rxq 2 \\-\\-preflight\n"
+         "systemctl reload l7gate\n.fi\n";
+    s += ".SH SEE ALSO\n"
+         "dpdk\\-devbind.py(8), systemctl(1), journalctl(1); the deployment guide in "
+         "/usr/share/doc/l7gate/deployment.md.gz\n";
     return s;
 }
 

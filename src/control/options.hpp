@@ -47,13 +47,23 @@ struct Options {
     bool help = false;
     bool interactive = false;        // -i: the command prompt
     std::string log_level = "info";  // l7gate's own logger (EAL's --log-level is DPDK's)
+    bool version = false;            // --version: print the version and exit
+    bool preflight = false;          // --preflight: run the pre-flight checks and exit 0 or 2
+    std::string preflight_root = "/";  // --preflight-root DIR: read sysfs/procfs under DIR (tests)
+    double link_timeout_s = 5;       // --link-timeout S: how long pre-flight waits for links
 };
 
 // Parses argv[first, argc). Returns "" on success, else one line describing the first error.
 std::string parse_options(int argc, char** argv, int first, Options& out);
 
-// The --help text (also the source of the man page later).
+// The --help text.
 std::string usage(const char* prog);
+
+// The man page l7gate(8), in roff, from the same option table as usage().
+std::string man_page();
+
+// The version of the meson project (meson.build's project()).
+const char* version();
 
 // Index of the "--" that separates EAL options from l7gate's, or -1.
 int find_separator(int argc, char** argv);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <string>
 #include <vector>
 
@@ -116,6 +118,45 @@ TEST(Options, HelpDocumentsEveryOption) {
     ctl::Options o;
     EXPECT_EQ(parse({"-h"}, o), "");
     EXPECT_TRUE(o.help);
+}
+
+// The man page comes from the same table as --help: every option --help lists is in it,
+// in roff's escaped form (\-\-name), with its argument.
+TEST(Options, ManPageListsEveryHelpOption) {
+    const std::string help = ctl::usage("l7gate");
+    const std::string man = ctl::man_page();
+    auto roff = [](const std::string& s) {
+        std::string o;
+        for (char c : s) {
+            o += c == '-' ? std::string("\\-") : std::string(1, c);
+        }
+        return o;
+    };
+    size_t count = 0;
+    for (size_t pos = help.find("\n  "); pos != std::string::npos; pos = help.find("\n  ", pos + 1)) {
+        const size_t start = pos + 3;
+        if (help.compare(start, 2, "--") != 0 && help.compare(start, 1, "-") != 0) {
+            continue;  // a wrapped help line
+        }
+        const std::string head = help.substr(start, help.find('\n', start) - start);
+        std::string name = head.substr(head.rfind("--"));
+        name = name.substr(0, name.find(' '));
+        EXPECT_NE(man.find("\\fB" + roff(name) + "\\fR"), std::string::npos) << name;
+        ++count;
+    }
+    EXPECT_GE(count, 35u);
+    EXPECT_NE(man.find(".TH L7GATE 8"), std::string::npos);
+    EXPECT_NE(man.find(std::string("l7gate ") + ctl::version()), std::string::npos);
+    EXPECT_NE(man.find("\\fB\\-\\-preflight\\fR"), std::string::npos);
+}
+
+TEST(Options, VersionIsTheProjectVersion) {
+    const std::string v = ctl::version();
+    ASSERT_FALSE(v.empty());
+    EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(v[0]))) << v;
+    ctl::Options o;
+    ASSERT_EQ(parse({"--version"}, o), "");
+    EXPECT_TRUE(o.version);
 }
 
 } // namespace
