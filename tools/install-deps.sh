@@ -17,6 +17,10 @@ PKGS=(
   # per packet against perf/callgrind-budget.txt
   prometheus valgrind
 )
+# tests/live (tools/netlab.sh): real servers and clients in network namespaces around l7gate
+# on af_packet vdevs (nginx, openssl s_server, dnsmasq, sshd, iperf3; curl, dig, ssh)
+PKGS+=(iproute2 ethtool openssl curl nginx-light dnsmasq-base openssh-server openssh-client
+  iperf3 bind9-dnsutils iputils-ping)
 # packaging: tools/build-deb.sh (dpkg-buildpackage, debhelper), the package test (lintian,
 # fakeroot), systemd-analyze for the unit, man for the man page check
 PKGS+=(debhelper dpkg-dev fakeroot lintian systemd man-db)
