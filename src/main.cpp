@@ -46,6 +46,7 @@
 #include "control/host_scores.hpp"
 #include "control/prompt.hpp"
 #include "control/telemetry.hpp"
+#include "control/watchdog.hpp"
 #include "control/options.hpp"
 #include "control/preflight.hpp"
 #include "control/stats_report.hpp"
@@ -214,6 +215,7 @@ int main(int argc, char** argv) {
     setup.rx_desc = opt.rx_desc;
     setup.tx_desc = opt.tx_desc;
     setup.rx_timestamp = opt.capture_clock;
+    setup.extra_tx = opt.fail_open ? 1 : 0;  // TX queue --rxq: the fail-open standby path
     for (uint16_t p : ports) {
         if (std::string err = dp::port_check(p, setup); !err.empty()) {
             fail(err);
@@ -361,6 +363,11 @@ int main(int argc, char** argv) {
         wc.reject_rate = opt.reject_rate;
         wc.blocked = &hosts.slot();
         wc.shaper_buckets = shaper_buckets;
+        wc.fail_open = opt.fail_open;
+        if (opt.test_stall_queue == static_cast<int>(q)) {
+            wc.test_stall_after = opt.test_stall_packets;
+            wc.test_stall_ms = opt.test_stall_ms;
+        }
         {
             const std::string sname = "l7g_scores_" + std::to_string(q);
             wc.scores = rte_ring_create_elem(sname.c_str(), sizeof(dp::ScoreEvent), 16384, sock,
@@ -458,6 +465,13 @@ int main(int argc, char** argv) {
     hooks.names = &names;
     hooks.reasons = &reasons;
     hooks.tsc_hz = static_cast<double>(rte_get_tsc_hz());
+    std::vector<uint16_t> peer_of(RTE_MAX_ETHPORTS, 0);
+    for (const auto& [a, b] : peer) {
+        peer_of[a] = b;
+    }
+    ctl::Watchdog watchdog(workers, ports, peer_of,
+                           {opt.watchdog_ms, opt.fail_open, static_cast<uint16_t>(opt.rxq)});
+    hooks.watchdog = &watchdog;
     std::unique_ptr<ctl::Prompt> prompt;
     if (opt.interactive) {
         ctl::PromptContext pc;
@@ -473,6 +487,7 @@ int main(int argc, char** argv) {
         hooks.prompt = prompt.get();
     }
     const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, hooks);
+    watchdog.release_all();  // a stalled worker gets its queues back to stop cleanly
 
     for (dp::Worker* w : workers) {
         w->request_stop();
@@ -503,7 +518,7 @@ int main(int argc, char** argv) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
-    ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true);
+    ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true, &watchdog);
     ctl::fill_host_stats(snap, &hosts);
     if (policy != nullptr) {
         const ctl::ReloadStatus& rs = policy->status();

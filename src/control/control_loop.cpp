@@ -10,6 +10,7 @@
 #include "control/host_scores.hpp"
 #include "control/prompt.hpp"
 #include "control/telemetry.hpp"
+#include "control/watchdog.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
@@ -26,12 +27,19 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
     std::chrono::steady_clock::duration idle_for{0};
     uint64_t last_rx = 0;
     std::vector<uint64_t> last_beat(workers.size(), 0);
-    StatsSnapshot prev = collect_stats(ports, workers, false);
+    StatsSnapshot prev = collect_stats(ports, workers, false, hooks.watchdog);
     constexpr auto kTick = std::chrono::milliseconds(5);
     uint64_t reloads_seen = UINT64_MAX;
 
+    bool forwarding = false;
     while (!stop.load(std::memory_order_relaxed)) {
-        std::this_thread::sleep_for(kTick);
+        // While the fail-open path forwards a stalled worker's queues it polls at once.
+        if (!forwarding) {
+            std::this_thread::sleep_for(kTick);
+        }
+        if (hooks.watchdog != nullptr) {
+            forwarding = hooks.watchdog->tick(clock::now());
+        }
         if (hooks.flow_log != nullptr) {
             hooks.flow_log->drain();
         }
@@ -56,7 +64,7 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
         if (hooks.metrics != nullptr && now - last_metrics >= std::chrono::seconds(1)) {
             last_metrics = now;
             // with_pmd: the port families need the PMD's counters (rte_eth_stats_get).
-            StatsSnapshot ms = collect_stats(ports, workers, true);
+            StatsSnapshot ms = collect_stats(ports, workers, true, hooks.watchdog);
             fill_host_stats(ms, hooks.hosts);
             hooks.metrics->update(std::move(ms), *hooks.names, *hooks.reasons,
                                   policy_status(hooks.policy), hooks.tsc_hz,
@@ -77,6 +85,9 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
             all_polling = all_polling && beat != last_beat[i];
             last_beat[i] = beat;
         }
+        if (hooks.watchdog != nullptr) {
+            rx += hooks.watchdog->standby().rx_packets.get();  // the fail-open path's too
+        }
         if (rx != last_rx) {
             last_rx = rx;
             idle_for = {};
@@ -89,7 +100,7 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
         }
         if (opt.stats_interval_s > 0 &&
             std::chrono::duration<double>(now - last_stats).count() >= opt.stats_interval_s) {
-            StatsSnapshot cur = collect_stats(ports, workers, false);
+            StatsSnapshot cur = collect_stats(ports, workers, false, hooks.watchdog);
             const double dt = std::chrono::duration<double>(now - last_stats).count();
             std::printf("[%8.1f s] %s\n", elapsed, stats_line(cur, prev, dt).c_str());
             std::fflush(stdout);

@@ -21,6 +21,7 @@ class PolicyManager;
 class Prompt;
 class HostScores;
 class ReasonRegistry;
+class Watchdog;
 
 // What the loop drives besides stop conditions and stats; any pointer may be null.
 struct ControlHooks {
@@ -34,6 +35,7 @@ struct ControlHooks {
     Prompt* prompt = nullptr;                       // -i: commands run here, on each tick
     HostScores* hosts = nullptr;                    // score events, auto-block
     FlowLog* events = nullptr;                      // block / release events (may be the flow log)
+    Watchdog* watchdog = nullptr;                   // stalled workers; fail-open forwarding
 };
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.

@@ -502,6 +502,14 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Packets waiting in shaper queues right now (received, not yet sent or dropped).", d(s.shaper_backlog));
 
     // -- hosts ----------------------------------------------------------------------------------
+    // -- watchdog -------------------------------------------------------------------------------
+    single(out, "l7gate_worker_stalls_total", C,
+        "Times the watchdog found a worker whose loop had not moved for --watchdog-ms.", d(s.stalls));
+    single(out, "l7gate_failopen_takeovers_total", C,
+        "Times the fail-open path took a stalled worker's queues over (--fail-open).", d(s.takeovers));
+    single(out, "l7gate_failopen_packets_total", C,
+        "Packets the fail-open path forwarded uninspected while a worker was stalled.", d(s.standby_tx_packets));
+
     single(out, "l7gate_blocked_hosts", G,
         "Hosts blocked right now by hosts.auto_block (their windowed risk score reached the threshold).",
         d(s.blocked_hosts));

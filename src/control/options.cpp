@@ -89,6 +89,16 @@ constexpr OptSpec kOpts[] = {
     {"reject-rate", 0, true, "N",
      "at most N packets per second per worker sent for reject verdicts (TCP RST, ICMP port "
      "unreachable); default 1000, 0 sends none (reject then acts as drop)"},
+    {"watchdog-ms", 0, true, "MS",
+     "the control thread counts and logs a worker whose loop has not moved for MS "
+     "milliseconds (default 500; 0: no watchdog)"},
+    {"fail-open", 0, false, nullptr,
+     "when the watchdog sees a worker stalled, the control thread forwards that worker's "
+     "queues uninspected until it recovers (needs one TX queue per port beyond --rxq; for "
+     "net_pcap one more tx_pcap)"},
+    {"test-stall-worker", 0, true, "Q:PACKETS:MS",
+     "testing only: worker Q stops for MS milliseconds once it has received PACKETS "
+     "packets, holding its burst (exercises the watchdog)"},
     {"check", 0, false, nullptr,
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
@@ -304,6 +314,22 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected packets per second from 0 to 10000000");
         }
         opt.reject_rate = static_cast<uint32_t>(n);
+    } else if (key == "watchdog-ms") {
+        if (!parse_u64(v, 60000, n)) {
+            return bad("expected milliseconds from 0 to 60000");
+        }
+        opt.watchdog_ms = static_cast<uint32_t>(n);
+    } else if (key == "test-stall-worker") {
+        const size_t a = v.find(':');
+        const size_t b = a == std::string::npos ? a : v.find(':', a + 1);
+        uint64_t q = 0, pk = 0, ms = 0;
+        if (b == std::string::npos || !parse_u64(v.substr(0, a), 127, q) ||
+            !parse_u64(v.substr(a + 1, b - a - 1), UINT32_MAX, pk) || !parse_u64(v.substr(b + 1), 60000, ms) || ms == 0) {
+            return bad("expected Q:PACKETS:MS (worker queue, packets received first, 1 to 60000 ms)");
+        }
+        opt.test_stall_queue = static_cast<int>(q);
+        opt.test_stall_packets = pk;
+        opt.test_stall_ms = static_cast<uint32_t>(ms);
     } else if (key == "policy-format") {
         if (v != "auto" && v != "yaml" && v != "nprobe") {
             return bad("expected auto, yaml or nprobe");
@@ -404,6 +430,8 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
                 out.preflight = true;
             } else if (std::string_view(o->name) == "version") {
                 out.version = true;
+            } else if (std::string_view(o->name) == "fail-open") {
+                out.fail_open = true;
             } else {
                 out.help = true;
             }

@@ -41,6 +41,11 @@ struct Options {
     std::string policy_format = "auto";
     std::string geoip;               // --geoip FILE.mmdb
     uint32_t reject_rate = 1000;     // --reject-rate: injected packets/s per worker
+    uint32_t watchdog_ms = 500;      // --watchdog-ms (0: off)
+    bool fail_open = false;          // --fail-open: forward a stalled worker's queues
+    int test_stall_queue = -1;       // --test-stall-worker Q:PACKETS:MS (testing only)
+    uint64_t test_stall_packets = 0;
+    uint32_t test_stall_ms = 0;
     std::string metrics = "127.0.0.1:9777";  // --metrics HOST:PORT ("" = off)
     bool check = false;              // --check: validate --policy and exit
     std::string convert_policy;      // --convert-policy FILE.json

@@ -10,13 +10,15 @@
 #include "control/host_scores.hpp"
 #include "control/ndpi_names.hpp"
 #include "control/policy_compiler.hpp"
+#include "control/watchdog.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {
 
 StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
-                            const std::vector<const dp::Worker*>& workers, bool with_pmd) {
+                            const std::vector<const dp::Worker*>& workers, bool with_pmd,
+                            const Watchdog* watchdog) {
     StatsSnapshot s;
     for (uint16_t p : ports) {
         PortStats ps;
@@ -34,6 +36,15 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
             ps.total.rx_bytes += q.rx_bytes;
             ps.total.tx_packets += q.tx_packets;
             ps.total.tx_bytes += q.tx_bytes;
+        }
+        if (watchdog != nullptr) {
+            const dp::QueueCounters& sc = watchdog->standby().port[p];
+            ps.total.rx_packets += sc.rx_packets.get();
+            ps.total.rx_bytes += sc.rx_bytes.get();
+            ps.total.tx_packets += sc.tx_packets.get();
+            ps.total.tx_bytes += sc.tx_bytes.get();
+            s.standby_rx_packets += sc.rx_packets.get();
+            s.standby_tx_packets += sc.tx_packets.get();
         }
         if (with_pmd) {
             rte_eth_stats es{};
@@ -84,6 +95,17 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.flow_log_records += c.flow_log_records.get();
         s.flow_log_lost += c.flow_log_lost.get();
         s.workers.push_back(ws);
+    }
+    if (watchdog != nullptr) {
+        for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+            const uint64_t d = watchdog->standby().drops[r].get();
+            s.drops[r] += d;
+            s.dropped += d;
+            s.standby_dropped += d;
+        }
+        s.stalls = watchdog->stalls();
+        s.takeovers = watchdog->takeovers();
+        s.recoveries = watchdog->recoveries();
     }
     std::vector<StatsSnapshot::ReasonStats> reasons(dp::kMaxReasons);
     for (const dp::Worker* w : workers) {
@@ -264,6 +286,9 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << ",\"reloads_failed\":" << s.reloads_failed
           << ",\"last_reload_success\":" << (s.last_reload_success ? "true" : "false") << "}";
     }
+    o << ",\"watchdog\":{\"stalls\":" << s.stalls << ",\"takeovers\":" << s.takeovers
+      << ",\"recoveries\":" << s.recoveries << ",\"standby_rx_packets\":" << s.standby_rx_packets
+      << ",\"standby_tx_packets\":" << s.standby_tx_packets << ",\"standby_dropped\":" << s.standby_dropped << "}";
     o << ",\"totals\":{\"rx_packets\":" << s.rx_packets << ",\"tx_packets\":" << s.tx_packets
       << ",\"dropped\":" << s.dropped << ",\"rx_bytes\":" << s.rx_bytes
       << ",\"tx_bytes\":" << s.tx_bytes << "}}\n";

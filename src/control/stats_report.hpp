@@ -83,14 +83,20 @@ struct StatsSnapshot {
     bool has_policy = false;            // filled by the caller from PolicyManager::status()
     uint64_t policy_generation = 0, reloads_ok = 0, reloads_failed = 0;
     bool last_reload_success = true;
+    // Watchdog (collect_stats with a watchdog).
+    uint64_t stalls = 0, takeovers = 0, recoveries = 0;
+    uint64_t standby_rx_packets = 0, standby_tx_packets = 0, standby_dropped = 0;
 };
 
 class NdpiNames;
 class ReasonRegistry;
+class Watchdog;
 
-// ports: every bridged port; workers: in queue order. Reads PMD stats when with_pmd.
+// ports: every bridged port; workers: in queue order. Reads PMD stats when with_pmd. With a
+// watchdog, what its fail-open path forwarded is in the port totals and the drops.
 StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
-                            const std::vector<const dp::Worker*>& workers, bool with_pmd);
+                            const std::vector<const dp::Worker*>& workers, bool with_pmd,
+                            const Watchdog* watchdog = nullptr);
 
 class HostScores;
 // Copies the top hosts by score (kTopHosts) and the block counters into s.

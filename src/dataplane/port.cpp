@@ -37,6 +37,11 @@ std::string port_check(uint16_t port, const PortSetup& s) {
     if (int rc = rte_eth_dev_info_get(port, &info); rc != 0) {
         return fmt_port(port) + ": cannot read device info: " + std::strerror(-rc);
     }
+    if (s.extra_tx != 0 && s.queues + s.extra_tx > info.max_tx_queues) {
+        return fmt_port(port) + ": --fail-open needs " + std::to_string(s.queues + s.extra_tx) +
+               " TX queues (one per worker and one for the fail-open path), the port supports " +
+               std::to_string(info.max_tx_queues) + " (net_pcap: give one more tx_pcap)";
+    }
     if (s.queues > info.max_rx_queues || s.queues > info.max_tx_queues) {
         return fmt_port(port) + ": --rxq " + std::to_string(s.queues) + " asks for " +
                std::to_string(s.queues) + " RX/TX queue(s), the port supports at most " +
@@ -80,7 +85,8 @@ std::string port_start(uint16_t port, const PortSetup& s) {
         conf.rx_adv_conf.rss_conf.rss_key_len = static_cast<uint8_t>(key.size());
         conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & kWantedRss;
     }
-    if (int rc = rte_eth_dev_configure(port, s.queues, s.queues, &conf); rc != 0) {
+    const uint16_t ntxq = static_cast<uint16_t>(s.queues + s.extra_tx);
+    if (int rc = rte_eth_dev_configure(port, s.queues, ntxq, &conf); rc != 0) {
         return fmt_port(port) + ": configure failed: " + std::strerror(-rc);
     }
     uint16_t nrx = s.rx_desc;
@@ -96,6 +102,8 @@ std::string port_start(uint16_t port, const PortSetup& s) {
                    std::strerror(-rc) + " (a pcap vdev with infinite_rx preloads the whole "
                    "capture into mbufs: raise --mbufs)";
         }
+    }
+    for (uint16_t q = 0; q < ntxq; ++q) {
         if (int rc = rte_eth_tx_queue_setup(port, q, ntx, sock, nullptr); rc != 0) {
             return fmt_port(port) + ": TX queue " + std::to_string(q) + " setup failed: " +
                    std::strerror(-rc);

@@ -22,6 +22,7 @@ struct PortSetup {
     uint16_t tx_desc = 1024;
     rte_mempool* pool = nullptr;
     bool rx_timestamp = false;  // ask the port for RX timestamps (--clock capture)
+    uint16_t extra_tx = 0;      // TX queues beyond `queues` (index queues: the fail-open path)
 };
 
 // Checks what the port can do against what is asked. Returns "" when it fits, else one line

@@ -673,9 +673,26 @@ int Worker::run() noexcept {
         }
         bool idle = true;
         for (unsigned pi = 0; pi < cfg_.nb_ports; ++pi) {
+            if (cfg_.fail_open) {
+                in_rx_.store(1, std::memory_order_seq_cst);
+                if (rx_owner_.load(std::memory_order_seq_cst) != kOwnerWorker) {
+                    in_rx_.store(0, std::memory_order_release);
+                    break;  // the standby path polls these queues until we are back
+                }
+            }
             const uint16_t n = rte_eth_rx_burst(cfg_.port[pi], q, b.mbufs, kMaxBurst);
+            if (cfg_.fail_open) {
+                in_rx_.store(0, std::memory_order_release);
+            }
             if (n == 0) {
                 continue;
+            }
+            if (cfg_.test_stall_ms != 0 && counters_.rx_packets.get() + n >= cfg_.test_stall_after) {
+                const uint64_t until = rte_rdtsc() + tsc_hz_ / 1000 * cfg_.test_stall_ms;
+                while (rte_rdtsc() < until) {
+                    rte_pause();
+                }
+                cfg_.test_stall_ms = 0;  // once
             }
             idle = false;
             const uint64_t t0 = rte_rdtsc();

@@ -59,6 +59,13 @@ struct WorkerConfig {
     // Token buckets shared by every worker (shape:/police: markers); nullptr: the worker
     // allocates its own (tests driving one worker).
     ShaperBuckets* shaper_buckets = nullptr;
+    // --fail-open: before each RX burst the worker checks that it still owns its RX queues
+    // (the control thread's watchdog may hand them to the standby path while it is stalled).
+    bool fail_open = false;
+    // Testing only (--test-stall-worker): stop for stall_ms once stall_after packets were
+    // received, holding the burst, without a heartbeat.
+    uint64_t test_stall_after = 0;
+    uint32_t test_stall_ms = 0;
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -98,6 +105,23 @@ public:
     }
 
     const WorkerCounters& counters() const noexcept { return counters_; }
+
+    // Fail-open handoff of the RX queues, between this worker and the control thread's
+    // standby path (a Dekker-style exchange: each side writes its flag, then reads the
+    // other's, both sequentially consistent, so they can never both poll):
+    //   worker: in_rx = 1; if owner != worker { in_rx = 0; skip } rx_burst; in_rx = 0
+    //   cp:     owner = standby; if in_rx { owner = worker; retry later }
+    // cp: true when the queues are now the standby path's.
+    bool standby_acquire() noexcept {
+        rx_owner_.store(kOwnerStandby, std::memory_order_seq_cst);
+        if (in_rx_.load(std::memory_order_seq_cst) != 0) {
+            rx_owner_.store(kOwnerWorker, std::memory_order_seq_cst);
+            return false;
+        }
+        return true;
+    }
+    // cp: hands the queues back (the standby path is not inside an rx burst then).
+    void standby_release() noexcept { rx_owner_.store(kOwnerWorker, std::memory_order_seq_cst); }
     const WorkerConfig& config() const noexcept { return cfg_; }
     const FlowTable& flow_table() const noexcept { return flows_; }
     const AppClassifier& classifier() const noexcept { return classifier_; }
@@ -176,6 +200,10 @@ private:
     ShaperBuckets* own_buckets_ = nullptr;   // when cfg_.shaper_buckets is null
     rte_mbuf* shaped_tx_[kMaxPorts][kMaxBurst] = {};  // released by the shaper, per output index
     unsigned shaped_n_[kMaxPorts] = {};
+    static constexpr uint32_t kOwnerWorker = 0;
+    static constexpr uint32_t kOwnerStandby = 1;
+    alignas(64) std::atomic<uint32_t> in_rx_{0};  // dp: rw, cp: ro
+    std::atomic<uint32_t> rx_owner_{kOwnerWorker};  // cp: rw, dp: ro
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
     std::atomic<TopFlowsQuery*> query_{nullptr};  // cp: sets when empty, dp: clears when done
 };

@@ -68,6 +68,36 @@ def write_pcap(path, frames):
             f.write(fr)
 
 
+def write_pcap_records(path, records):
+    """records: [(time in microseconds, frame)], written in time order."""
+    with open(path, "wb") as f:
+        f.write(PCAP_HDR)
+        for t, fr in sorted(records, key=lambda r: r[0]):
+            f.write(struct.pack("<IIII", t // 1000000, t % 1000000, len(fr), len(fr)))
+            f.write(fr)
+
+
+def udp_frame(src_last, sport, seq, size):
+    """Ethernet/IPv4/UDP of `size` bytes from 198.18.1.<src_last> (198.18.2.x when src_last
+    >= 256) to 198.19.0.1, carrying (src_last, seq) at byte 42 (see udp_frame_id)."""
+    src = bytes([198, 18, 1 + src_last // 256, src_last % 256])
+    dst = bytes([198, 19, 0, 1])
+    payload = struct.pack("!HI", src_last, seq).ljust(size - 42, b"\0")
+    udp = struct.pack("!HHHH", sport, 6000, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src, dst)
+    csum = sum(struct.unpack("!10H", ip))
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    ip = ip[:10] + struct.pack("!H", ~csum & 0xFFFF) + ip[12:]
+    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
+    return eth + ip + udp
+
+
+def udp_frame_id(frame):
+    """(src_last, seq) of a udp_frame."""
+    return struct.unpack_from("!HI", frame, 42)
+
+
 def ethertype(frame):
     return struct.unpack_from("!H", frame, 12)[0] if len(frame) >= 14 else None
 

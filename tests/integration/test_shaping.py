@@ -13,14 +13,13 @@ burst. Every packet is accounted for: what did not leave is counted as a shaper 
 
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import read_pcap, run_l7gate, require_binary  # noqa: E402
+from harness import read_pcap, run_l7gate, require_binary, udp_frame, udp_frame_id, write_pcap_records  # noqa: E402
 
 RATE = 4000000          # bit/s
 BURST = 16 * 1024       # bytes
@@ -44,41 +43,11 @@ policies:
 SHAPER_DROPS = ("shaper_overflow", "shaper_delay", "police", "shaper_flush")
 
 
-def frame(src_last, sport, seq, size=FRAME):
-    """Ethernet/IPv4/UDP from 198.18.1.<src_last> (or 198.18.2.x when src_last >= 256) to
-    198.19.0.1, carrying (source, seq) in the payload."""
-    src = bytes([198, 18, 1 + src_last // 256, src_last % 256])
-    dst = bytes([198, 19, 0, 1])
-    payload = struct.pack("!HI", src_last, seq).ljust(size - 42, b"\0")
-    udp = struct.pack("!HHHH", sport, 6000, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src, dst)
-    csum = sum(struct.unpack("!10H", ip))
-    csum = (csum & 0xFFFF) + (csum >> 16)
-    csum = (csum & 0xFFFF) + (csum >> 16)
-    ip = ip[:10] + struct.pack("!H", ~csum & 0xFFFF) + ip[12:]
-    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
-    return eth + ip + udp
-
-
-def write_records(path, records):
-    """records: [(time in microseconds, frame)], written in time order."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for t, fr in sorted(records, key=lambda r: r[0]):
-            f.write(struct.pack("<IIII", t // 1000000, t % 1000000, len(fr), len(fr)))
-            f.write(fr)
-
-
 def flow_records(src_last, load, seconds=SECONDS, sport=5000):
     """One flow offering `load` times RATE for `seconds`."""
     gap_us = FRAME * 8 * 1e6 / (RATE * load)
     n = int(seconds * 1e6 / gap_us)
-    return [(T0 + int(i * gap_us), frame(src_last, sport, i)) for i in range(n)]
-
-
-def parse(fr):
-    src_last, seq = struct.unpack_from("!HI", fr, 42)
-    return src_last, seq
+    return [(T0 + int(i * gap_us), udp_frame(src_last, sport, i, FRAME)) for i in range(n)]
 
 
 class ShapingTest(unittest.TestCase):
@@ -95,12 +64,12 @@ class ShapingTest(unittest.TestCase):
         files = []
         for q, recs in enumerate(queues):
             path = os.path.join(self.work, "%s-in-q%d.pcap" % (name, q))
-            write_records(path, recs)
+            write_pcap_records(path, recs)
             files.append(path)
         empty = []
         for q in range(len(queues)):
             path = os.path.join(self.work, "%s-empty-q%d.pcap" % (name, q))
-            write_records(path, [])
+            write_pcap_records(path, [])
             empty.append(path)
         args = ["--policy", pol, "--clock", "capture"]
         if workers > 1:
@@ -115,7 +84,7 @@ class ShapingTest(unittest.TestCase):
         out_bytes = {}
         for path in r.outs[1]:
             for fr in read_pcap(path):
-                src, seq = parse(fr)
+                src, seq = udp_frame_id(fr)
                 out.setdefault(src, []).append(seq)
                 out_bytes[src] = out_bytes.get(src, 0) + len(fr)
         return r, out, out_bytes
