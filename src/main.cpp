@@ -519,7 +519,7 @@ int main(int argc, char** argv) {
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
     ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true, &watchdog);
-    ctl::fill_host_stats(snap, &hosts);
+    ctl::fill_host_stats(snap, &hosts, opt.top_hosts);
     if (policy != nullptr) {
         const ctl::ReloadStatus& rs = policy->status();
         snap.has_policy = true;

@@ -89,6 +89,8 @@ constexpr OptSpec kOpts[] = {
     {"reject-rate", 0, true, "N",
      "at most N packets per second per worker sent for reject verdicts (TCP RST, ICMP port "
      "unreachable); default 1000, 0 sends none (reject then acts as drop)"},
+    {"top-hosts", 0, true, "N",
+     "hosts by risk score in the metrics (l7gate_host_score) and the stats JSON (default 20)"},
     {"watchdog-ms", 0, true, "MS",
      "the control thread counts and logs a worker whose loop has not moved for MS "
      "milliseconds (default 500; 0: no watchdog)"},
@@ -314,6 +316,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected packets per second from 0 to 10000000");
         }
         opt.reject_rate = static_cast<uint32_t>(n);
+    } else if (key == "top-hosts") {
+        if (!parse_u64(v, 1000, n) || n == 0) {
+            return bad("expected a host count from 1 to 1000");
+        }
+        opt.top_hosts = static_cast<uint32_t>(n);
     } else if (key == "watchdog-ms") {
         if (!parse_u64(v, 60000, n)) {
             return bad("expected milliseconds from 0 to 60000");

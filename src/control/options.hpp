@@ -41,6 +41,7 @@ struct Options {
     std::string policy_format = "auto";
     std::string geoip;               // --geoip FILE.mmdb
     uint32_t reject_rate = 1000;     // --reject-rate: injected packets/s per worker
+    uint32_t top_hosts = 20;         // --top-hosts: hosts by score in metrics and stats
     uint32_t watchdog_ms = 500;      // --watchdog-ms (0: off)
     bool fail_open = false;          // --fail-open: forward a stalled worker's queues
     int test_stall_queue = -1;       // --test-stall-worker Q:PACKETS:MS (testing only)

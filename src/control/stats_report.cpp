@@ -170,11 +170,11 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
     return s;
 }
 
-void fill_host_stats(StatsSnapshot& s, const HostScores* hosts) {
+void fill_host_stats(StatsSnapshot& s, const HostScores* hosts, size_t top) {
     if (hosts == nullptr) {
         return;
     }
-    for (const HostInfo& h : hosts->top(kTopHosts)) {
+    for (const HostInfo& h : hosts->top(top)) {
         s.top_hosts.push_back({h.host, h.score, h.blocked});
     }
     s.blocked_hosts = hosts->blocked_count();

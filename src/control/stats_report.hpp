@@ -99,9 +99,10 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
                             const Watchdog* watchdog = nullptr);
 
 class HostScores;
-// Copies the top hosts by score (kTopHosts) and the block counters into s.
+// Copies the top `top` hosts by score (--top-hosts, default kTopHosts) and the block counters
+// into s.
 inline constexpr size_t kTopHosts = 20;
-void fill_host_stats(StatsSnapshot& s, const HostScores* hosts);
+void fill_host_stats(StatsSnapshot& s, const HostScores* hosts, size_t top = kTopHosts);
 
 std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
                        const ReasonRegistry& reasons);

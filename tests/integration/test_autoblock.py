@@ -91,7 +91,7 @@ class AutoBlockTest(unittest.TestCase):
         rx = "%s,infinite_rx=1" % os.path.join(self.work, "l7.pcap")
         r = run_l7gate(self.work, "ev", [[rx], [empty]],
                        ["--policy", policy, "--flow-log", flows, "--event-log", events_path,
-                        "--mbufs", "16384", "--duration", "3"],
+                        "--mbufs", "16384", "--duration", "3", "--top-hosts", "1"],
                        idle_exit=False, tx_null=True)
         self.assertEqual(r.rc, 0, r.describe())
         flow_lines = [json.loads(x) for x in open(flows)]
@@ -101,6 +101,8 @@ class AutoBlockTest(unittest.TestCase):
         self.assertTrue(events)
         self.assertTrue(all("event" in e for e in events), events)
         self.assertEqual({e["host"] for e in events if e["event"] == "host_blocked"}, ATTACKERS, events)
+        # --top-hosts 1: only the highest score in the stats (two attackers scored).
+        self.assertEqual(len(r.stats["hosts"]["top"]), 1, r.stats["hosts"])
 
 
 if __name__ == "__main__":
