@@ -94,6 +94,9 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.flows_flushed += c.flows_flushed.get();
         s.flow_log_records += c.flow_log_records.get();
         s.flow_log_lost += c.flow_log_lost.get();
+        for (size_t k = 0; k < static_cast<size_t>(dp::Stage::Count); ++k) {
+            s.stage_cycles[k] += c.stage_cycles[k].get();
+        }
         s.workers.push_back(ws);
     }
     if (watchdog != nullptr) {
@@ -268,6 +271,13 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << s.top_hosts[i].score << ",\"blocked\":" << (s.top_hosts[i].blocked ? "true" : "false") << "}";
     }
     o << "]}";
+#if L7G_PROFILING
+    o << ",\"stage_cycles_per_packet\":{";
+    for (size_t k = 0; k < static_cast<size_t>(dp::Stage::Count); ++k) {
+        o << (k ? "," : "") << "\"" << dp::kStageNames[k] << "\":" << per(s.stage_cycles[k], s.rx_packets);
+    }
+    o << "}";
+#endif
     o << ",\"shapers\":{\"backlog\":" << s.shaper_backlog << ",\"by_shaper\":{";
     for (size_t i = 0, n = 0; i < dp::kShaperCounters; ++i) {
         const StatsSnapshot::ShaperStats& h = s.shapers[i];

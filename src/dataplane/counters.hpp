@@ -44,6 +44,13 @@ struct ShaperCounters {
 };
 inline constexpr unsigned kShaperCounters = 63;  // == kMaxShapers (checked in shaper.hpp)
 
+// Per-stage TSC cycles (meson -Dprofiling=true only; zero otherwise). Classify and policy are
+// timed around their calls inside the per-packet stage; action is the rest of that stage
+// (flow create/touch, verdict application, drop, shaper admit, fragments).
+enum class Stage : uint8_t { Rx, Parse, Lookup, Classify, Policy, Action, Tx, Count };
+inline constexpr const char* kStageNames[] = {"rx", "parse", "lookup", "classify", "policy", "action", "tx"};
+static_assert(sizeof(kStageNames) / sizeof(kStageNames[0]) == static_cast<size_t>(Stage::Count));
+
 // dp: rw (owning worker only), cp: ro. Cache-line aligned so two workers' blocks never share
 // a line.
 struct alignas(64) WorkerCounters {
@@ -75,6 +82,7 @@ struct alignas(64) WorkerCounters {
     Counter policy_generation; // generation of the snapshot this worker last used (ack)
     Counter shaper_backlog;    // gauge: packets waiting in this worker's shaper queues
     ShaperCounters shaper[kShaperCounters];
+    Counter stage_cycles[static_cast<size_t>(Stage::Count)];  // -Dprofiling only
     Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)
     Counter reason_packets[4096];  // packets that took a verdict other than pass-by-default
 };

@@ -19,6 +19,15 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
+// Stage timers (meson -Dprofiling=true): compiled out of release builds entirely.
+#if L7G_PROFILING
+#define L7G_TSC(var) const uint64_t var = rte_rdtsc()
+#define L7G_STAGE_ADD(stage, cycles) counters_.stage_cycles[static_cast<size_t>(Stage::stage)].add(cycles)
+#else
+#define L7G_TSC(var)
+#define L7G_STAGE_ADD(stage, cycles)
+#endif
+
 namespace l7gate::dp {
 
 const char* Worker::init(const WorkerConfig& cfg) noexcept {
@@ -445,6 +454,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     QueueCounters& qc = counters_.port[cfg_.port[pi]];
     uint64_t rx_bytes = 0;
 
+    L7G_TSC(ts_parse);
     // Stage 1: parse and hash, prefetching a few packets ahead.
     unsigned nlook = 0;
     for (unsigned i = 0; i < n && i < 3; ++i) {
@@ -472,12 +482,20 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     qc.rx_bytes.add(rx_bytes);
     counters_.rx_packets.add(n);
 
+    L7G_TSC(ts_lookup);
+    L7G_STAGE_ADD(Parse, ts_lookup - ts_parse);
     // Stage 2: bulk flow lookup.
     FlowEntry* found[kMaxBurst];
     flows_.lookup_burst(b.keys, b.hashes, nlook, found);
     for (unsigned k = 0; k < nlook; ++k) {
         b.flows[b.lookup_slot[k]] = found[k];
     }
+    L7G_TSC(ts_stage3);
+    L7G_STAGE_ADD(Lookup, ts_stage3 - ts_lookup);
+#if L7G_PROFILING
+    uint64_t cyc_classify = 0;
+    uint64_t cyc_policy = 0;
+#endif
 
     // Stage 3: per packet: create flows, account, decide.
     unsigned nout = 0;
@@ -542,8 +560,12 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         if (e->dpi_state() == DpiState::Classifying) {
             // nDPI sees packets that carry their L4 header, from the IP header on.
             if (!pm.is_fragment || pm.first_fragment) {
+                L7G_TSC(tc0);
                 changed = classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
                                              m->data_len - pm.l3_offset, t / 1000000u);
+#if L7G_PROFILING
+                cyc_classify += rte_rdtsc() - tc0;
+#endif
                 if (changed && e->dpi_state() == DpiState::Done) {
                     emit_scores(*e, t);  // the flow's risks are final now
                 }
@@ -555,7 +577,11 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             // Decide when something the verdict depends on changed: a new flow (generation 0
             // never matches a snapshot's), the protocol or risks, or the policy itself.
             if (changed || e->generation != verdict_generation()) {
+                L7G_TSC(tp0);
                 decide(*e, *policy_, m, slot);
+#if L7G_PROFILING
+                cyc_policy += rte_rdtsc() - tp0;
+#endif
             }
             if (e->action != static_cast<uint8_t>(Action::Pass)) {
                 counters_.reason_packets[e->reason & (kMaxReasons - 1)].inc();
@@ -583,6 +609,11 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         b.out[nout++] = m;
     }
     free_dropped();
+#if L7G_PROFILING
+    L7G_STAGE_ADD(Classify, cyc_classify);
+    L7G_STAGE_ADD(Policy, cyc_policy);
+    L7G_STAGE_ADD(Action, rte_rdtsc() - ts_stage3 - cyc_classify - cyc_policy);
+#endif
     return nout;
 }
 
@@ -680,7 +711,13 @@ int Worker::run() noexcept {
                     break;  // the standby path polls these queues until we are back
                 }
             }
+            L7G_TSC(ts_rx);
             const uint16_t n = rte_eth_rx_burst(cfg_.port[pi], q, b.mbufs, kMaxBurst);
+#if L7G_PROFILING
+            if (n != 0) {
+                L7G_STAGE_ADD(Rx, rte_rdtsc() - ts_rx);
+            }
+#endif
             if (cfg_.fail_open) {
                 in_rx_.store(0, std::memory_order_release);
             }
@@ -708,7 +745,9 @@ int Worker::run() noexcept {
                     bytes += b.out_len[i];
                 }
                 const uint16_t peer = cfg_.peer[pi];
+                L7G_TSC(ts_tx);
                 const uint16_t sent = rte_eth_tx_burst(peer, q, b.out, static_cast<uint16_t>(nout));
+                L7G_STAGE_ADD(Tx, rte_rdtsc() - ts_tx);
                 if (sent < nout) {
                     for (unsigned i = sent; i < nout; ++i) {
                         bytes -= b.out_len[i];
