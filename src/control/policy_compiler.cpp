@@ -107,8 +107,6 @@ namespace {
 using dp::Action;
 using dp::MarkerKind;
 
-constexpr const char* kKindNames[] = {"hostnames", "ips", "protocols", "categories", "countries", "continents"};
-
 struct ContinentName {
     const char* code;
     const char* name;

@@ -274,6 +274,12 @@ void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) no
         counters_.inject_limited.add(want);
         return;
     }
+    // run() sends these after every burst (at most one of each per packet fits); a caller
+    // driving process_burst() itself may not, so never write past the arrays.
+    if (inj_back_n_ == sizeof(inj_back_) / sizeof(inj_back_[0]) || inj_fwd_n_ == sizeof(inj_fwd_) / sizeof(inj_fwd_[0])) {
+        counters_.inject_failed.inc();
+        return;
+    }
     RejectPackets rp;
     bool nomem = false;
     if (build_reject(m, pm, rp, nomem) == 0 && !nomem) {
