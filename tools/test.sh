@@ -45,6 +45,30 @@ if [ $quick -eq 0 ]; then
   fi
 fi
 
+# Robustness (not in --quick): a ThreadSanitizer build of the control/worker handoff tests,
+# every libFuzzer target for 30 s (ASan+UBSan, plus its committed regression inputs), and
+# clang-tidy on src/ with the committed .clang-tidy. Each skips (77) when its tool is missing.
+if [ $quick -eq 0 ]; then
+  echo "==== tsan (build-tsan: tests/tsan)"
+  if [ ! -f build-tsan/build.ninja ]; then
+    CXXFLAGS=-DRTE_USE_C11_MEM_MODEL meson setup build-tsan --buildtype=debugoptimized \
+      -Db_sanitize=thread -Db_lundef=false >/dev/null
+  fi
+  if ninja -C build-tsan tests/tsan/tsan_tests >/dev/null &&
+     TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --suite tsan --no-rebuild --print-errorlogs; then
+    echo "tsan: OK"
+  else
+    echo "tsan: FAILED"
+    status=1
+  fi
+  for step in "tools/fuzz.sh --time ${L7GATE_FUZZ_TIME:-30}" tools/tidy.sh; do
+    echo "==== $step"
+    $step
+    rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 77 ] && status=1
+  done
+fi
+
 # One closing line over every test case of every build (gtest cases counted one by one).
 /usr/bin/python3 tools/test_summary.py "${builds[@]/#/build-}" || status=1
 exit $status

@@ -66,7 +66,7 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
             // with_pmd: the port families need the PMD's counters (rte_eth_stats_get).
             StatsSnapshot ms = collect_stats(ports, workers, true, hooks.watchdog);
             fill_host_stats(ms, hooks.hosts, opt.top_hosts);
-            hooks.metrics->update(std::move(ms), *hooks.names, *hooks.reasons,
+            hooks.metrics->update(ms, *hooks.names, *hooks.reasons,
                                   policy_status(hooks.policy), hooks.tsc_hz,
                                   hooks.policy != nullptr ? hooks.policy->current() : nullptr);
         }

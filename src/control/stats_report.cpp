@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include <rte_ethdev.h>
+#include <rte_mempool.h>
 
 #include "control/json.hpp"
 #include "control/host_scores.hpp"
@@ -20,6 +21,18 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
                             const std::vector<const dp::Worker*>& workers, bool with_pmd,
                             const Watchdog* watchdog) {
     StatsSnapshot s;
+    if (with_pmd) {
+        rte_mempool_walk(
+            [](rte_mempool* mp, void* arg) {
+                StatsSnapshot::MempoolStats m;
+                m.name = mp->name;
+                m.size = mp->size;
+                m.available = rte_mempool_avail_count(mp);
+                m.in_use = rte_mempool_in_use_count(mp);
+                static_cast<StatsSnapshot*>(arg)->mempools.push_back(m);
+            },
+            &s);
+    }
     for (uint16_t p : ports) {
         PortStats ps;
         ps.port = p;
@@ -289,6 +302,13 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << ",\"bytes\":" << h.bytes << ",\"queued\":" << h.queued << "}";
     }
     o << "}}";
+    o << ",\"mempools\":[";
+    for (size_t i = 0; i < s.mempools.size(); ++i) {
+        const StatsSnapshot::MempoolStats& m = s.mempools[i];
+        o << (i ? "," : "") << "{\"name\":" << json_string(m.name) << ",\"size\":" << m.size
+          << ",\"available\":" << m.available << ",\"in_use\":" << m.in_use << "}";
+    }
+    o << "]";
     o << ",\"injected\":{\"sent\":" << s.injected << ",\"limited\":" << s.inject_limited
       << ",\"failed\":" << s.inject_failed << "}";
     if (s.has_policy) {

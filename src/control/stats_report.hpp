@@ -62,6 +62,13 @@ struct StatsSnapshot {
     uint64_t flow_log_records = 0, flow_log_lost = 0;
     uint64_t policy_evaluations = 0;
     uint64_t injected = 0, inject_limited = 0, inject_failed = 0;
+    // Every mbuf pool (with_pmd only): mbufs in the pool and how many are out of it (in RX
+    // rings, in flight, queued in shapers, or leaked: zero once traffic has stopped).
+    struct MempoolStats {
+        std::string name;
+        uint64_t size = 0, available = 0, in_use = 0;
+    };
+    std::vector<MempoolStats> mempools;
     struct ShaperStats {
         uint64_t sent = 0, delayed = 0, dropped = 0, bytes = 0, queued = 0;
     };
