@@ -152,7 +152,13 @@ class ShapingTest(unittest.TestCase):
             self.assertRate(nbytes[src], "shape:h (per host), host 198.18.1.%d" % src)
 
     def test_two_workers_share_one_aggregate_bucket(self):
-        for load in (2, 5, 10):
+        # Each queue's pcap drives its own worker's capture clock, and the two replays drift
+        # apart (one worker may be seconds of capture time ahead). Then only the leader can
+        # take tokens, so the aggregate holds only when the leader alone can use them all:
+        # at 5x and 10x (2.5x and 5x per worker). At 2x (1x each) a drifting replay gets the
+        # leader's own load, not the rate; tests/eal/test_shaper.cpp checks 2 workers at 2x
+        # on one shared clock, which is what real workers have (the TSC).
+        for load in (5, 10):
             with self.subTest(load=load):
                 # One flow per worker (queue), each offering half the load.
                 q0 = flow_records(10, load / 2.0)
