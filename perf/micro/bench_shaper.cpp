@@ -45,6 +45,19 @@ dp::ShaperBuckets* buckets() {
     return b;
 }
 
+// EAL up and the shaper initialised, or the benchmark skipped with the reason.
+bool ready(benchmark::State& state, rte_mempool* pool, dp::Shaper& sh) {
+    if (pool == nullptr) {
+        state.SkipWithError("EAL did not start");
+        return false;
+    }
+    if (sh.init(buckets(), 0) != nullptr) {
+        state.SkipWithError("shaper init failed");
+        return false;
+    }
+    return true;
+}
+
 // One chunk taken from the shared bucket per iteration (time moves on so it always can).
 void BM_BucketTake(benchmark::State& state) {
     dp::SharedBucket& b = buckets()->flat(0, static_cast<unsigned>(state.thread_index()));
@@ -63,13 +76,8 @@ BENCHMARK(BM_BucketTake)->Arg(1)->ArgName("shared")->Threads(2)->UseRealTime();
 // ~1 ms of the rate's bytes).
 void BM_ShaperAdmitInProfile(benchmark::State& state) {
     rte_mempool* pool = eal_pool();
-    if (pool == nullptr) {
-        state.SkipWithError("EAL did not start");
-        return;
-    }
     dp::Shaper sh;
-    if (sh.init(buckets(), 0) != nullptr) {
-        state.SkipWithError("shaper init failed");
+    if (!ready(state, pool, sh)) {
         return;
     }
     const dp::ShaperProfile p = profile(100'000'000'000ull);
@@ -93,13 +101,8 @@ BENCHMARK(BM_ShaperAdmitInProfile)->Arg(1)->ArgName("per_host");
 // the cost of the intrusive FIFO per packet.
 void BM_ShaperQueueRelease(benchmark::State& state) {
     rte_mempool* pool = eal_pool();
-    if (pool == nullptr) {
-        state.SkipWithError("EAL did not start");
-        return;
-    }
     dp::Shaper sh;
-    if (sh.init(buckets(), 0) != nullptr) {
-        state.SkipWithError("shaper init failed");
+    if (!ready(state, pool, sh)) {
         return;
     }
     const dp::ShaperProfile p = profile(8000);  // 1 KB/s: everything waits

@@ -43,18 +43,23 @@ class AutoBlockTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def test_risky_hosts_are_blocked_then_released(self):
+    def run_gate(self, name, seconds, extra=()):
+        """The l7 traffic replayed endlessly into port 0 under POLICY; returns (run, flow log)."""
         policy = os.path.join(self.work, "policy.yaml")
         with open(policy, "w") as f:
             f.write(POLICY)
         empty = os.path.join(self.work, "empty.pcap")
         write_pcap(empty, [])
-        flows = os.path.join(self.work, "flows.jsonl")
+        flows = os.path.join(self.work, name + "-flows.jsonl")
         rx = "%s,infinite_rx=1" % os.path.join(self.work, "l7.pcap")
-        r = run_l7gate(self.work, "ab", [[rx], [empty]],
-                       ["--policy", policy, "--flow-log", flows, "--mbufs", "16384", "--duration", "4"],
-                       idle_exit=False, tx_null=True)
+        r = run_l7gate(self.work, name, [[rx], [empty]],
+                       ["--policy", policy, "--flow-log", flows, "--mbufs", "16384", "--duration", str(seconds)]
+                       + list(extra), idle_exit=False, tx_null=True)
         self.assertEqual(r.rc, 0, r.describe())
+        return r, flows
+
+    def test_risky_hosts_are_blocked_then_released(self):
+        r, flows = self.run_gate("ab", 4)
         lines = [json.loads(x) for x in open(flows)]
         events = [x for x in lines if "event" in x]
         recs = [x for x in lines if "event" not in x]
@@ -81,19 +86,8 @@ class AutoBlockTest(unittest.TestCase):
         self.assertEqual(st["drops"]["policy"], st["totals"]["dropped"])
 
     def test_event_log_takes_the_events_apart(self):
-        policy = os.path.join(self.work, "policy.yaml")
-        with open(policy, "w") as f:
-            f.write(POLICY)
-        empty = os.path.join(self.work, "empty.pcap")
-        write_pcap(empty, [])
-        flows = os.path.join(self.work, "flows.jsonl")
         events_path = os.path.join(self.work, "events.jsonl")
-        rx = "%s,infinite_rx=1" % os.path.join(self.work, "l7.pcap")
-        r = run_l7gate(self.work, "ev", [[rx], [empty]],
-                       ["--policy", policy, "--flow-log", flows, "--event-log", events_path,
-                        "--mbufs", "16384", "--duration", "3", "--top-hosts", "1"],
-                       idle_exit=False, tx_null=True)
-        self.assertEqual(r.rc, 0, r.describe())
+        r, flows = self.run_gate("ev", 3, ["--event-log", events_path, "--top-hosts", "1"])
         flow_lines = [json.loads(x) for x in open(flows)]
         self.assertTrue(flow_lines, "flow records still go to the flow log")
         self.assertFalse([x for x in flow_lines if "event" in x], "no event in the flow log")
