@@ -23,19 +23,46 @@ struct FlowKey {
 };
 static_assert(sizeof(FlowKey) == 44, "FlowKey layout is part of the flow-table entry budget");
 
+namespace detail {
+inline uint32_t load_be32(const uint8_t* p) noexcept {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
+}
+inline uint64_t load_be64(const uint8_t* p) noexcept {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+}
+} // namespace detail
+
 // Builds the canonical key from one packet's endpoints; returns true when the packet travels
-// from the higher endpoint to the lower one (i.e. src went into slot 1).
+// from the higher endpoint to the lower one (i.e. src went into slot 1). Addresses compare as
+// big-endian integers (the same order as memcmp over their bytes, without a library call).
 inline bool make_flow_key(FlowKey& k, uint8_t ip_version, uint8_t proto, uint32_t vlan,
                           const uint8_t* src, const uint8_t* dst, uint16_t sport,
                           uint16_t dport) noexcept {
-    const size_t alen = ip_version == 4 ? 4 : 16;
-    int c = std::memcmp(src, dst, alen);
-    bool reversed = c > 0 || (c == 0 && sport > dport);
+    bool reversed;
     std::memset(&k, 0, sizeof(k));
-    const uint8_t* lo = reversed ? dst : src;
-    const uint8_t* hi = reversed ? src : dst;
-    std::memcpy(k.addr[0], lo, alen);
-    std::memcpy(k.addr[1], hi, alen);
+    if (ip_version == 4) {
+        const uint32_t s = detail::load_be32(src);
+        const uint32_t d = detail::load_be32(dst);
+        reversed = s > d || (s == d && sport > dport);
+        std::memcpy(k.addr[0], reversed ? dst : src, 4);
+        std::memcpy(k.addr[1], reversed ? src : dst, 4);
+    } else {
+        const uint64_t s0 = detail::load_be64(src);
+        const uint64_t d0 = detail::load_be64(dst);
+        if (s0 != d0) {
+            reversed = s0 > d0;
+        } else {
+            const uint64_t s1 = detail::load_be64(src + 8);
+            const uint64_t d1 = detail::load_be64(dst + 8);
+            reversed = s1 > d1 || (s1 == d1 && sport > dport);
+        }
+        std::memcpy(k.addr[0], reversed ? dst : src, 16);
+        std::memcpy(k.addr[1], reversed ? src : dst, 16);
+    }
     k.port[0] = reversed ? dport : sport;
     k.port[1] = reversed ? sport : dport;
     k.vlan = vlan;

@@ -34,7 +34,7 @@ inline void malformed(PacketMeta& m, DropReason r) noexcept {
 }
 
 // Parses the L4 header at data[off, end). Returns false (and marks meta) on error.
-bool parse_l4(const uint8_t* data, uint32_t off, uint32_t end, PacketMeta& m, uint16_t& sport,
+[[gnu::always_inline]] inline bool parse_l4(const uint8_t* data, uint32_t off, uint32_t end, PacketMeta& m, uint16_t& sport,
               uint16_t& dport) noexcept {
     const uint32_t avail = end - off;
     switch (m.l4_proto) {
