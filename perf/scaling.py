@@ -1,0 +1,75 @@
+#!/usr/bin/python3
+"""Two workers against one: total Mpps, raw and normalised by busy cycles.
+
+    perf/scaling.py [--runs N] [--duration S] [--no-build]      (as root)
+
+The established mix is replayed endlessly (net_pcap infinite_rx into net_null) under a
+pass-all policy by one worker, then by two (`--rxq 2 --rss driver`, the capture on both RX
+queues, so each worker has the same 10k flows in its own table). Runs alternate.
+
+- raw scaling = total Mpps with two workers / Mpps with one;
+- normalised scaling = sum over workers of packets per busy second / the same for one
+  worker, i.e. 2 x (cycles per packet with one) / (cycles per packet with two). This VM has
+  2 vCPUs: with two workers the control thread shares CPU 0 with worker 1 (lcores
+  0@0,1@0,2@1; it sleeps between 5 ms ticks), so the raw figure also says how much CPU that
+  worker got; the normalised one says whether a worker's per-packet cost grows when another
+  runs beside it.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import enforce  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+    os.chdir(enforce.ROOT)
+    if os.geteuid() != 0:
+        sys.exit("perf/scaling.py: run as root (DPDK)")
+    build = "build"
+    if not a.no_build:
+        build = subprocess.run(["tools/build.sh", "release"], check=True, stdout=subprocess.PIPE,
+                               text=True).stdout.split()[-1]
+    pcap = subprocess.run(["perf/traffic.sh", "established"], check=True, stdout=subprocess.PIPE,
+                          text=True).stdout.strip()
+    import json
+    with open(pcap[:-5] + ".json") as f:
+        packets = json.load(f)["packets"]
+    work = tempfile.mkdtemp(prefix="l7gate-scaling-")
+    binary = os.path.join(work, "l7gate")
+    subprocess.run(["cp", os.path.join(build, "l7gate"), binary], check=True)
+    mem = ["--no-huge", "-m", "3072"]
+    one, two = [], []
+    for run in range(1, a.runs + 1):
+        order = [1, 2] if run % 2 else [2, 1]
+        for w in order:
+            r = enforce.run_one(binary, pcap, packets, "pass-%dw" % w, "pass", w, a.duration, work,
+                                "scale-%d-%d" % (w, run), mem)
+            (one if w == 1 else two).append(r)
+            print("  run %d %d worker(s): %.3f Mpps per worker, %.0f cyc/pkt" % (
+                run, w, r["mpps_per_worker"], r["cyc_pkt"]), file=sys.stderr)
+    raw = [2 * t["mpps_per_worker"] / o["mpps_per_worker"] for o, t in zip(one, two)]
+    norm = [2 * o["cyc_pkt"] / t["cyc_pkt"] for o, t in zip(one, two)]
+
+    def mmm(v, fmt="%.2f"):
+        return " / ".join(fmt % x for x in (min(v), statistics.median(v), max(v)))
+    print("| workers | total Mpps | cyc/pkt |")
+    print("|---|---|---|")
+    print("| 1 | %s | %s |" % (mmm([o["mpps_per_worker"] for o in one], "%.3f"), mmm([o["cyc_pkt"] for o in one], "%.0f")))
+    print("| 2 | %s | %s |" % (mmm([2 * t["mpps_per_worker"] for t in two], "%.3f"), mmm([t["cyc_pkt"] for t in two], "%.0f")))
+    print("\nraw scaling (paired runs) %s; normalised by busy cycles %s (min / median / max)" % (mmm(raw), mmm(norm)))
+    print("command: perf/scaling.py --runs %d --duration %d; two workers: %s" % (a.runs, a.duration, two[0]["cmd"]))
+
+
+if __name__ == "__main__":
+    main()
