@@ -99,27 +99,33 @@ def mmm(vals, fmt):
     return "%s / %s / %s" % (fmt % min(vals), fmt % statistics.median(vals), fmt % max(vals))
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--no-build", action="store_true")
-    a = ap.parse_args()
+def prepare(tool, no_build):
+    """Root check, release build (unless no_build), the established mix and a private copy
+    of the binary. Returns (binary, pcap, packets, work directory, EAL memory options)."""
     os.chdir(ROOT)
     if os.geteuid() != 0:
-        sys.exit("perf/enforce.py: run as root (DPDK)")
+        sys.exit("perf/%s: run as root (DPDK)" % tool)
     build = "build"
-    if not a.no_build:
+    if not no_build:
         build = subprocess.run(["tools/build.sh", "release"], check=True, stdout=subprocess.PIPE,
                                text=True).stdout.split()[-1]
     pcap = subprocess.run(["perf/traffic.sh", "established"], check=True, stdout=subprocess.PIPE,
                           text=True).stdout.strip()
     with open(pcap[:-5] + ".json") as f:
         packets = json.load(f)["packets"]
-    work = tempfile.mkdtemp(prefix="l7gate-enforce-")
+    work = tempfile.mkdtemp(prefix="l7gate-%s-" % tool.split(".")[0])
     binary = os.path.join(work, "l7gate")
     subprocess.run(["cp", os.path.join(build, "l7gate"), binary], check=True)
-    mem = ["--no-huge", "-m", "3072"]
+    return binary, pcap, packets, work, ["--no-huge", "-m", "3072"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+    binary, pcap, packets, work, mem = prepare("enforce.py", a.no_build)
     results = []
     for run in range(1, a.runs + 1):
         order = VARIANTS[run - 1:] + VARIANTS[:run - 1]  # rotate: noise hits every variant

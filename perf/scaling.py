@@ -19,9 +19,7 @@ queues, so each worker has the same 10k flows in its own table). Runs alternate.
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import enforce  # noqa: E402
@@ -33,22 +31,7 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
-    os.chdir(enforce.ROOT)
-    if os.geteuid() != 0:
-        sys.exit("perf/scaling.py: run as root (DPDK)")
-    build = "build"
-    if not a.no_build:
-        build = subprocess.run(["tools/build.sh", "release"], check=True, stdout=subprocess.PIPE,
-                               text=True).stdout.split()[-1]
-    pcap = subprocess.run(["perf/traffic.sh", "established"], check=True, stdout=subprocess.PIPE,
-                          text=True).stdout.strip()
-    import json
-    with open(pcap[:-5] + ".json") as f:
-        packets = json.load(f)["packets"]
-    work = tempfile.mkdtemp(prefix="l7gate-scaling-")
-    binary = os.path.join(work, "l7gate")
-    subprocess.run(["cp", os.path.join(build, "l7gate"), binary], check=True)
-    mem = ["--no-huge", "-m", "3072"]
+    binary, pcap, packets, work, mem = enforce.prepare("scaling.py", a.no_build)
     one, two = [], []
     for run in range(1, a.runs + 1):
         order = [1, 2] if run % 2 else [2, 1]

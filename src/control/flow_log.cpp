@@ -179,7 +179,9 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     s += ",\"s2c_bytes\":";
     append_u64(s, r.bytes[sv]);
     s += ",\"end\":";
-    json_escape_to(s, r.end == static_cast<uint8_t>(dp::FlowEnd::Shutdown) ? "shutdown" : "idle");
+    json_escape_to(s, r.end == static_cast<uint8_t>(dp::FlowEnd::Shutdown) ? "shutdown"
+                      : r.end == static_cast<uint8_t>(dp::FlowEnd::Reused) ? "reused"
+                                                                           : "idle");
     s += ",\"worker\":";
     append_u64(s, r.worker);
     s += ",\"verdict\":";

@@ -536,9 +536,20 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 continue;
             }
             counters_.frag_matched.inc();
-        } else if (e == nullptr) {
-            // A flow created earlier in this same burst is found by the second lookup.
-            e = flows_.lookup(pm.key, pm.hash);
+        } else {
+            if (e == nullptr) {
+                // A flow created earlier in this same burst is found by the second lookup.
+                e = flows_.lookup(pm.key, pm.hash);
+            }
+            if (e != nullptr && pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn &&
+                e->tclass() == TimeoutClass::TcpClosed) {
+                // A new connection on the 5-tuple of one that ended (RST, or FIN both ways):
+                // a new flow, classified and judged afresh, not the old one's cached verdict.
+                end_flow(*e, FlowEnd::Reused);
+                flows_.remove(*e);
+                counters_.flows_reused.inc();
+                e = nullptr;
+            }
             if (e == nullptr) {
                 e = flows_.insert(pm.key, pm.hash, b.time_ns[i], slot);
                 if (e == nullptr) {

@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Integration test: a new TCP connection on the 5-tuple of one that ended is a new flow.
+
+    L7GATE_BIN=build/l7gate /usr/bin/python3 tests/integration/test_reuse.py -v
+
+Connection 1 asks HTTP for a hostname the policy drops, then the client resets it.
+Connection 2 reuses the same addresses and ports (as a busy client's ephemeral ports do) and
+asks for an allowed hostname: it must be classified and judged afresh and pass, not inherit
+connection 1's cached drop. The flow log holds both, the first ended "reused".
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import read_pcap, run_l7gate, require_binary, write_pcap_records  # noqa: E402
+
+try:
+    from scapy.all import Ether, IP, TCP, raw  # noqa: E402
+except ImportError:
+    Ether = None
+
+POLICY = """version: 1
+default_policy: lan
+policies:
+  lan: {default: pass, hostnames: {blocked.test: drop}}
+"""
+CLI, SRV = "198.18.1.10", "198.19.0.80"
+SPORT = 40000
+
+
+def connection(host, isn, t0, rst):
+    """A TCP connection with an HTTP request for `host`; closed by a client RST or FINs."""
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    er = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    c, s = isn, 5000
+    req = ("GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n" % host).encode()
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+    pk = [
+        e / IP(src=CLI, dst=SRV) / TCP(sport=SPORT, dport=80, flags="S", seq=c),
+        er / IP(src=SRV, dst=CLI) / TCP(sport=80, dport=SPORT, flags="SA", seq=s, ack=c + 1),
+        e / IP(src=CLI, dst=SRV) / TCP(sport=SPORT, dport=80, flags="A", seq=c + 1, ack=s + 1),
+        e / IP(src=CLI, dst=SRV) / TCP(sport=SPORT, dport=80, flags="PA", seq=c + 1, ack=s + 1) / req,
+        er / IP(src=SRV, dst=CLI) / TCP(sport=80, dport=SPORT, flags="PA", seq=s + 1, ack=c + 1 + len(req)) / resp,
+    ]
+    if rst:
+        pk.append(e / IP(src=CLI, dst=SRV) / TCP(sport=SPORT, dport=80, flags="R", seq=c + 1 + len(req)))
+    else:
+        pk += [e / IP(src=CLI, dst=SRV) / TCP(sport=SPORT, dport=80, flags="FA", seq=c + 1 + len(req),
+                                               ack=s + 1 + len(resp)),
+               er / IP(src=SRV, dst=CLI) / TCP(sport=80, dport=SPORT, flags="FA", seq=s + 1 + len(resp),
+                                                ack=c + 2 + len(req))]
+    return [(t0 + 1000 * i, raw(p)) for i, p in enumerate(pk)]
+
+
+class ReuseTest(unittest.TestCase):
+    def setUp(self):
+        require_binary(self)
+        if Ether is None:
+            self.skipTest("scapy missing for /usr/bin/python3")
+        self.work = tempfile.mkdtemp(prefix="l7g-reuse-")
+        self.addCleanup(shutil.rmtree, self.work, True)
+
+    def test_new_connection_on_a_closed_five_tuple_is_judged_afresh(self):
+        t0 = 1700000000 * 1000000
+        first = connection("blocked.test", 1000, t0, rst=True)
+        second = connection("allowed.test", 900000, t0 + 200000, rst=False)  # 0.2 s later
+        inp = os.path.join(self.work, "in.pcap")
+        write_pcap_records(inp, first + second)
+        empty = os.path.join(self.work, "empty.pcap")
+        write_pcap_records(empty, [])
+        pol = os.path.join(self.work, "policy.yaml")
+        with open(pol, "w") as f:
+            f.write(POLICY)
+        flows = os.path.join(self.work, "flows.jsonl")
+        r = run_l7gate(self.work, "reuse", [[inp], [empty]],
+                       ["--policy", pol, "--clock", "capture", "--flow-log", flows])
+        self.assertEqual(r.rc, 0, r.describe())
+        # Both directions were replayed into port 0: everything that passed left port 1.
+        out = read_pcap(r.outs[1][0])
+        # Connection 2 went through whole: its request and the server's answer.
+        self.assertTrue(any(b"Host: allowed.test" in f for f in out), "connection 2's request was dropped")
+        self.assertTrue(any(b"HTTP/1.1 200 OK" in f for f in out), "connection 2's answer was dropped")
+        self.assertFalse(any(b"Host: blocked.test" in f for f in out), "connection 1's request passed")
+        with open(flows) as f:
+            recs = [json.loads(x) for x in f if "event" not in x]
+        self.assertEqual(len(recs), 2, recs)
+        one, two = sorted(recs, key=lambda x: x["ts_first"])
+        self.assertEqual((one["verdict"], one["host"], one["end"]), ("drop", "blocked.test", "reused"), one)
+        self.assertEqual((two["verdict"], two["host"]), ("pass", "allowed.test"), two)
+        st = r.stats
+        self.assertEqual(st["flows"]["reused"], 1)
+        self.assertEqual(st["flows"]["created"], 2)
+        t = st["totals"]
+        self.assertEqual(t["rx_packets"], t["tx_packets"] + t["dropped"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
