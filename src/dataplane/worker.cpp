@@ -605,6 +605,12 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 if (cached::drops(e->action)) {
                     if (e->action == cached::kReject) {
                         reject(m, pm, t);
+                        if (pm.l4_proto == 6 && e->tclass() != TimeoutClass::TcpClosed) {
+                            // Both endpoints were told to reset: the connection is over, and
+                            // a new SYN on its 5-tuple starts a new flow.
+                            e->add_tcp(tcp_state::kRst);
+                            flows_.set_class(*e, TimeoutClass::TcpClosed, t);
+                        }
                     }
                     drop(m, DropReason::Policy);
                     continue;

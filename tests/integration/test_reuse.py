@@ -67,8 +67,15 @@ class ReuseTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.work, True)
 
     def test_new_connection_on_a_closed_five_tuple_is_judged_afresh(self):
+        self.check(POLICY, rst=True, verdict="drop")
+
+    def test_a_rejected_connection_is_over_for_l7gate_too(self):
+        # No RST from the client this time: l7gate's own RSTs ended connection 1.
+        self.check(POLICY.replace("blocked.test: drop", "blocked.test: reject"), rst=False, verdict="reject")
+
+    def check(self, policy, rst, verdict):
         t0 = 1700000000 * 1000000
-        first = connection("blocked.test", 1000, t0, rst=True)
+        first = connection("blocked.test", 1000, t0, rst=rst)
         second = connection("allowed.test", 900000, t0 + 200000, rst=False)  # 0.2 s later
         inp = os.path.join(self.work, "in.pcap")
         write_pcap_records(inp, first + second)
@@ -76,7 +83,7 @@ class ReuseTest(unittest.TestCase):
         write_pcap_records(empty, [])
         pol = os.path.join(self.work, "policy.yaml")
         with open(pol, "w") as f:
-            f.write(POLICY)
+            f.write(policy)
         flows = os.path.join(self.work, "flows.jsonl")
         r = run_l7gate(self.work, "reuse", [[inp], [empty]],
                        ["--policy", pol, "--clock", "capture", "--flow-log", flows])
@@ -91,7 +98,7 @@ class ReuseTest(unittest.TestCase):
             recs = [json.loads(x) for x in f if "event" not in x]
         self.assertEqual(len(recs), 2, recs)
         one, two = sorted(recs, key=lambda x: x["ts_first"])
-        self.assertEqual((one["verdict"], one["host"], one["end"]), ("drop", "blocked.test", "reused"), one)
+        self.assertEqual((one["verdict"], one["host"], one["end"]), (verdict, "blocked.test", "reused"), one)
         self.assertEqual((two["verdict"], two["host"]), ("pass", "allowed.test"), two)
         st = r.stats
         self.assertEqual(st["flows"]["reused"], 1)

@@ -57,7 +57,7 @@ class ReloadTest(LiveCase):
         # 300 Mbit/s: enough packets to matter, and CPU left for the curl loop on a small box.
         iperf = lab.iperf(port=5201, seconds=SECONDS, bitrate="300M", log=log)
 
-        results = []   # (host, curl exit code, local port, stderr)
+        results = []   # (host, curl exit code, local port, stderr, start, end)
         stop = threading.Event()
 
         def curl_loop():
@@ -65,10 +65,11 @@ class ReloadTest(LiveCase):
             while not stop.is_set():
                 host = HOSTS[i % len(HOSTS)]
                 i += 1
+                t0 = time.time()
                 p = lab.cli(["curl", "-sS", "-k", "-m", "5", "-o", "/dev/null",
                              "-w", "%{local_port}", "--resolve", "%s:443:%s" % (host, srv4),
                              "https://%s/" % host], timeout=15)
-                results.append((host, p.returncode, p.stdout.strip(), p.stderr.strip()))
+                results.append((host, p.returncode, p.stdout.strip(), p.stderr.strip(), t0, time.time()))
 
         t = threading.Thread(target=curl_loop)
         t.start()
@@ -123,8 +124,12 @@ class ReloadTest(LiveCase):
         self.assertGreater(len(results), 50, "the curl loop ran")
         failed = late = 0
         passing = {("pass", r) for r in ("a/default", "b/default", "other/default")}
-        for host, code, port, err in results:
-            flows = by_port.get(port, [])
+        for host, code, port, err, t0, t1 in results:
+            # The client reuses local ports: one request is one connection, the flow on its
+            # port that started nearest its start (l7gate's timestamps are the wall clock,
+            # give or take the TSC's drift; requests on one port are tens of ms apart).
+            cands = [f for f in by_port.get(port, []) if abs(f["ts_first"] - t0) < 1.0]
+            flows = sorted(cands, key=lambda f: abs(f["ts_first"] - t0))[:1]
             self.assertTrue(flows, "no flow logged for %s (port %s, curl %s %s)" % (host, port, code, err))
             verdicts = {(f["verdict"], f["verdict_reason"]) for f in flows}
             rule = {"a-only.test": ("reject", "a/hostnames/a-only.test"),
