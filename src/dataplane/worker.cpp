@@ -541,10 +541,13 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 // A flow created earlier in this same burst is found by the second lookup.
                 e = flows_.lookup(pm.key, pm.hash);
             }
-            if (e != nullptr && pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn &&
-                e->tclass() == TimeoutClass::TcpClosed) {
-                // A new connection on the 5-tuple of one that ended (RST, or FIN both ways):
-                // a new flow, classified and judged afresh, not the old one's cached verdict.
+            if (e != nullptr && e->action == cached::kReject && e->tclass() == TimeoutClass::TcpClosed &&
+                pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn) {
+                // A new connection on the 5-tuple of one that l7gate rejected (and so reset
+                // at both ends): a new flow, classified and judged afresh, not the old one's
+                // cached reject. Clients reuse a port at once after a reset. Other closed
+                // flows keep their entry until tcp-closed expires (a replayed or
+                // retransmitted SYN is not a new connection).
                 end_flow(*e, FlowEnd::Reused);
                 flows_.remove(*e);
                 counters_.flows_reused.inc();
