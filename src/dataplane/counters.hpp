@@ -61,7 +61,7 @@ struct alignas(64) WorkerCounters {
     Counter flows_created;
     Counter flows_expired;  // idle expiry
     Counter flows_flushed;  // ended by l7gate stopping
-    Counter flows_reused;   // rejected TCP flows ended by a new SYN on their 5-tuple
+    Counter flows_reused;   // closed TCP flows ended by a new connection's SYN on their 5-tuple
     Counter flows_active;  // gauge
     Counter table_full;
     Counter frag_tracked;

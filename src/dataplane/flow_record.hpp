@@ -11,7 +11,7 @@ namespace l7gate::dp {
 enum class FlowEnd : uint8_t {
     Idle,      // idle timeout of its class (including TCP closed)
     Shutdown,  // l7gate stopping: every active flow is flushed
-    Reused,    // l7gate rejected it; a TCP SYN then opened a new connection on its 5-tuple
+    Reused,    // it had ended; a new connection's SYN then opened its 5-tuple again
 };
 
 struct FlowRecord {

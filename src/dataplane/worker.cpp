@@ -35,6 +35,10 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
     if (!flows_.init(cfg.flows, cfg.timeouts, cfg.socket)) {
         return "cannot allocate the flow table (lower --flows or give EAL more memory)";
     }
+    isn_ = static_cast<uint32_t*>(table_alloc(sizeof(uint32_t) * flows_.capacity(), cfg.socket));
+    if (isn_ == nullptr) {
+        return "cannot allocate the flow table (lower --flows or give EAL more memory)";
+    }
     if (!frags_.init(cfg.frags, cfg.frag_timeout_s, cfg.socket)) {
         return "cannot allocate the fragment table (lower --frags)";
     }
@@ -68,6 +72,7 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
 }
 
 Worker::~Worker() {
+    table_free(isn_);
     if (own_buckets_ != nullptr) {
         own_buckets_->~ShaperBuckets();
         table_free(own_buckets_);
@@ -541,13 +546,13 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 // A flow created earlier in this same burst is found by the second lookup.
                 e = flows_.lookup(pm.key, pm.hash);
             }
-            if (e != nullptr && e->action == cached::kReject && e->tclass() == TimeoutClass::TcpClosed &&
-                pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn) {
-                // A new connection on the 5-tuple of one that l7gate rejected (and so reset
-                // at both ends): a new flow, classified and judged afresh, not the old one's
-                // cached reject. Clients reuse a port at once after a reset. Other closed
-                // flows keep their entry until tcp-closed expires (a replayed or
-                // retransmitted SYN is not a new connection).
+            const bool syn = pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn;
+            if (e != nullptr && syn && e->tclass() == TimeoutClass::TcpClosed && isn_[flows_.index_of(*e)] != pm.tcp_seq) {
+                // A new connection (a SYN with another initial sequence number) on the
+                // 5-tuple of one that ended (RST, or FIN both ways; a reject counts): a new
+                // flow, classified and judged afresh, never the old one's cached verdict.
+                // Clients reuse a port at once after a reset. The same SYN again (a
+                // retransmission, a replayed capture) stays with its flow.
                 end_flow(*e, FlowEnd::Reused);
                 flows_.remove(*e);
                 counters_.flows_reused.inc();
@@ -565,6 +570,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     continue;
                 }
                 counters_.flows_created.inc();
+                isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
                 if (!classifier_.has_free_state()) {
                     reclaim_half_open(*e, b.time_ns[i]);
                 }

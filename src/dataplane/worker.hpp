@@ -193,6 +193,7 @@ private:
     uint64_t inj_credit_ns_ = 0;              // token bucket of the injection rate limit
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
+    uint32_t* isn_ = nullptr;  // per flow entry: the client's initial sequence number (TCP)
     static constexpr unsigned kDropBatch = 64;
     rte_mbuf* dropped_[kDropBatch] = {};
     unsigned ndropped_ = 0;

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Integration test: a new TCP connection on the 5-tuple of one l7gate rejected is a new flow.
+"""Integration test: a new TCP connection on the 5-tuple of one that ended is a new flow.
 
     L7GATE_BIN=build/l7gate /usr/bin/python3 tests/integration/test_reuse.py -v
 
@@ -7,8 +7,8 @@ Connection 1 asks HTTP for a hostname the policy rejects: l7gate resets both end
 Connection 2 reuses the same addresses and ports (as a client does at once after a reset)
 and asks for an allowed hostname: it must be classified and judged afresh and pass, not
 inherit connection 1's cached reject. The flow log holds both, the first ended "reused".
-A dropped connection that the client reset keeps its flow until tcp-closed expires: a SYN on
-its 5-tuple then stays with it (a replayed capture repeats its SYNs).
+The same after a drop and a client reset. But the same SYN again (its initial sequence number
+unchanged: a retransmission, or a replayed capture) stays with its flow.
 """
 
 import json
@@ -73,16 +73,21 @@ class ReuseTest(unittest.TestCase):
         self.check(POLICY.replace("blocked.test: drop", "blocked.test: reject"), rst=False, verdict="reject",
                    reused=1)
 
-    def test_a_replayed_syn_of_a_dropped_connection_stays_with_it(self):
-        # Connection 1 is dropped and closed by the client's RST; a SYN on its 5-tuple within
-        # the tcp-closed timeout stays with the old flow (as a retransmitted or replayed SYN
-        # must), so connection 2 is dropped too.
-        self.check(POLICY, rst=True, verdict="drop", reused=0)
+    def test_a_new_connection_after_a_client_reset_is_judged_afresh(self):
+        # Connection 1 is dropped and the client resets it; connection 2 on the same ports
+        # (another initial sequence number) must not inherit the drop, nor could it
+        # inherit a pass: a closed flow's verdict never covers a new connection.
+        self.check(POLICY, rst=True, verdict="drop", reused=1)
 
-    def check(self, policy, rst, verdict, reused):
+    def test_the_same_syn_again_stays_with_its_flow(self):
+        # A replayed capture (or a retransmission) repeats the SYN with its sequence number:
+        # the same connection, the same flow, its drop kept.
+        self.check(POLICY, rst=True, verdict="drop", reused=0, isn2=1000)
+
+    def check(self, policy, rst, verdict, reused, isn2=900000):
         t0 = 1700000000 * 1000000
         first = connection("blocked.test", 1000, t0, rst=rst)
-        second = connection("allowed.test", 900000, t0 + 200000, rst=False)  # 0.2 s later
+        second = connection("allowed.test", isn2, t0 + 200000, rst=False)  # 0.2 s later
         inp = os.path.join(self.work, "in.pcap")
         write_pcap_records(inp, first + second)
         empty = os.path.join(self.work, "empty.pcap")
