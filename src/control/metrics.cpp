@@ -366,6 +366,9 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     MetricFamily created = family("l7gate_flows_created_total", C, "Flows created in the flow tables.");
     add(created, d(s.flows_created));
     out.push_back(std::move(created));
+    single(out, "l7gate_flows_asymmetric_total", C,
+        "TCP flows a worker first saw as the server's SYN-ACK: the client's SYN reached another worker (RSS not symmetric) or passed before l7gate started.",
+        d(s.flows_asymmetric));
     single(out, "l7gate_flows_expired_total", C,
         "Flows ended by their idle timeout (--timeouts).", d(s.flows_expired));
     single(out, "l7gate_flow_table_full_total", C,

@@ -106,6 +106,7 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.dropped += ws.dropped;
         s.flows_flushed += c.flows_flushed.get();
         s.flows_reused += c.flows_reused.get();
+        s.flows_asymmetric += c.flows_asymmetric.get();
         s.flow_log_records += c.flow_log_records.get();
         s.flow_log_lost += c.flow_log_lost.get();
         for (size_t k = 0; k < static_cast<size_t>(dp::Stage::Count); ++k) {
@@ -240,7 +241,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     }
     o << "},\"non_ip_packets\":" << s.non_ip << ",\"flows\":{\"created\":" << s.flows_created
       << ",\"expired\":" << s.flows_expired << ",\"active\":" << s.flows_active
-      << ",\"table_full\":" << s.table_full << ",\"flushed\":" << s.flows_flushed << ",\"reused\":" << s.flows_reused << "},\"fragments\":{\"tracked\":" << s.frag_tracked
+      << ",\"table_full\":" << s.table_full << ",\"flushed\":" << s.flows_flushed << ",\"reused\":" << s.flows_reused << ",\"asymmetric\":" << s.flows_asymmetric << "},\"fragments\":{\"tracked\":" << s.frag_tracked
       << ",\"matched\":" << s.frag_matched << ",\"table_full\":" << s.frag_table_full
       << "},\"workers\":[";
     for (size_t i = 0; i < s.workers.size(); ++i) {

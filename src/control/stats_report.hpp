@@ -54,6 +54,7 @@ struct StatsSnapshot {
     uint64_t rx_bytes = 0, tx_bytes = 0;
     uint64_t flows_flushed = 0;
     uint64_t flows_reused = 0;
+    uint64_t flows_asymmetric = 0;
     uint64_t stage_cycles[static_cast<size_t>(dp::Stage::Count)] = {};  // -Dprofiling builds only
     std::vector<ProtoStats> protocols;  // ids with any traffic, by bytes descending
     uint64_t risk_flows[64] = {};

@@ -62,6 +62,7 @@ struct alignas(64) WorkerCounters {
     Counter flows_expired;  // idle expiry
     Counter flows_flushed;  // ended by l7gate stopping
     Counter flows_reused;   // closed TCP flows ended by a new connection's SYN on their 5-tuple
+    Counter flows_asymmetric;  // TCP flows opened here by the server's SYN-ACK: the SYN went elsewhere
     Counter flows_active;  // gauge
     Counter table_full;
     Counter frag_tracked;

@@ -559,7 +559,12 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 e = nullptr;
             }
             if (e == nullptr) {
-                e = flows_.insert(pm.key, pm.hash, b.time_ns[i], slot);
+                // A TCP flow that opens with the server's SYN-ACK: its SYN reached another
+                // worker (the RSS hash is not symmetric) or passed before l7gate started. The
+                // receiver of the SYN-ACK is the client.
+                const bool synack = pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck | tcp_flag::kRst)) ==
+                                                            (tcp_flag::kSyn | tcp_flag::kAck);
+                e = flows_.insert(pm.key, pm.hash, b.time_ns[i], synack ? slot ^ 1u : slot);
                 if (e == nullptr) {
                     counters_.table_full.inc();
                     if (cfg_.table_full_drop) {
@@ -570,6 +575,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     continue;
                 }
                 counters_.flows_created.inc();
+                if (synack) {
+                    counters_.flows_asymmetric.inc();
+                }
                 isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
                 if (!classifier_.has_free_state()) {
                     reclaim_half_open(*e, b.time_ns[i]);

@@ -130,9 +130,11 @@ class PassThroughTest(LiveCase):
         for r in tcp_udp:
             per_worker[r["worker"]] = per_worker.get(r["worker"], 0) + 1
         asym = asymmetric_flows(tcp_udp)
-        report("fanout: TCP/UDP flows per worker %s; asymmetric flows (seen on two workers): %d"
-               % (dict(sorted(per_worker.items())), len(asym)))
+        report("fanout: TCP/UDP flows per worker %s; asymmetric flows (seen on two workers): %d; "
+               "l7gate's flows.asymmetric: %d" % (dict(sorted(per_worker.items())), len(asym),
+                                                  st["flows"]["asymmetric"]))
         self.assertEqual(asym, {}, "flows split over workers")
+        self.assertEqual(st["flows"]["asymmetric"], 0, "a worker saw a SYN-ACK without its SYN")
         self.assertEqual({r["worker"] for r in recs} - {0, 1}, set())
         for r in tcp_udp:
             if r["l4_proto"] == "TCP":

@@ -160,9 +160,11 @@ class ReloadTest(LiveCase):
         for r in tcp:
             per_worker[r["worker"]] = per_worker.get(r["worker"], 0) + 1
         asym = asymmetric_flows(tcp)
-        report("fanout under load: TCP flows per worker %s; asymmetric flows: %d"
-               % (dict(sorted(per_worker.items())), len(asym)))
+        report("fanout under load: TCP flows per worker %s; asymmetric flows: %d; "
+               "l7gate's flows.asymmetric: %d" % (dict(sorted(per_worker.items())), len(asym),
+                                                  st["flows"]["asymmetric"]))
         self.assertEqual(asym, {})
+        self.assertEqual(st["flows"]["asymmetric"], 0)
 
         # Every packet accounted for.
         rx, tx, dropped = self.assertAccounted(st)

@@ -342,6 +342,7 @@ protected:
         s.malformed[static_cast<size_t>(dp::DropReason::TcpTruncated)] = 6;
         s.flows_created = 1234;
         s.flows_expired = 234;
+        s.flows_asymmetric = 17;
         s.table_full = 3;
         s.protocols.push_back({proto("TLS"), 50, 50000, 5});
         s.protocols.push_back({proto("HTTP"), 40, 40000, 4});
@@ -423,6 +424,7 @@ const std::map<std::string, std::string> kFamilies = {
     {"l7gate_flows_active", "gauge"},
     {"l7gate_flows_created_total", "counter"},
     {"l7gate_flows_expired_total", "counter"},
+    {"l7gate_flows_asymmetric_total", "counter"},
     {"l7gate_flow_table_full_total", "counter"},
     {"l7gate_l7_packets_total", "counter"},
     {"l7gate_l7_bytes_total", "counter"},
@@ -512,6 +514,7 @@ TEST_F(Metrics, EveryFamilyHasHelpTypeAndTheSnapshotValues) {
     EXPECT_EQ(val(e, "l7gate_flows_active", {{"worker", "1"}}), 301);
     EXPECT_EQ(val(e, "l7gate_flows_created_total"), 1234);
     EXPECT_EQ(val(e, "l7gate_flows_expired_total"), 234);
+    EXPECT_EQ(val(e, "l7gate_flows_asymmetric_total"), 17);
     EXPECT_EQ(val(e, "l7gate_flow_table_full_total"), 3);
 
     // Protocols, categories (per flow, from the snapshot), risks.
