@@ -99,6 +99,16 @@ def mmm(vals, fmt):
     return "%s / %s / %s" % (fmt % min(vals), fmt % statistics.median(vals), fmt % max(vals))
 
 
+def parse_args(runs):
+    """The options of the benchmarks built on prepare() and run_one(): --runs N (default
+    runs), --duration S (default 5), --no-build."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=runs)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--no-build", action="store_true")
+    return ap.parse_args()
+
+
 def prepare(tool, no_build):
     """Root check, release build (unless no_build), the established mix and a private copy
     of the binary. Returns (binary, pcap, packets, work directory, EAL memory options)."""
@@ -120,11 +130,7 @@ def prepare(tool, no_build):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--no-build", action="store_true")
-    a = ap.parse_args()
+    a = parse_args(runs=3)
     binary, pcap, packets, work, mem = prepare("enforce.py", a.no_build)
     results = []
     for run in range(1, a.runs + 1):

@@ -16,9 +16,7 @@ queues, so each worker has the same 10k flows in its own table). Runs alternate.
   runs beside it.
 """
 
-import argparse
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,11 +24,7 @@ import enforce  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--no-build", action="store_true")
-    a = ap.parse_args()
+    a = enforce.parse_args(runs=5)
     binary, pcap, packets, work, mem = enforce.prepare("scaling.py", a.no_build)
     one, two = [], []
     for run in range(1, a.runs + 1):
@@ -44,13 +38,12 @@ def main():
     raw = [2 * t["mpps_per_worker"] / o["mpps_per_worker"] for o, t in zip(one, two)]
     norm = [2 * o["cyc_pkt"] / t["cyc_pkt"] for o, t in zip(one, two)]
 
-    def mmm(v, fmt="%.2f"):
-        return " / ".join(fmt % x for x in (min(v), statistics.median(v), max(v)))
+    mmm = enforce.mmm
     print("| workers | total Mpps | cyc/pkt |")
     print("|---|---|---|")
     print("| 1 | %s | %s |" % (mmm([o["mpps_per_worker"] for o in one], "%.3f"), mmm([o["cyc_pkt"] for o in one], "%.0f")))
     print("| 2 | %s | %s |" % (mmm([2 * t["mpps_per_worker"] for t in two], "%.3f"), mmm([t["cyc_pkt"] for t in two], "%.0f")))
-    print("\nraw scaling (paired runs) %s; normalised by busy cycles %s (min / median / max)" % (mmm(raw), mmm(norm)))
+    print("\nraw scaling (paired runs) %s; normalised by busy cycles %s (min / median / max)" % (mmm(raw, "%.2f"), mmm(norm, "%.2f")))
     print("command: perf/scaling.py --runs %d --duration %d; two workers: %s" % (a.runs, a.duration, two[0]["cmd"]))
 
 

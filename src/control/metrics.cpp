@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -81,6 +82,23 @@ void add(MetricFamily& f, Labels labels, double v) {
 
 void add(MetricFamily& f, double v) { add(f, Labels{}, v); }
 
+// Families built together, one per row {name, type, help}, in the rows' order: the update
+// binds them to names, fills them in one loop, and appends them with append().
+struct Spec {
+    const char* name;
+    MetricType type;
+    const char* help;
+};
+
+template <size_t N>
+std::array<MetricFamily, N> families(const Spec (&specs)[N]) {
+    std::array<MetricFamily, N> fs;
+    for (size_t i = 0; i < N; ++i) {
+        fs[i] = family(specs[i].name, specs[i].type, specs[i].help);
+    }
+    return fs;
+}
+
 // A family with one unlabelled sample, appended to out.
 void single(std::vector<MetricFamily>& out, const char* name, MetricType type, const char* help, double v) {
     MetricFamily f = family(name, type, help);
@@ -105,6 +123,21 @@ void merge_duplicates(MetricFamily& f) {
         }
     }
     f.metric = std::move(out);
+}
+
+// Moves f to out; merged: after merge_duplicates() (label values that may repeat).
+void append(std::vector<MetricFamily>& out, MetricFamily& f, bool merged) {
+    if (merged) {
+        merge_duplicates(f);
+    }
+    out.push_back(std::move(f));
+}
+
+template <size_t N>
+void append(std::vector<MetricFamily>& out, std::array<MetricFamily, N>& fs, bool merged) {
+    for (MetricFamily& f : fs) {
+        append(out, f, merged);
+    }
 }
 
 double d(uint64_t v) { return static_cast<double>(v); }
@@ -302,22 +335,25 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     const auto G = MetricType::Gauge;
 
     // -- ports and queues ---------------------------------------------------------------------
-    MetricFamily rxp = family("l7gate_rx_packets_total", C,
-        "Packets received on a port's RX queue (worker N owns queue N of every port).");
-    MetricFamily rxb = family("l7gate_rx_bytes_total", C,
-        "Bytes received on a port's RX queue, whole Ethernet frames.");
-    MetricFamily txp = family("l7gate_tx_packets_total", C,
-        "Packets transmitted on a port's TX queue: frames forwarded from the peer port of its bridge pair.");
-    MetricFamily txb = family("l7gate_tx_bytes_total", C,
-        "Bytes transmitted on a port's TX queue, whole Ethernet frames.");
-    MetricFamily missed = family("l7gate_port_missed_packets_total", C,
-        "Packets the NIC dropped because the RX queues were full (PMD imissed): the workers did not keep up.");
-    MetricFamily nombuf = family("l7gate_port_rx_nombuf_total", C,
-        "Packets the PMD could not receive for lack of an mbuf (packet pool exhausted, see --mbufs).");
-    MetricFamily ierr = family("l7gate_port_rx_errors_total", C,
-        "Erroneous packets received, as reported by the PMD (ierrors).");
-    MetricFamily oerr = family("l7gate_port_tx_errors_total", C,
-        "Packets the PMD failed to transmit (oerrors).");
+    std::array<MetricFamily, 8> port_families = families({
+        {"l7gate_rx_packets_total", C,
+         "Packets received on a port's RX queue (worker N owns queue N of every port)."},
+        {"l7gate_rx_bytes_total", C,
+         "Bytes received on a port's RX queue, whole Ethernet frames."},
+        {"l7gate_tx_packets_total", C,
+         "Packets transmitted on a port's TX queue: frames forwarded from the peer port of its bridge pair."},
+        {"l7gate_tx_bytes_total", C,
+         "Bytes transmitted on a port's TX queue, whole Ethernet frames."},
+        {"l7gate_port_missed_packets_total", C,
+         "Packets the NIC dropped because the RX queues were full (PMD imissed): the workers did not keep up."},
+        {"l7gate_port_rx_nombuf_total", C,
+         "Packets the PMD could not receive for lack of an mbuf (packet pool exhausted, see --mbufs)."},
+        {"l7gate_port_rx_errors_total", C,
+         "Erroneous packets received, as reported by the PMD (ierrors)."},
+        {"l7gate_port_tx_errors_total", C,
+         "Packets the PMD failed to transmit (oerrors)."},
+    });
+    auto& [rxp, rxb, txp, txb, missed, nombuf, ierr, oerr] = port_families;
     for (const PortStats& p : s.ports) {
         const std::string port = u(p.port);
         for (size_t q = 0; q < p.queues.size(); ++q) {
@@ -337,15 +373,16 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
             add(oerr, {{"port", port}}, d(p.oerrors));
         }
     }
-    for (MetricFamily* f : {&rxp, &rxb, &txp, &txb, &missed, &nombuf, &ierr, &oerr}) {
-        out.push_back(std::move(*f));
-    }
+    append(out, port_families, false);
 
     // -- drops and anomalies ------------------------------------------------------------------
-    MetricFamily drops = family("l7gate_drops_total", C,
-        "Packets dropped, by reason (README: Drop reasons). Every received packet is either transmitted or dropped under exactly one reason.");
-    MetricFamily malformed = family("l7gate_malformed_packets_total", C,
-        "Malformed packets seen by the parser, by anomaly, whether dropped or forwarded (--malformed).");
+    std::array<MetricFamily, 2> drop_families = families({
+        {"l7gate_drops_total", C,
+         "Packets dropped, by reason (README: Drop reasons). Every received packet is either transmitted or dropped under exactly one reason."},
+        {"l7gate_malformed_packets_total", C,
+         "Malformed packets seen by the parser, by anomaly, whether dropped or forwarded (--malformed)."},
+    });
+    auto& [drops, malformed] = drop_families;
     for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
         const std::string name = sv(dp::kDropReasons[r].name);
         add(drops, {{"reason", name}}, d(s.drops[r]));
@@ -353,8 +390,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
             add(malformed, {{"reason", name}}, d(s.malformed[r]));
         }
     }
-    out.push_back(std::move(drops));
-    out.push_back(std::move(malformed));
+    append(out, drop_families, false);
 
     // -- flows --------------------------------------------------------------------------------
     MetricFamily active = family("l7gate_flows_active", G,
@@ -362,10 +398,8 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     for (const WorkerStats& w : s.workers) {
         add(active, {{"worker", u(w.queue)}}, d(w.flows_active));
     }
-    out.push_back(std::move(active));
-    MetricFamily created = family("l7gate_flows_created_total", C, "Flows created in the flow tables.");
-    add(created, d(s.flows_created));
-    out.push_back(std::move(created));
+    append(out, active, false);
+    single(out, "l7gate_flows_created_total", C, "Flows created in the flow tables.", d(s.flows_created));
     single(out, "l7gate_flows_asymmetric_total", C,
         "TCP flows a worker first saw as the server's SYN-ACK: the client's SYN reached another worker (RSS not symmetric) or passed before l7gate started.",
         d(s.flows_asymmetric));
@@ -375,14 +409,17 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Packets whose new flow found the flow table full; forwarded without a flow or dropped (--on-flow-table-full).", d(s.table_full));
 
     // -- application protocols, categories, risks ---------------------------------------------
-    MetricFamily l7p = family("l7gate_l7_packets_total", C,
-        "Packets of classified flows by nDPI protocol (app protocol, else master), counted from the end of classification with the packets seen before it.");
-    MetricFamily l7b = family("l7gate_l7_bytes_total", C,
-        "Bytes (whole frames) of classified flows by nDPI protocol, counted as l7gate_l7_packets_total.");
-    MetricFamily l7f = family("l7gate_l7_flows_total", C,
-        "Flows whose classification ended, by nDPI protocol (app protocol, else master; Unknown when nDPI gave up).");
-    MetricFamily cat = family("l7gate_category_bytes_total", C,
-        "Bytes of classified flows by the nDPI category of each flow (counted as l7gate_l7_bytes_total).");
+    std::array<MetricFamily, 4> l7_families = families({
+        {"l7gate_l7_packets_total", C,
+         "Packets of classified flows by nDPI protocol (app protocol, else master), counted from the end of classification with the packets seen before it."},
+        {"l7gate_l7_bytes_total", C,
+         "Bytes (whole frames) of classified flows by nDPI protocol, counted as l7gate_l7_packets_total."},
+        {"l7gate_l7_flows_total", C,
+         "Flows whose classification ended, by nDPI protocol (app protocol, else master; Unknown when nDPI gave up)."},
+        {"l7gate_category_bytes_total", C,
+         "Bytes of classified flows by the nDPI category of each flow (counted as l7gate_l7_bytes_total)."},
+    });
+    auto& [l7p, l7b, l7f, cat] = l7_families;
     for (const ProtoStats& p : s.protocols) {
         const Labels l{{"protocol", names.protocol(p.id)}};
         add(l7p, l, d(p.packets));
@@ -394,10 +431,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
             add(cat, {{"category", names.category(c)}}, d(s.category_bytes[c]));
         }
     }
-    for (MetricFamily* f : {&l7p, &l7b, &l7f, &cat}) {
-        merge_duplicates(*f);
-        out.push_back(std::move(*f));
-    }
+    append(out, l7_families, true);
     MetricFamily risks = family("l7gate_risk_flows_total", C,
         "Flows whose classification ended with this nDPI flow risk set (a flow can carry several risks).");
     for (unsigned bit = 1; bit < 64; ++bit) {
@@ -408,8 +442,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
                 d(s.risk_flows[bit]));
         }
     }
-    merge_duplicates(risks);
-    out.push_back(std::move(risks));
+    append(out, risks, true);
 
     single(out, "l7gate_classified_flows_total", C,
         "Flows whose nDPI classification ended (protocol found, or given up with guessing).", d(s.classified));
@@ -453,8 +486,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
             d(r.flows));
     }
     add(verdicts, {{"action", ""}, {"reason", "other"}}, d(other));
-    merge_duplicates(verdicts);
-    out.push_back(std::move(verdicts));
+    append(out, verdicts, true);
 
     // -- policy -------------------------------------------------------------------------------
     single(out, "l7gate_policy_generation", G,
@@ -463,7 +495,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Policy reload attempts by result; a failed reload keeps the previous policy in force.");
     add(reloads, {{"result", "success"}}, d(policy.reloads_ok));
     add(reloads, {{"result", "failure"}}, d(policy.reloads_failed));
-    out.push_back(std::move(reloads));
+    append(out, reloads, false);
     single(out, "l7gate_policy_last_reload_timestamp_seconds", G,
         "Unix time of the last policy load attempt (the load at start included); 0 if none.", policy.last_reload_unix);
     single(out, "l7gate_policy_last_reload_success", G,
@@ -473,17 +505,19 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     for (size_t i = 0; i < std::min(policy.shaper_names.size(), policy.shaper_rate_bps.size()); ++i) {
         add(shaper, {{"shaper", policy.shaper_names[i]}}, d(policy.shaper_rate_bps[i]));
     }
-    merge_duplicates(shaper);
-    out.push_back(std::move(shaper));
-    MetricFamily shaped = family("l7gate_shaper_packets_total", C,
-        "Packets of shape:/police: flows by shaper and outcome: sent (at once), delayed (sent after "
-        "waiting in the queue), dropped (queue full, max_delay exceeded, or out of profile).");
-    MetricFamily shaped_bytes = family("l7gate_shaper_bytes_total", C,
-        "Bytes that left through each shaper (sent at once or after waiting).");
-    MetricFamily shaper_queue = family("l7gate_shaper_queue_packets", G,
-        "Packets waiting in each shaper's queues right now, all workers.");
-    MetricFamily shaper_drops = family("l7gate_shaper_drops_total", C,
-        "Packets each shaper dropped: queue full, waited beyond max_delay, or out of profile (police:).");
+    append(out, shaper, true);
+    std::array<MetricFamily, 4> shaper_families = families({
+        {"l7gate_shaper_packets_total", C,
+         "Packets of shape:/police: flows by shaper and outcome: sent (at once), delayed (sent after "
+         "waiting in the queue), dropped (queue full, max_delay exceeded, or out of profile)."},
+        {"l7gate_shaper_bytes_total", C,
+         "Bytes that left through each shaper (sent at once or after waiting)."},
+        {"l7gate_shaper_queue_packets", G,
+         "Packets waiting in each shaper's queues right now, all workers."},
+        {"l7gate_shaper_drops_total", C,
+         "Packets each shaper dropped: queue full, waited beyond max_delay, or out of profile (police:)."},
+    });
+    auto& [shaped, shaped_bytes, shaper_queue, shaper_drops] = shaper_families;
     for (size_t i = 0; i < dp::kShaperCounters; ++i) {
         const StatsSnapshot::ShaperStats& h = s.shapers[i];
         if (i >= policy.shaper_names.size() && h.sent + h.delayed + h.dropped == 0) {
@@ -497,10 +531,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         add(shaper_queue, {{"shaper", name}}, d(h.queued));
         add(shaper_drops, {{"shaper", name}}, d(h.dropped));
     }
-    for (MetricFamily* f : {&shaped, &shaped_bytes, &shaper_queue, &shaper_drops}) {
-        merge_duplicates(*f);
-        out.push_back(std::move(*f));
-    }
+    append(out, shaper_families, true);
     single(out, "l7gate_shaper_backlog_packets", G,
         "Packets waiting in shaper queues right now (received, not yet sent or dropped).", d(s.shaper_backlog));
 
@@ -523,14 +554,16 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     for (const auto& h : s.top_hosts) {
         add(hscore, {{"host", h.host}}, d(h.score));
     }
-    merge_duplicates(hscore);
-    out.push_back(std::move(hscore));
+    append(out, hscore, true);
 
     // -- workers ------------------------------------------------------------------------------
-    MetricFamily cpp = family("l7gate_worker_cycles_per_packet", G,
-        "TSC cycles a worker spent per packet received since start (end of RX burst to end of TX burst), as cycles_per_packet in --stats-json.");
-    MetricFamily busy = family("l7gate_worker_busy_ratio", G,
-        "Share of wall time a worker spent on non-empty bursts over the last update interval (1 s): 0 idle, 1 saturated.");
+    std::array<MetricFamily, 2> worker_families = families({
+        {"l7gate_worker_cycles_per_packet", G,
+         "TSC cycles a worker spent per packet received since start (end of RX burst to end of TX burst), as cycles_per_packet in --stats-json."},
+        {"l7gate_worker_busy_ratio", G,
+         "Share of wall time a worker spent on non-empty bursts over the last update interval (1 s): 0 idle, 1 saturated."},
+    });
+    auto& [cpp, busy] = worker_families;
     const bool have_interval = have_prev_ && prev_busy_.size() == s.workers.size() && now > prev_t_ && tsc_hz > 0;
     for (size_t i = 0; i < s.workers.size(); ++i) {
         const WorkerStats& w = s.workers[i];
@@ -541,8 +574,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
             add(busy, l, d(delta) / ((now - prev_t_) * tsc_hz));
         }
     }
-    out.push_back(std::move(cpp));
-    out.push_back(std::move(busy));
+    append(out, worker_families, false);
     prev_busy_.resize(s.workers.size());
     for (size_t i = 0; i < s.workers.size(); ++i) {
         prev_busy_[i] = s.workers[i].busy_cycles;

@@ -7,6 +7,7 @@
 #include <rte_eal.h>
 #include <rte_mbuf.h>
 
+#include "bridge_config.hpp"
 #include "dataplane/memory.hpp"
 #include "dataplane/ndpi_arena.hpp"
 
@@ -24,6 +25,16 @@ inline rte_mempool* eal_pool() {
         return rte_pktmbuf_pool_create("t_pool", 16383, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
     }();
     return pool;
+}
+
+// bridge_pair_config() with the table sizes the tier-2 tests' traffic is made for.
+inline dp::WorkerConfig eal_worker_config(uint16_t a, uint16_t b) {
+    dp::WorkerConfig cfg = bridge_pair_config(a, b);
+    cfg.flows = 4096;
+    cfg.frags = 256;
+    cfg.classifier.dpi_flows = 1024;
+    cfg.classifier.meta_flows = 4096;
+    return cfg;
 }
 
 } // namespace l7gate::test

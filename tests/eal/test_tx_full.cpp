@@ -62,17 +62,7 @@ TEST(TxFull, AnUndrainedPeerIsCountedAndLeaksNothing) {
     ASSERT_EQ(dp::port_start(static_cast<uint16_t>(pb), setup), "");
 
     auto* w = new dp::Worker();
-    dp::WorkerConfig cfg;
-    cfg.nb_ports = 2;
-    cfg.port[0] = static_cast<uint16_t>(pa);
-    cfg.peer[0] = static_cast<uint16_t>(pb);
-    cfg.port[1] = static_cast<uint16_t>(pb);
-    cfg.peer[1] = static_cast<uint16_t>(pa);
-    cfg.flows = 4096;
-    cfg.frags = 256;
-    cfg.classifier.dpi_flows = 1024;
-    cfg.classifier.meta_flows = 4096;
-    ASSERT_EQ(w->init(cfg), nullptr);
+    ASSERT_EQ(w->init(eal_worker_config(static_cast<uint16_t>(pa), static_cast<uint16_t>(pb))), nullptr);
 
     const unsigned before = rte_mempool_avail_count(pool);
     constexpr unsigned kFrames = 3000;

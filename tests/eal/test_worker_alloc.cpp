@@ -146,17 +146,7 @@ TEST_F(WorkerAlloc, ClassificationPathDoesNotCallMalloc) {
     ASSERT_GT(frames.size(), 20u);
 
     auto* w = new dp::Worker();
-    dp::WorkerConfig cfg;
-    cfg.nb_ports = 2;
-    cfg.port[0] = 0;
-    cfg.peer[0] = 1;
-    cfg.port[1] = 1;
-    cfg.peer[1] = 0;
-    cfg.flows = 4096;
-    cfg.frags = 256;
-    cfg.classifier.dpi_flows = 1024;
-    cfg.classifier.meta_flows = 4096;
-    ASSERT_EQ(w->init(cfg), nullptr);
+    ASSERT_EQ(w->init(eal_worker_config(0, 1)), nullptr);
     w->classifier_attach_for_test();
 
     const uint64_t warm = run(*w, frames, 1700000000ull * 1000000000ull);

@@ -12,24 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_loader.hpp"
+#include "fuzz_policy_common.hpp"
 
 namespace ctl = l7gate::ctl;
 
 namespace {
-const ctl::NdpiNames& names() {
-    static ctl::NdpiNames* n = [] {
-        auto* p = new ctl::NdpiNames();
-        if (!p->init("", "").empty()) {
-            std::abort();
-        }
-        return p;
-    }();
-    return *n;
-}
-
 const std::string& list_path() {
     static const std::string p = "/tmp/l7gate-fuzz-list-" + std::to_string(getpid()) + ".txt";
     return p;
@@ -65,13 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (!ctl::load_policy_text(policy, "/tmp/fuzz-lists.yaml", ctl::PolicyFormat::Yaml, cfg, errors)) {
             return 0;
         }
-        ctl::ReasonRegistry reasons;
-        ctl::CompileContext ctx{&names(), nullptr, &reasons, 1};
-        std::vector<ctl::PolicyError> cerrors;
-        auto snap = ctl::compile_policy(cfg, ctx, cerrors);
-        if ((snap == nullptr) == cerrors.empty()) {
-            std::abort();
-        }
+        l7gate::fuzz::compile_checked(cfg);
     } catch (...) {
         std::abort();
     }

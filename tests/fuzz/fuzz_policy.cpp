@@ -9,24 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_loader.hpp"
+#include "fuzz_policy_common.hpp"
 
 namespace ctl = l7gate::ctl;
-
-namespace {
-const ctl::NdpiNames& names() {
-    static ctl::NdpiNames* n = [] {
-        auto* p = new ctl::NdpiNames();
-        if (!p->init("", "").empty()) {
-            std::abort();
-        }
-        return p;
-    }();
-    return *n;
-}
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size > 64 * 1024) {
@@ -44,13 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             return 0;
         }
         (void)ctl::policy_to_yaml(cfg);
-        ctl::ReasonRegistry reasons;
-        ctl::CompileContext ctx{&names(), nullptr, &reasons, 1};
-        std::vector<ctl::PolicyError> cerrors;
-        auto snap = ctl::compile_policy(cfg, ctx, cerrors);
-        if ((snap == nullptr) == cerrors.empty()) {
-            std::abort();
-        }
+        l7gate::fuzz::compile_checked(cfg);
     } catch (...) {
         std::abort();  // the loader promises never to throw
     }

@@ -29,12 +29,11 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_loader.hpp"
+#include "../eal/bridge_config.hpp"
 #include "dataplane/memory.hpp"
 #include "dataplane/ndpi_arena.hpp"
 #include "dataplane/worker.hpp"
+#include "fuzz_policy_common.hpp"
 
 namespace dp = l7gate::dp;
 namespace ctl = l7gate::ctl;
@@ -101,10 +100,6 @@ State* setup() {
         }
     }
 
-    static ctl::NdpiNames names;
-    if (!names.init("", "").empty()) {
-        std::abort();
-    }
     static ctl::ReasonRegistry reasons;
     ctl::PolicyConfig pc;
     std::vector<ctl::PolicyError> errors;
@@ -112,7 +107,7 @@ State* setup() {
         std::fprintf(stderr, "fuzz_worker: policy: %s\n", errors.empty() ? "?" : errors[0].str().c_str());
         std::abort();
     }
-    ctl::CompileContext ctx{&names, nullptr, &reasons, 1};
+    ctl::CompileContext ctx{&l7gate::fuzz::ndpi_names(), nullptr, &reasons, 1};
     auto snap = ctl::compile_policy(pc, ctx, errors);
     if (snap == nullptr) {
         std::fprintf(stderr, "fuzz_worker: policy: %s\n", errors.empty() ? "?" : errors[0].str().c_str());
@@ -121,12 +116,7 @@ State* setup() {
     s->policy.store(snap.release());
 
     s->worker = new dp::Worker();
-    dp::WorkerConfig cfg;
-    cfg.nb_ports = 2;
-    cfg.port[0] = 0;
-    cfg.peer[0] = 1;
-    cfg.port[1] = 1;
-    cfg.peer[1] = 0;
+    dp::WorkerConfig cfg = l7gate::test::bridge_pair_config(0, 1);
     cfg.flows = 1024;  // small tables: fuzzed inputs reach "full" quickly
     cfg.frags = 64;
     cfg.classifier.dpi_flows = 64;

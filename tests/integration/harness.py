@@ -9,6 +9,9 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
+import tempfile
+import unittest
 
 BIN = os.environ.get("L7GATE_BIN", "")
 TIMEOUT = 60
@@ -195,10 +198,6 @@ def l7gate_stderr_lines(text):
     return [ln for ln in text.splitlines() if ln.strip() and not DPDK_LOG.match(ln)]
 
 
-# ---------------------------------------------------------------------------------------------
-# Module fixtures: traffic is generated once.
-
-
 def frame_flow_key(frame):
     """(l4 name, frozenset({(ip, port), (ip, port)})) of an Ethernet frame, or None for non-IP.
 
@@ -253,6 +252,33 @@ def generate(test, outdir, set_name="l7"):
         test.skipTest("traffic generator failed: " + p.stderr[-500:])
 
 
+def generated_work(test, prefix):
+    """For setUp: skips `test` unless it can run the binary (require_binary), then returns a
+    fresh work directory with tools/gen_traffic.py --set l7 generated into it (generate)."""
+    require_binary(test)
+    work = tempfile.mkdtemp(prefix=prefix)
+    generate(test, work)
+    return work
+
+
+def load_l7_expect(gen_dir):
+    """The generator's l7-expect.json in gen_dir: per flow of l7.pcap, what it must be."""
+    with open(os.path.join(gen_dir, "l7-expect.json")) as f:
+        return json.load(f)
+
+
+def remove_work(work, quiet=False):
+    """Removes a work directory; with L7GATE_KEEP_TMP set keeps it and, unless quiet (its path
+    was printed already), prints "kept <path>"."""
+    if not work:
+        return
+    if os.environ.get("L7GATE_KEEP_TMP"):
+        if not quiet:
+            print("kept", work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def generator_missing(*modules):
     """Why tools/gen_traffic.py cannot run here ("" when it can): a missing generator, or a
     Python module it needs (prefixed "skip: ", for tests to report as skipped)."""
@@ -264,3 +290,55 @@ def generator_missing(*modules):
         if subprocess.run([PY, "-c", "import " + m], capture_output=True).returncode != 0:
             return "skip: %s has no %s (apt-get install %s)" % (PY, m.split(".")[0], hints.get(m, m))
     return ""
+
+
+def main():
+    """Runs the __main__ module's tests verbosely and exits: 1 on a failure, 77 when every test
+    was skipped (not root, binary missing...) so that meson reports SKIP, not OK, else 0."""
+    prog = unittest.main(verbosity=2, exit=False)
+    res = prog.result
+    if not res.wasSuccessful():
+        sys.exit(1)
+    sys.exit(77 if res.testsRun and len(res.skipped) == res.testsRun else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Module fixtures: traffic is generated once.
+
+
+def generate_module_traffic(prefix, what, *gen_args, modules=()):
+    """For setUpModule: a fresh work directory (named on stderr with the binary, `what` first),
+    tools/gen_traffic.py GEN_ARGS run into its gen/ (needing `modules` besides scapy), and an
+    empty capture empty.pcap. Returns (work directory, why the traffic is missing or "");
+    tests pass the reason to check_generated()."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    print("%s: work dir %s, binary %s" % (what, work, BIN or "(L7GATE_BIN unset)"), file=sys.stderr)
+    error = generator_missing(*modules)
+    if error:
+        return work, error
+    cmd = ["gen_traffic.py"] + list(gen_args)
+    p = subprocess.run([PY, os.path.join(TOOLS, cmd[0]), os.path.join(work, "gen")] + cmd[1:],
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        return work, "%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stderr[-2000:])
+    write_pcap(os.path.join(work, "empty.pcap"), [])
+    return work, ""
+
+
+def check_generated(test, error):
+    """Fails `test` when the module's traffic could not be generated (error from
+    generate_module_traffic), or skips it when the reason is a missing module ("skip: ...")."""
+    if error:
+        if error.startswith("skip: "):
+            test.skipTest(error[6:])
+        test.fail(error)
+
+
+def check_binary(test):
+    """Skips `test` unless it can run the real binary: root, L7GATE_BIN set and built."""
+    if os.geteuid() != 0:
+        test.skipTest("needs root (DPDK EAL)")
+    if not BIN:
+        test.skipTest("L7GATE_BIN is not set")
+    if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
+        test.skipTest("l7gate binary %s does not exist (not built yet?)" % BIN)

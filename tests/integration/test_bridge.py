@@ -14,14 +14,11 @@ work directory (its path is printed).
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
 import zlib
 
-PY = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("L7GATE_BIN", "")
 TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
@@ -59,7 +56,9 @@ ALL_REASONS = [r for r, _ in REASONS]
 MALFORMED_REASONS = [r for r, m in REASONS if m]
 
 from harness import (read_pcap, write_pcap, ethertype, run_l7gate,  # noqa: E402
-                     l7gate_stderr_lines, generator_missing)
+                     l7gate_stderr_lines, generate_module_traffic, remove_work,
+                     check_generated, check_binary)
+import harness  # noqa: E402
 
 WORK = None
 GEN_ERROR = None
@@ -67,40 +66,19 @@ GEN_ERROR = None
 
 def setUpModule():
     global WORK, GEN_ERROR
-    WORK = tempfile.mkdtemp(prefix="l7gate-it-")
-    print("l7gate integration: work dir %s, binary %s" % (WORK, BIN or "(L7GATE_BIN unset)"),
-          file=sys.stderr)
-    gen = os.path.join(TOOLS, "gen_traffic.py")
-    GEN_ERROR = generator_missing()
-    if GEN_ERROR:
-        return
-    p = subprocess.run([PY, gen, os.path.join(WORK, "gen")], capture_output=True, text=True,
-                       timeout=300)
-    if p.returncode != 0:
-        GEN_ERROR = "gen_traffic.py failed (%d): %s" % (p.returncode, p.stderr[-2000:])
-        return
-    write_pcap(os.path.join(WORK, "empty.pcap"), [])
+    WORK, GEN_ERROR = generate_module_traffic("l7gate-it-", "l7gate integration")
 
 
 def tearDownModule():
-    if WORK and not os.environ.get("L7GATE_KEEP_TMP"):
-        shutil.rmtree(WORK, ignore_errors=True)
+    remove_work(WORK, quiet=True)
 
 
 class L7gateTest(unittest.TestCase):
     maxDiff = 4000
 
     def setUp(self):
-        if GEN_ERROR:
-            if GEN_ERROR.startswith("skip: "):
-                self.skipTest(GEN_ERROR[6:])
-            self.fail(GEN_ERROR)
-        if os.geteuid() != 0:
-            self.skipTest("needs root (DPDK EAL)")
-        if not BIN:
-            self.skipTest("L7GATE_BIN is not set")
-        if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-            self.skipTest("l7gate binary %s does not exist (not built yet?)" % BIN)
+        check_generated(self, GEN_ERROR)
+        check_binary(self)
         self.work = tempfile.mkdtemp(prefix=self._testMethodName + "-", dir=WORK)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -393,9 +371,4 @@ class L7gateTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    prog = unittest.main(verbosity=2, exit=False)
-    res = prog.result
-    if not res.wasSuccessful():
-        sys.exit(1)
-    # Everything skipped (not root, binary missing...): exit 77 so meson reports SKIP, not OK.
-    sys.exit(77 if res.testsRun and len(res.skipped) == res.testsRun else 0)
+    harness.main()

@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 PY = "/usr/bin/python3"
@@ -40,7 +39,9 @@ TIMEOUT = 120
 
 sys.path.insert(0, TOOLS)
 sys.path.insert(0, HERE)
-from harness import lcores_arg, write_pcap, generator_missing  # noqa: E402
+from harness import (lcores_arg, generate_module_traffic, remove_work,  # noqa: E402
+                     check_binary)
+import harness  # noqa: E402
 from harness import read_pcap_records as _read_records  # noqa: E402
 
 
@@ -97,24 +98,13 @@ GEN_ERROR = None
 
 def setUpModule():
     global WORK, GEN_ERROR
-    WORK = tempfile.mkdtemp(prefix="l7gate-classify-")
-    print("l7gate classify: work dir %s, binary %s" % (WORK, BIN or "(L7GATE_BIN unset)"),
-          file=sys.stderr)
-    gen = os.path.join(TOOLS, "gen_traffic.py")
-    GEN_ERROR = generator_missing("cryptography.hazmat.primitives.ciphers.aead")
-    if GEN_ERROR:
-        return
-    p = subprocess.run([PY, gen, os.path.join(WORK, "gen"), "--set", "l7"], capture_output=True,
-                       text=True, timeout=300)
-    if p.returncode != 0:
-        GEN_ERROR = "gen_traffic.py --set l7 failed (%d): %s" % (p.returncode, p.stderr[-2000:])
-        return
-    write_pcap(os.path.join(WORK, "empty.pcap"), [])
+    WORK, GEN_ERROR = generate_module_traffic(
+        "l7gate-classify-", "l7gate classify", "--set", "l7",
+        modules=("cryptography.hazmat.primitives.ciphers.aead",))
 
 
 def tearDownModule():
-    if WORK and not os.environ.get("L7GATE_KEEP_TMP"):
-        shutil.rmtree(WORK, ignore_errors=True)
+    remove_work(WORK, quiet=True)
 
 
 def gen_path(name):
@@ -127,19 +117,7 @@ def load_expect():
 
 
 def check_generated(test):
-    if GEN_ERROR:
-        if GEN_ERROR.startswith("skip: "):
-            test.skipTest(GEN_ERROR[6:])
-        test.fail(GEN_ERROR)
-
-
-def check_binary(test):
-    if os.geteuid() != 0:
-        test.skipTest("needs root (DPDK EAL)")
-    if not BIN:
-        test.skipTest("L7GATE_BIN is not set")
-    if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        test.skipTest("l7gate binary %s does not exist (not built yet?)" % BIN)
+    harness.check_generated(test, GEN_ERROR)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,9 +387,4 @@ class T3SharedCapturesTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    prog = unittest.main(verbosity=2, exit=False)
-    res = prog.result
-    if not res.wasSuccessful():
-        sys.exit(1)
-    # Everything skipped (not root, binary missing...): exit 77 so meson reports SKIP, not OK.
-    sys.exit(77 if res.testsRun and len(res.skipped) == res.testsRun else 0)
+    harness.main()

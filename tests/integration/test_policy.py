@@ -14,7 +14,6 @@ l7gate's output.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,9 +21,9 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import read_pcap, write_pcap, run_l7gate, frame_flow_key, BIN  # noqa: E402
+from harness import (read_pcap, write_pcap, run_l7gate, frame_flow_key,  # noqa: E402
+                     BIN, require_binary, generate, load_l7_expect, remove_work)
 
-PY = "/usr/bin/python3"
 TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
 GEOIP = os.path.join(TOOLS, "..", "tests", "data", "geoip-test.mmdb")
 
@@ -67,10 +66,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if os.environ.get("L7GATE_KEEP_TMP"):
-        print("kept", WORK)
-    else:
-        shutil.rmtree(WORK, ignore_errors=True)
+    remove_work(WORK)
 
 
 def flow_key(l4, a, ap, b, bp):
@@ -79,22 +75,15 @@ def flow_key(l4, a, ap, b, bp):
 
 class PolicyTest(unittest.TestCase):
     def setUp(self):
-        if os.geteuid() != 0:
-            self.skipTest("DPDK vdevs need root")
-        if not BIN or not os.access(BIN, os.X_OK):
-            self.skipTest("L7GATE_BIN does not name the l7gate binary")
+        require_binary(self)
         if not os.path.exists(GEOIP):
             self.skipTest("GeoIP fixture %s missing" % GEOIP)
         gen = os.path.join(WORK, "gen")
         if not os.path.exists(os.path.join(gen, "l7.pcap")):
             os.makedirs(gen, exist_ok=True)
-            p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), gen, "--set", "l7"],
-                               capture_output=True, text=True)
-            if p.returncode != 0:
-                self.skipTest("traffic generator failed: " + p.stderr[-500:])
+            generate(self, gen)
         self.gen = gen
-        with open(os.path.join(gen, "l7-expect.json")) as f:
-            self.expect = json.load(f)
+        self.expect = load_l7_expect(gen)
         self.policy = os.path.join(WORK, "policy.yaml")
         with open(self.policy, "w") as f:
             f.write(POLICY)
@@ -233,10 +222,7 @@ class ToolsTest(unittest.TestCase):
             self.skipTest("DPDK vdevs need root")
         gen = os.path.join(WORK, "gen-custom")
         os.makedirs(gen, exist_ok=True)
-        p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), gen, "--set", "l7"],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            self.skipTest("traffic generator failed: " + p.stderr[-500:])
+        generate(self, gen)
         protos = os.path.join(WORK, "protos.txt")
         with open(protos, "w") as f:
             f.write('host:"static.example.net"@MyStatic\n')

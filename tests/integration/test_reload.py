@@ -17,16 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import write_pcap, lcores_arg, BIN, require_binary, generate  # noqa: E402
-
-PY = "/usr/bin/python3"
-TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
+from harness import write_pcap, lcores_arg, BIN, generated_work, load_l7_expect, remove_work  # noqa: E402
 
 BASE = """version: 1
 default_policy: other
@@ -48,17 +44,11 @@ RELOADS = 110
 
 class ReloadTest(unittest.TestCase):
     def setUp(self):
-        require_binary(self)
-        self.work = tempfile.mkdtemp(prefix="l7gate-reload-")
-        generate(self, self.work)
-        with open(os.path.join(self.work, "l7-expect.json")) as f:
-            self.expect = json.load(f)
+        self.work = generated_work(self, "l7gate-reload-")
+        self.expect = load_l7_expect(self.work)
 
     def tearDown(self):
-        if os.environ.get("L7GATE_KEEP_TMP"):
-            print("kept", self.work)
-        else:
-            shutil.rmtree(self.work, ignore_errors=True)
+        remove_work(self.work)
 
     def replace_file(self, path, text):
         tmp = path + ".tmp"

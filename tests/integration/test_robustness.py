@@ -27,7 +27,6 @@ Each test prints its figures ("robustness: ..."); README's security table quotes
 import json
 import os
 import random
-import shutil
 import struct
 import sys
 import tempfile
@@ -35,13 +34,11 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import read_pcap_records, write_pcap, run_l7gate, require_binary, generate  # noqa: E402
+from harness import (read_pcap_records, write_pcap, run_l7gate, require_binary,  # noqa: E402
+                     generated_work, load_l7_expect, remove_work)
 import harness  # noqa: E402
 import hostile  # noqa: E402
 from hostile import TcpConv, ipv4, tcp, write_timed_pcap, SYN, ACK, PSH  # noqa: E402
-
-PY = "/usr/bin/python3"
-TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
 
 
 def syn_frame(rng):
@@ -57,17 +54,11 @@ def syn_frame(rng):
 
 class SynFloodTest(unittest.TestCase):
     def setUp(self):
-        require_binary(self)
-        self.work = tempfile.mkdtemp(prefix="l7gate-robust-")
-        generate(self, self.work)
-        with open(os.path.join(self.work, "l7-expect.json")) as f:
-            self.expect = json.load(f)
+        self.work = generated_work(self, "l7gate-robust-")
+        self.expect = load_l7_expect(self.work)
 
     def tearDown(self):
-        if not os.environ.get("L7GATE_KEEP_TMP"):
-            shutil.rmtree(self.work, ignore_errors=True)
-        else:
-            print("kept", self.work)
+        remove_work(self.work)
 
     def test_syn_flood_does_not_starve_classification(self):
         rng = random.Random(1)
@@ -125,10 +116,7 @@ class HostileBase(unittest.TestCase):
         write_pcap(self.empty, [])
 
     def tearDown(self):
-        if not os.environ.get("L7GATE_KEEP_TMP"):
-            shutil.rmtree(self.work, ignore_errors=True)
-        else:
-            print("kept", self.work)
+        remove_work(self.work)
 
     def policy(self, text):
         p = os.path.join(self.work, "policy.yaml")

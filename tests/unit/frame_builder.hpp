@@ -504,33 +504,33 @@ inline Bytes arp_frame(const std::vector<VlanTag>& tags = {}) {
 
 // ---- expected keys -------------------------------------------------------------------------
 
-// The canonical key written out by hand (slot 0 = lower endpoint), independent of make_flow_key.
-inline dp::FlowKey key_v4(const Ip4& lo, uint16_t lo_port, const Ip4& hi, uint16_t hi_port,
-                          uint8_t proto, uint32_t vlan = 0) {
+// The canonical key written out by hand (slot 0 = lower endpoint), independent of make_flow_key;
+// N address bytes: 4 for IPv4, 16 for IPv6.
+template <size_t N>
+inline dp::FlowKey key_by_hand(const std::array<uint8_t, N>& lo, uint16_t lo_port,
+                               const std::array<uint8_t, N>& hi, uint16_t hi_port, uint8_t proto,
+                               uint32_t vlan) {
+    static_assert(N == 4 || N == 16);
     dp::FlowKey k;
     std::memset(&k, 0, sizeof(k));
-    std::memcpy(k.addr[0], lo.data(), 4);
-    std::memcpy(k.addr[1], hi.data(), 4);
+    std::memcpy(k.addr[0], lo.data(), N);
+    std::memcpy(k.addr[1], hi.data(), N);
     k.port[0] = lo_port;
     k.port[1] = hi_port;
     k.vlan = vlan;
     k.proto = proto;
-    k.ip_version = 4;
+    k.ip_version = N == 4 ? 4 : 6;
     return k;
+}
+
+inline dp::FlowKey key_v4(const Ip4& lo, uint16_t lo_port, const Ip4& hi, uint16_t hi_port,
+                          uint8_t proto, uint32_t vlan = 0) {
+    return key_by_hand(lo, lo_port, hi, hi_port, proto, vlan);
 }
 
 inline dp::FlowKey key_v6(const Ip6& lo, uint16_t lo_port, const Ip6& hi, uint16_t hi_port,
                           uint8_t proto, uint32_t vlan = 0) {
-    dp::FlowKey k;
-    std::memset(&k, 0, sizeof(k));
-    std::memcpy(k.addr[0], lo.data(), 16);
-    std::memcpy(k.addr[1], hi.data(), 16);
-    k.port[0] = lo_port;
-    k.port[1] = hi_port;
-    k.vlan = vlan;
-    k.proto = proto;
-    k.ip_version = 6;
-    return k;
+    return key_by_hand(lo, lo_port, hi, hi_port, proto, vlan);
 }
 
 // ---- parsing over an exactly sized heap buffer ---------------------------------------------

@@ -7,6 +7,7 @@
 
 #include "control/policy_config.hpp"
 #include "control/policy_loader.hpp"
+#include "policy_inputs.hpp"
 
 namespace l7gate::ctl {
 // Defined in policy_nprobe.cpp; policy_loader.cpp declares it for itself only.
@@ -22,17 +23,6 @@ using ctl::PolicyConfig;
 using ctl::PolicyError;
 using ctl::PolicyFormat;
 using ctl::PolicySpec;
-
-// nProbe's documented example, unchanged.
-const std::string kExample =
-    R"NP({ "pool": { "id":1, "name": "my pool 1", "ip":  [ "192.168.0.1/24", "10.0.0.0/8", "2a03:b0c0:2:d0::360:4001/48"], "mac": [] }, "policy": { "id":1 }}
-{ "pool": { "id":2, "name": "my pool 2", "mac": ["e8:06:88:ff:fe:e4", "02:81:27:b5:f9:f3", "00:01:01:e4:ba:2c"],  "ip":  ["172.16.0.0/16"] }, "policy": { "id":2 }}
-{ "pool": { "id":3, "name": "my pool 3", "ip":  [ "131.114.0.0/16" ], "mac": [] }, "policy": { "id": 3 }}
-{ "policy": { "id": 0, "name": "root rule", "default_marker": "pass", "flow_risk": { "risks": [ 12 ], "marker": "drop" }, "markers": { "categories": { "Video": "drop" }, "protocols": { "TLS": "pass" }}}}
-{ "policy": { "id": 1, "root": 0, "name": "my rule 1", "default_marker": "pass", "markers": { "protocols": { "HTTP": "pass" }, "countries": { "IT": "pass", "CN": "drop" }, "continents" : { "Asia" : "drop"}}}}
-{ "policy": { "id": 3, "root": 0, "name": "my rule 3", "default_marker": "pass", "markers": { "protocols": { "HTTP": "drop" }}}}
-{ "policy": { "id": 2, "root":1, "name": "my subrule 2 (son of rule 1)", "default_marker": "drop", "markers": { "protocols": { "53": "pass" }}, "hostnames": { "fundingchoicesmessages.google.com": "pass", "www.gstatic.com": "drop", "www.youtube.com": "pass" }}}
-)NP";
 
 std::string all(const std::vector<PolicyError>& errors) {
     std::string s;
@@ -131,7 +121,7 @@ void expect_round_trip(const PolicyConfig& cfg) {
 TEST(NprobePolicy, ExampleLoadsPoolsPoliciesAndParents) {
     PolicyConfig cfg;
     std::vector<PolicyError> errors;
-    ASSERT_TRUE(load_nprobe(kExample, cfg, errors)) << all(errors);
+    ASSERT_TRUE(load_nprobe(kNprobeExample, cfg, errors)) << all(errors);
     EXPECT_TRUE(errors.empty());
     EXPECT_EQ(cfg.file, "ips.conf");
     EXPECT_EQ(cfg.version, 1);
@@ -191,7 +181,7 @@ TEST(NprobePolicy, ExampleLoadsPoolsPoliciesAndParents) {
 }
 
 TEST(NprobePolicy, AutoDetectsNprobeAfterComments) {
-    const std::string text = "# nProbe IPS rules\n\n   # indented comment\n" + kExample;
+    const std::string text = "# nProbe IPS rules\n\n   # indented comment\n" + kNprobeExample;
     PolicyConfig cfg;
     std::vector<PolicyError> errors;
     ASSERT_TRUE(ctl::load_policy_text(text, "ips.conf", PolicyFormat::Auto, cfg, errors))
@@ -213,7 +203,7 @@ TEST(NprobePolicy, AutoDetectsNprobeAfterComments) {
 
 TEST(NprobePolicy, CrlfAndByteOrderMarkAreAccepted) {
     std::string text = "\xEF\xBB\xBF# exported on Windows\r\n";
-    for (char c : kExample) {
+    for (char c : kNprobeExample) {
         text += c == '\n' ? std::string("\r\n") : std::string(1, c);
     }
     PolicyConfig cfg;
@@ -249,7 +239,7 @@ TEST(NprobePolicy, JsonEscapesBeyondTheBasicPlaneAreDecoded) {
 TEST(NprobePolicy, ExampleRoundTripsThroughYaml) {
     PolicyConfig cfg;
     std::vector<PolicyError> errors;
-    ASSERT_TRUE(load_nprobe(kExample, cfg, errors)) << all(errors);
+    ASSERT_TRUE(load_nprobe(kNprobeExample, cfg, errors)) << all(errors);
     const std::string yaml = ctl::policy_to_yaml(cfg);
     EXPECT_EQ(yaml.rfind("# converted from ips.conf\n", 0), 0u) << yaml;
     // Empty sections are left out.
@@ -511,7 +501,7 @@ TEST(NprobePolicy, ErrorsAreAppendedNotReplaced) {
     errors[0].pos.line = 1;
     errors[0].message = "earlier problem";
     PolicyConfig cfg;
-    EXPECT_TRUE(load_nprobe(kExample, cfg, errors));
+    EXPECT_TRUE(load_nprobe(kNprobeExample, cfg, errors));
     EXPECT_EQ(errors.size(), 1u);
     EXPECT_FALSE(load_nprobe("[]", cfg, errors));
     EXPECT_GT(errors.size(), 1u);
@@ -526,27 +516,7 @@ TEST(NprobePolicy, MutatedInputNeverThrowsAndConvertsWhenAccepted) {
     alphabet.push_back('\0');
     size_t accepted = 0;
     for (int round = 0; round < 3000; ++round) {
-        std::string text = kExample;
-        const int edits = 1 + static_cast<int>(rng() % 4);
-        for (int k = 0; k < edits; ++k) {
-            const size_t at = rng() % (text.size() + 1);
-            const char c = alphabet[rng() % alphabet.size()];
-            switch (rng() % 3) {
-            case 0:
-                text.insert(at, 1, c);
-                break;
-            case 1:
-                if (at < text.size()) {
-                    text.erase(at, 1);
-                }
-                break;
-            default:
-                if (at < text.size()) {
-                    text[at] = c;
-                }
-                break;
-            }
-        }
+        const std::string text = mutated(kNprobeExample, rng, alphabet);
         PolicyConfig cfg;
         std::vector<PolicyError> errors;
         bool ok = false;
