@@ -174,6 +174,8 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.dpi_reclaimed += cc.dpi_reclaimed.get();
         s.meta_pool_full += cc.meta_pool_full.get();
         s.giveups += cc.giveups.get();
+        s.dpi_deferred += cc.deferred.get();
+        s.dpi_deferred_no_payload += cc.deferred_no_payload.get();
         s.ndpi_packets += cc.ndpi_packets.get();
         s.ndpi_cycles += cc.ndpi_cycles.get();
         s.ndpi_heap_fallbacks += w->classifier().arena_heap_fallbacks();
@@ -268,7 +270,8 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
         }
     }
     o << "},\"classification\":{\"classified\":" << s.classified << ",\"giveups\":" << s.giveups
-      << ",\"dpi_pool_full\":" << s.dpi_pool_full << ",\"dpi_reclaimed\":" << s.dpi_reclaimed << ",\"meta_pool_full\":" << s.meta_pool_full
+      << ",\"dpi_pool_full\":" << s.dpi_pool_full << ",\"dpi_reclaimed\":" << s.dpi_reclaimed
+      << ",\"deferred\":" << s.dpi_deferred << ",\"deferred_no_payload\":" << s.dpi_deferred_no_payload << ",\"meta_pool_full\":" << s.meta_pool_full
       << ",\"ndpi_packets\":" << s.ndpi_packets
       << ",\"ndpi_cycles_per_packet\":" << per(s.ndpi_cycles, s.ndpi_packets)
       << ",\"ndpi_heap_fallbacks\":" << s.ndpi_heap_fallbacks << "},\"flow_log\":{\"records\":"

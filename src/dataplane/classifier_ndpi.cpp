@@ -2,15 +2,34 @@
 
 #include <cstring>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <rte_cycles.h>
 
 #include <ndpi_api.h>
 
 #include "dataplane/memory.hpp"
+#include "dataplane/packet_parser.hpp"
 
 namespace l7gate::dp {
 
 namespace {
+
+// DpiState::Pending: FlowEntry::ext records what nDPI 4.2 would have learnt from the flow's
+// payload-less packets (ndpi_detection_process_packet, ndpi_init_packet,
+// ndpi_connection_tracking and the dissectors called without payload).
+namespace pending {
+constexpr uint32_t kCount = 0x0fff;        // packets processed (num_processed_pkts), saturating
+constexpr uint32_t kInit = 1u << 12;       // init_finished
+constexpr uint32_t kSetupDir = 1u << 13;   // setup_packet_direction
+constexpr uint32_t kSeenSyn = 1u << 14;    // l4.tcp.seen_syn / seen_syn_ack / seen_ack
+constexpr uint32_t kSeenSynAck = 1u << 15;
+constexpr uint32_t kSeenAck = 1u << 16;
+constexpr uint32_t kSyn = 1u << 17;        // a bare SYN was seen (TINC entry, the guesses)
+constexpr uint32_t kSynSlot = 1u << 18;    // key slot of the latest bare SYN's sender
+constexpr uint32_t kLastSlot = 1u << 19;   // key slot of the latest packet's sender
+} // namespace pending
 
 // ndpiReader copies the URL into a 256-byte buffer before validating it; do the same so
 // long URLs give the same verdict.
@@ -76,6 +95,7 @@ AppClassifier::~AppClassifier() {
     table_free(dpi_mem_);
     table_free(dpi_packets_);
     table_free(dpi_free_);
+    table_free(scratch_);
     table_free(meta_);
 }
 
@@ -104,8 +124,10 @@ const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcep
     dpi_mem_ = static_cast<uint8_t*>(table_alloc(size_t{slot_size_} * dpi_capacity_, socket));
     dpi_packets_ = static_cast<uint16_t*>(table_alloc(sizeof(uint16_t) * dpi_capacity_, socket));
     dpi_free_ = static_cast<uint32_t*>(table_alloc(sizeof(uint32_t) * dpi_capacity_, socket));
+    scratch_ = static_cast<ndpi_flow_struct*>(table_alloc(slot_size_, socket));
     meta_ = static_cast<FlowMeta*>(table_alloc(sizeof(FlowMeta) * size_t{cfg.meta_flows}, socket));
-    if (dpi_mem_ == nullptr || dpi_packets_ == nullptr || dpi_free_ == nullptr || meta_ == nullptr) {
+    if (dpi_mem_ == nullptr || dpi_packets_ == nullptr || dpi_free_ == nullptr || meta_ == nullptr ||
+        scratch_ == nullptr) {
         return "cannot allocate the nDPI flow-state pool (lower --dpi-flows or --flows)";
     }
     for (uint32_t i = 0; i < dpi_capacity_; ++i) {
@@ -132,6 +154,121 @@ void AppClassifier::start(FlowEntry& e) noexcept {
     const uint32_t idx = dpi_free_[--dpi_free_top_];
     std::memset(slot(idx), 0, sizeof(ndpi_flow_struct));
     dpi_packets_[idx] = 0;
+    e.ext = idx;
+    e.set_dpi_state(DpiState::Classifying);
+}
+
+bool AppClassifier::deferrable(const FlowKey& k) const noexcept {
+    if (cfg_.protos_file != nullptr) {
+        return false;  // a custom protocol matched by port is decided on the SYN
+    }
+    if (k.ip_version != 4) {
+        return true;
+    }
+    // The payload-less dissectors that can detect on a SYN (IPv4 only in 4.2).
+    for (unsigned s = 0; s < 2; ++s) {
+        if (k.port[s] == 5001 || k.port[s] == 5201) {
+            return false;  // Targus Dataspeed
+        }
+        const uint32_t a = detail::load_be32(k.addr[s]);
+        if ((a >= 0x5FD325C3u && a <= 0x5FD325CBu) || (a & 0xFFFFFF80u) == 0xB24D7800u) {
+            return false;  // TeamViewer: 95.211.37.195-203, 178.77.120.0/25
+        }
+    }
+    return true;
+}
+
+void AppClassifier::skip(FlowEntry& e, uint8_t tcp_flags, uint8_t sender) noexcept {
+    using namespace pending;
+    uint32_t r = e.ext;
+    const bool syn = (tcp_flags & tcp_flag::kSyn) != 0;
+    const bool ack = (tcp_flags & tcp_flag::kAck) != 0;
+    const uint32_t n = (r & kCount) < kCount ? (r & kCount) + 1 : kCount;
+    if (syn && !ack && (r & kInit) != 0) {
+        r = 0;  // a new SYN resets an unknown flow's state; the packet count survives
+    }
+    r = (r & ~kCount) | n;
+    if ((r & kInit) == 0) {
+        // nDPI's direction of a TCP packet: 1 when its source port is the lower one.
+        r |= kInit | (e.key.port[sender] < e.key.port[sender ^ 1] ? kSetupDir : 0);
+    }
+    const uint32_t seen = r & (kSeenSyn | kSeenSynAck | kSeenAck);
+    if (syn && !ack && seen == 0) {
+        r |= kSeenSyn;
+    } else if (syn && ack && seen == kSeenSyn) {
+        r |= kSeenSynAck;
+    } else if (!syn && ack && seen == (kSeenSyn | kSeenSynAck)) {
+        r |= kSeenAck;
+    }
+    if (syn && !ack) {
+        r = (r | kSyn) & ~kSynSlot;
+        r |= sender != 0 ? kSynSlot : 0;
+    }
+    r = (r & ~kLastSlot) | (sender != 0 ? kLastSlot : 0);
+    e.ext = r;
+}
+
+void AppClassifier::prime(ndpi_flow_struct* f, const FlowEntry& e, bool for_giveup) const noexcept {
+    using namespace pending;
+    const uint32_t r = e.ext;
+    f->num_processed_pkts = static_cast<uint16_t>(r & kCount);
+    f->init_finished = (r & kInit) != 0;
+    f->setup_packet_direction = (r & kSetupDir) != 0;
+    f->l4.tcp.seen_syn = (r & kSeenSyn) != 0;
+    f->l4.tcp.seen_syn_ack = (r & kSeenSynAck) != 0;
+    f->l4.tcp.seen_ack = (r & kSeenAck) != 0;
+    if ((r & kCount) != 0) {
+        // Both exclude themselves on a packet without payload (Targus: its ports ruled out).
+        NDPI_ADD_PROTOCOL_TO_BITMASK(f->excluded_protocol_bitmask, NDPI_PROTOCOL_EDONKEY);
+        NDPI_ADD_PROTOCOL_TO_BITMASK(f->excluded_protocol_bitmask, NDPI_PROTOCOL_TARGUS_GETDATA);
+    }
+    const unsigned s = (r & kSynSlot) != 0 ? 1 : 0;  // the SYN's sender: nDPI's first packet
+    const bool v4 = e.key.ip_version == 4;
+    if ((r & kSyn) != 0 && v4) {
+        std::memcpy(&f->tinc_cache_entry.src_address, e.key.addr[s], 4);
+        std::memcpy(&f->tinc_cache_entry.dst_address, e.key.addr[s ^ 1], 4);
+        f->tinc_cache_entry.dst_port = htons(e.key.port[s ^ 1]);
+    }
+    if (!for_giveup) {
+        return;  // the first payload packet sets the rest, the guesses included
+    }
+    f->l4_proto = IPPROTO_TCP;
+    f->is_ipv6 = !v4;
+    const unsigned l = (r & kLastSlot) != 0 ? 1 : 0;  // nDPI keeps the latest packet's view
+    if (v4) {
+        std::memcpy(&f->saddr, e.key.addr[l], 4);
+        std::memcpy(&f->daddr, e.key.addr[l ^ 1], 4);
+    }
+    f->sport = htons(e.key.port[l]);
+    f->dport = htons(e.key.port[l ^ 1]);
+    uint8_t user_defined = 0;
+    f->guessed_protocol_id = static_cast<int16_t>(
+        ndpi_guess_protocol_id(ndpi_, f, IPPROTO_TCP, e.key.port[s], e.key.port[s ^ 1], &user_defined));
+    if (v4) {
+        in_addr a;
+        std::memcpy(&a.s_addr, e.key.addr[s], 4);
+        uint16_t host = ndpi_network_port_ptree_match(ndpi_, &a, htons(e.key.port[s]));
+        if (host == NDPI_PROTOCOL_UNKNOWN) {
+            std::memcpy(&a.s_addr, e.key.addr[s ^ 1], 4);
+            host = ndpi_network_port_ptree_match(ndpi_, &a, htons(e.key.port[s ^ 1]));
+        }
+        f->guessed_host_protocol_id = host;
+    }
+    f->protocol_id_already_guessed = 1;
+}
+
+void AppClassifier::begin(FlowEntry& e) noexcept {
+    if (dpi_free_top_ == 0) {
+        counters_.dpi_pool_full.inc();
+        e.set_dpi_state(DpiState::None);
+        e.ext = kNoExt;
+        return;
+    }
+    const uint32_t idx = dpi_free_[--dpi_free_top_];
+    ndpi_flow_struct* f = slot(idx);
+    std::memset(f, 0, sizeof(ndpi_flow_struct));
+    prime(f, e, false);
+    dpi_packets_[idx] = static_cast<uint16_t>(e.ext & pending::kCount);
     e.ext = idx;
     e.set_dpi_state(DpiState::Classifying);
 }
@@ -189,6 +326,14 @@ std::string_view AppClassifier::host(const FlowEntry& e) const noexcept {
 }
 
 void AppClassifier::finish_at_end(FlowEntry& e) noexcept {
+    if (e.dpi_state() == DpiState::Pending) {
+        // Never carried payload: nDPI would have seen its SYN only; give up from the record.
+        std::memset(scratch_, 0, sizeof(ndpi_flow_struct));
+        prime(scratch_, e, true);
+        counters_.deferred_no_payload.inc();
+        finish(e, scratch_, true, 0, 0, 0);
+        return;
+    }
     if (e.dpi_state() != DpiState::Classifying) {
         return;
     }
@@ -234,7 +379,9 @@ void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint
     }
     const uint32_t idx = e.ext;
     ndpi_free_flow_data(f);
-    dpi_free_[dpi_free_top_++] = idx;
+    if (f != scratch_) {
+        dpi_free_[dpi_free_top_++] = idx;
+    }
     e.ext = m;
     e.set_dpi_state(DpiState::Done);
 

@@ -14,6 +14,19 @@
 // for flows still unknown. Flows that end earlier are given up at their end. The HTTP URL
 // is checked with ndpi_validate_url() when classification ends (ndpiReader does the same
 // at print time), which is where the URL risks (SQL injection, XSS) come from in 4.2.
+//
+// One exception, for speed: a TCP flow that opens with a bare SYN takes no nDPI state until
+// its first payload (DpiState::Pending). nDPI 4.2 learns little from payload-less packets and
+// all of it is recorded in the flow entry instead: the handshake flags it tracks, the
+// direction of the first packet, how many packets it has processed, and the two dissectors
+// that exclude themselves on an empty packet (eDonkey, Targus). The nDPI state is then primed
+// with that record before the first payload packet is fed, so nDPI reaches the same result;
+// a flow that ends without payload (half-open, SYN flood) is given up from the record alone
+// (port and address guesses, as nDPI would have made on its SYN). The flows a payload-less
+// dissector could detect on the SYN itself (Targus ports 5001/5201, TeamViewer's addresses)
+// and every flow when custom protocols are loaded (--ndpi-protos: a custom port match decides
+// on the SYN) are fed from their first packet as before. A SYN thus costs no nDPI call and no
+// nDPI state: half-open flows cannot exhaust the pool.
 
 #include <cstdint>
 #include <string_view>
@@ -68,6 +81,8 @@ struct alignas(64) ClassifierCounters {
     Counter ndpi_packets;      // calls to ndpi_detection_process_packet
     Counter ndpi_cycles;       // TSC cycles inside those calls
     Counter giveups;           // flows ended by ndpi_detection_giveup
+    Counter deferred;          // TCP flows that opened with a bare SYN: nDPI state at their payload
+    Counter deferred_no_payload;  // of those, flows that ended without any payload
 };
 
 class AppClassifier {
@@ -86,6 +101,19 @@ public:
 
     // A new flow: take an nDPI state (or mark it unclassifiable when the pool is empty).
     void start(FlowEntry& e) noexcept;
+    // A new TCP flow whose first packet is a bare SYN: may it wait for its payload?
+    bool deferrable(const FlowKey& k) const noexcept;
+    // Marks it Pending (no nDPI state); each of its packets without payload goes to skip().
+    void defer(FlowEntry& e) noexcept {
+        e.ext = 0;
+        e.set_dpi_state(DpiState::Pending);
+        counters_.deferred.inc();
+    }
+    // A payload-less packet of a Pending flow (from key slot `sender`): recorded as nDPI would.
+    static void skip(FlowEntry& e, uint8_t tcp_flags, uint8_t sender) noexcept;
+    // The first payload of a Pending flow: take an nDPI state and prime it from the record
+    // (Classifying), or None when the pool is empty. The packet is then fed as usual.
+    void begin(FlowEntry& e) noexcept;
     bool has_free_state() const noexcept { return dpi_free_top_ != 0; }
     // Pool pressure: end the classification of `victim` now (give-up, results kept) so its
     // state can serve a new flow.
@@ -102,7 +130,7 @@ public:
     // The flow's hostname as known now (nDPI's state while classifying, then the side record).
     std::string_view host(const FlowEntry& e) const noexcept;
 
-    // Flow ends while still classifying: give up (with guessing) and keep the results.
+    // Flow ends while still classifying (or Pending): give up (with guessing) and keep the results.
     void finish_at_end(FlowEntry& e) noexcept;
 
     // Flow is freed: return its metadata record.
@@ -134,13 +162,18 @@ private:
     // ndpi_validate_url() on the flow's HTTP URL, as ndpiReader does (0 when not HTTP).
     static uint64_t url_risk(const FlowEntry& e, const ndpi_flow_struct* f) noexcept;
     static uint64_t url_risk_bits() noexcept;
+    // Ends classification; `f` goes back to the pool unless it is the scratch state.
     void finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint16_t master, uint16_t app,
                 uint16_t category) noexcept;
+    // Writes a Pending flow's record into a zeroed nDPI state; `for_giveup` adds the fields
+    // nDPI would have set on the SYN that ndpi_detection_giveup() reads (addresses, guesses).
+    void prime(ndpi_flow_struct* f, const FlowEntry& e, bool for_giveup) const noexcept;
 
     ClassifierConfig cfg_{};
     ndpi_detection_module_struct* ndpi_ = nullptr;
     NdpiArena arena_;
     uint8_t* dpi_mem_ = nullptr;
+    ndpi_flow_struct* scratch_ = nullptr;  // gives Pending flows up at their end
     uint16_t* dpi_packets_ = nullptr;   // packets seen per slot (for the limit)
     uint32_t* dpi_free_ = nullptr;
     uint32_t dpi_free_top_ = 0;

@@ -47,6 +47,8 @@ enum class DpiState : uint8_t {
     None,         // not classified and never will be (no nDPI state was available)
     Classifying,  // FlowEntry::ext = nDPI state slot
     Done,         // FlowEntry::ext = FlowMeta slot or none
+    Pending,      // TCP opened by a bare SYN, no payload yet: no nDPI state; FlowEntry::ext =
+                  // what nDPI would have learnt from the payload-less packets (AppClassifier)
 };
 
 // Verdict actions cached in a flow (the policy snapshot's marker, resolved).

@@ -104,7 +104,7 @@ uint64_t Worker::packet_time(const rte_mbuf* m, uint64_t burst_ns) noexcept {
 }
 
 void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
-    if (e.dpi_state() == DpiState::Classifying) {
+    if (e.dpi_state() == DpiState::Classifying || e.dpi_state() == DpiState::Pending) {
         classifier_.finish_at_end(e);
         emit_scores(e, e.last_ns);
     }
@@ -347,7 +347,7 @@ FlowFacts Worker::facts(const FlowEntry& e, char (&lower)[80]) const noexcept {
     f.ip_version = e.key.ip_version;
     f.client_ip = e.key.addr[c];
     f.server_ip = e.key.addr[c ^ 1];
-    f.l7_known = e.dpi_state() != DpiState::Classifying || e.app_proto != 0;
+    f.l7_known = (e.dpi_state() != DpiState::Classifying && e.dpi_state() != DpiState::Pending) || e.app_proto != 0;
     f.master_proto = e.master_proto;
     f.app_proto = e.app_proto;
     f.category = e.category;
@@ -579,10 +579,15 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     counters_.flows_asymmetric.inc();
                 }
                 isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
-                if (!classifier_.has_free_state()) {
-                    reclaim_half_open(*e, b.time_ns[i]);
+                if (syn && pm.payload_length == 0 && (pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) == 0 &&
+                    classifier_.deferrable(pm.key)) {
+                    classifier_.defer(*e);  // no nDPI state until its first payload
+                } else {
+                    if (!classifier_.has_free_state()) {
+                        reclaim_half_open(*e, b.time_ns[i]);
+                    }
+                    classifier_.start(*e);
                 }
-                classifier_.start(*e);
             }
         }
         const uint64_t t = b.time_ns[i];
@@ -591,6 +596,16 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             update_tcp(flows_, *e, pm.tcp_flags, slot, t);
         }
         bool changed = false;
+        if (e->dpi_state() == DpiState::Pending && pm.l4_offset != 0) {
+            if (pm.payload_length == 0) {
+                AppClassifier::skip(*e, pm.tcp_flags, slot);
+            } else {
+                if (!classifier_.has_free_state()) {
+                    reclaim_half_open(*e, t);
+                }
+                classifier_.begin(*e);
+            }
+        }
         if (e->dpi_state() == DpiState::Classifying) {
             // nDPI sees packets that carry their L4 header, from the IP header on.
             if (!pm.is_fragment || pm.first_fragment) {

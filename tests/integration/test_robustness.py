@@ -61,12 +61,30 @@ class SynFloodTest(unittest.TestCase):
         remove_work(self.work)
 
     def test_syn_flood_does_not_starve_classification(self):
+        cls, n = self.flood([])
+        self.assertEqual(cls["dpi_reclaimed"], 0, cls)
+        self.assertGreaterEqual(cls["deferred_no_payload"], n, cls)  # every flood flow
+        self.assertLessEqual(cls["ndpi_packets"], len(self.expect) * 40, cls)  # never a flood SYN
+
+    def test_syn_flood_fed_from_the_syn_reclaims_states(self):
+        # With custom protocols loaded every flow is fed from its first packet (a custom port
+        # rule decides on the SYN): the flood's half-open flows then hold nDPI states and the
+        # oldest give theirs up to new flows (dpi_reclaimed).
+        protos = os.path.join(self.work, "protos.txt")
+        with open(protos, "w") as f:
+            f.write("tcp:9999@RobustTest\n")
+        cls, n = self.flood(["--ndpi-protos", protos])
+        self.assertEqual(cls["deferred"], 0, cls)
+        self.assertGreater(cls["dpi_reclaimed"], 3000 - 512, cls)
+
+    def flood(self, extra):
+        """Replays the flood with l7 mixed in; checks forwarding and l7's classification.
+        Returns (classification stats, number of flood SYNs)."""
         rng = random.Random(1)
         l7 = [fr for _, fr in read_pcap_records(os.path.join(self.work, "l7.pcap"))]
-        # The pool (512 states) is full of half-open flows before l7 starts, and 5 SYNs follow
-        # every legitimate frame: a handshake completes within a few hundred SYNs, as a real
-        # one completes within an RTT while the flood fills far fewer states than the default
-        # pool holds (65536 states at 2 Mpps of SYNs last 33 ms).
+        # 3,000 half-open flows (6 times the 512-state pool) before l7 starts, and 5 SYNs
+        # follow every legitimate frame. A bare SYN takes no nDPI state (it waits for payload),
+        # so the flood never touches the pool: nothing to reclaim, nothing left unclassified.
         frames = [syn_frame(rng) for _ in range(3000)]
         for fr in l7:
             frames.append(fr)
@@ -77,22 +95,23 @@ class SynFloodTest(unittest.TestCase):
         write_pcap(empty, [])
         flows = os.path.join(self.work, "flows.jsonl")
         r = run_l7gate(self.work, "flood", [[mixed], [empty]],
-                       ["--dpi-flows", "512", "--flows", "16384", "--flow-log", flows])
+                       ["--dpi-flows", "512", "--flows", "16384", "--flow-log", flows] + extra)
         self.assertEqual(r.rc, 0, r.describe())
         st = r.stats
         self.assertEqual(st["totals"]["rx_packets"], len(frames))
         self.assertEqual(st["totals"]["tx_packets"], len(frames), "nothing may be dropped")
         cls = st["classification"]
         self.assertEqual(cls["dpi_pool_full"], 0, cls)
-        self.assertGreater(cls["dpi_reclaimed"], 3000 - 512, cls)
         with open(flows) as f:
             log = {(x["src_ip"], x["src_port"], x["dst_ip"], x["dst_port"]): x for x in map(json.loads, f)}
         for e in self.expect:
             got = log.get((e["src_ip"], e["src_port"], e["dst_ip"], e["dst_port"]))
             self.assertIsNotNone(got, e["name"])
             self.assertEqual(got["l7_proto"], e["l7_proto"], e["name"])
-        print("flood: %d frames, %d flows, %d nDPI states reclaimed from half-open flows"
-              % (len(frames), st["flows"]["created"], cls["dpi_reclaimed"]))
+        print("flood%s: %d frames, %d flows, %d half-open flows given up without an nDPI state, "
+              "%d nDPI states reclaimed" % (" ".join([""] + extra[:1]), len(frames), st["flows"]["created"],
+                                            cls["deferred_no_payload"], cls["dpi_reclaimed"]))
+        return cls, 3000 + 5 * len(l7)
 
 
 def report(line):
