@@ -50,6 +50,7 @@
 #include "control/options.hpp"
 #include "control/preflight.hpp"
 #include "control/stats_report.hpp"
+#include "dataplane/fresh_flows.hpp"
 #include "dataplane/memory.hpp"
 #include "dataplane/ndpi_arena.hpp"
 #include "dataplane/port.hpp"
@@ -259,6 +260,11 @@ int main(int argc, char** argv) {
         setup.pool = pools[s < 0 ? 0 : s];
         if (std::string err = dp::port_start(p, setup); !err.empty()) {
             fail(err);
+        }
+        if (opt.bench_fresh_flows != 0) {
+            if (std::string err = dp::fresh_flows_install(p, setup.queues, opt.bench_fresh_flows); !err.empty()) {
+                fail(err);
+            }
         }
     }
     // Pre-flight, port part: links, MTU, promiscuous mode. --preflight stops here.

@@ -101,6 +101,11 @@ constexpr OptSpec kOpts[] = {
     {"test-stall-worker", 0, true, "Q:PACKETS:MS",
      "testing only: worker Q stops for MS milliseconds once it has received PACKETS "
      "packets, holding its burst (exercises the watchdog)"},
+    {"bench-fresh-flows", 0, true, "N",
+     "benchmarks only: every N packets received on a queue (one pass of a capture replayed "
+     "with infinite_rx) the IP addresses of every frame are rewritten (a new 16-bit value "
+     "XORed into their low bits, both directions alike), so each pass is new flows; "
+     "rewrites traffic, never use it inline"},
     {"check", 0, false, nullptr,
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
@@ -326,6 +331,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected milliseconds from 0 to 60000");
         }
         opt.watchdog_ms = static_cast<uint32_t>(n);
+    } else if (key == "bench-fresh-flows") {
+        if (!parse_u64(v, UINT32_MAX, n) || n == 0) {
+            return bad("expected the packets of one pass, 1 to 4294967295");
+        }
+        opt.bench_fresh_flows = static_cast<uint32_t>(n);
     } else if (key == "test-stall-worker") {
         const size_t a = v.find(':');
         const size_t b = a == std::string::npos ? a : v.find(':', a + 1);

@@ -45,6 +45,7 @@ struct Options {
     uint32_t watchdog_ms = 500;      // --watchdog-ms (0: off)
     bool fail_open = false;          // --fail-open: forward a stalled worker's queues
     int test_stall_queue = -1;       // --test-stall-worker Q:PACKETS:MS (testing only)
+    uint32_t bench_fresh_flows = 0;  // --bench-fresh-flows N (benchmarks only)
     uint64_t test_stall_packets = 0;
     uint32_t test_stall_ms = 0;
     std::string metrics = "127.0.0.1:9777";  // --metrics HOST:PORT ("" = off)

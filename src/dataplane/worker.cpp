@@ -727,7 +727,13 @@ void Worker::answer_query() noexcept {
 }
 
 void Worker::housekeeping(uint64_t now_ns) noexcept {
-    const unsigned n = flows_.expire(now_ns, kExpireBudget, [this](FlowEntry& e) { end_flow(e, FlowEnd::Idle); });
+    // Expiry keeps pace with creation: a flood of new flows (one per packet) expires as fast
+    // as it arrives once its timeout has passed, so the table does not fill with dead flows.
+    // The extra work is bounded by what the last few bursts created.
+    const uint64_t created = counters_.flows_created.get();
+    const unsigned budget = kExpireBudget + static_cast<unsigned>(2 * (created - created_at_housekeeping_));
+    created_at_housekeeping_ = created;
+    const unsigned n = flows_.expire(now_ns, budget, [this](FlowEntry& e) { end_flow(e, FlowEnd::Idle); });
     if (n != 0) {
         counters_.flows_expired.add(n);
     }

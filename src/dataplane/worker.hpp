@@ -25,7 +25,8 @@ namespace l7gate::dp {
 
 inline constexpr unsigned kMaxBurst = 32;
 inline constexpr unsigned kHousekeepingEvery = 16;  // loop iterations (power of two)
-inline constexpr unsigned kExpireBudget = 256;      // list heads examined per housekeeping
+inline constexpr unsigned kExpireBudget = 256;      // list heads examined per housekeeping, plus
+                                                    // 2 per flow created since the last one
 inline constexpr unsigned kReclaimScan = 8;         // half-open flows looked at for a state
 
 struct WorkerConfig {
@@ -194,6 +195,7 @@ private:
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     uint32_t* isn_ = nullptr;  // per flow entry: the client's initial sequence number (TCP)
+    uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     static constexpr unsigned kDropBatch = 64;
     rte_mbuf* dropped_[kDropBatch] = {};
     unsigned ndropped_ = 0;

@@ -1,0 +1,97 @@
+#include "dataplane/fresh_flows.hpp"
+
+#include <cstring>
+#include <deque>
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+namespace l7gate::dp {
+
+namespace {
+
+struct QueueState {
+    uint64_t seen = 0;    // packets received on the queue
+    uint32_t period = 0;  // packets per pass
+};
+
+// Lives as long as the process: the callbacks stay registered until the ports close.
+std::deque<QueueState>& states() {
+    static std::deque<QueueState> s;
+    return s;
+}
+
+uint16_t load16(const uint8_t* p) noexcept {
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+}
+
+void store16(uint8_t* p, uint16_t v) noexcept { std::memcpy(p, &v, 2); }
+
+uint16_t on_rx(uint16_t, uint16_t, rte_mbuf* pkts[], uint16_t n, uint16_t, void* arg) {
+    auto* q = static_cast<QueueState*>(arg);
+    for (uint16_t i = 0; i < n; ++i) {
+        const uint16_t v = fresh_flows_value(q->seen++ / q->period);
+        if (v != 0) {
+            fresh_flows_rewrite(rte_pktmbuf_mtod(pkts[i], uint8_t*), pkts[i]->data_len, v);
+        }
+    }
+    return n;
+}
+
+} // namespace
+
+uint16_t fresh_flows_value(uint64_t pass) noexcept {
+    // An odd multiplier: passes close in time get far-apart values, so a flow of one pass
+    // cannot land on a still-live flow of a recent one. Skips 0 (the captured addresses).
+    uint16_t v = static_cast<uint16_t>(pass * 0x9E37u);
+    return pass != 0 && v == 0 ? 1 : v;
+}
+
+void fresh_flows_rewrite(uint8_t* f, uint32_t len, uint16_t v) noexcept {
+    if (v == 0 || len < 14) {
+        return;
+    }
+    uint32_t off = 12;
+    uint16_t et = static_cast<uint16_t>(f[12] << 8 | f[13]);
+    while ((et == 0x8100 || et == 0x88a8) && off + 6 <= len) {
+        off += 4;
+        et = static_cast<uint16_t>(f[off] << 8 | f[off + 1]);
+    }
+    off += 2;  // the IP header
+    if (et == 0x0800 && len >= off + 20 && (f[off] >> 4) == 4) {
+        // Addresses' low 16 bits at +14 and +18; checksum at +10 updated incrementally
+        // (RFC 1624: HC' = ~(~HC + ~m + m') for each changed word, any byte order).
+        uint32_t sum = static_cast<uint16_t>(~load16(f + off + 10));
+        for (uint32_t at : {off + 14, off + 18}) {
+            const uint16_t old = load16(f + at);
+            const uint16_t neu = old ^ static_cast<uint16_t>(v >> 8 | v << 8);  // v in network order
+            store16(f + at, neu);
+            sum += static_cast<uint16_t>(~old) + uint32_t{neu};
+        }
+        while (sum >> 16) {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        store16(f + off + 10, static_cast<uint16_t>(~sum));
+    } else if (et == 0x86dd && len >= off + 40 && (f[off] >> 4) == 6) {
+        for (uint32_t at : {off + 8 + 12, off + 24 + 12}) {
+            f[at] ^= static_cast<uint8_t>(v >> 8);
+            f[at + 1] ^= static_cast<uint8_t>(v);
+        }
+    }
+}
+
+std::string fresh_flows_install(uint16_t port, uint16_t queues, uint32_t period) {
+    for (uint16_t q = 0; q < queues; ++q) {
+        QueueState& s = states().emplace_back();
+        s.period = period;
+        if (rte_eth_add_rx_callback(port, q, on_rx, &s) == nullptr) {
+            return "port " + std::to_string(port) + " queue " + std::to_string(q) +
+                   ": cannot add the --bench-fresh-flows RX callback: " + rte_strerror(rte_errno);
+        }
+    }
+    return {};
+}
+
+} // namespace l7gate::dp
