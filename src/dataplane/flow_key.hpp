@@ -6,8 +6,11 @@
 // slot 0. IPv4 addresses sit in the first 4 bytes of the 16-byte slots, the rest zero, so v4
 // and v6 share one layout and one comparison.
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+
+#include "dataplane/hash.hpp"
 
 namespace l7gate::dp {
 
@@ -22,6 +25,9 @@ struct FlowKey {
     bool operator==(const FlowKey& o) const noexcept { return std::memcmp(this, &o, sizeof(*this)) == 0; }
 };
 static_assert(sizeof(FlowKey) == 44, "FlowKey layout is part of the flow-table entry budget");
+static_assert(offsetof(FlowKey, vlan) == offsetof(FlowKey, port) + 4 &&
+                  offsetof(FlowKey, pad) == offsetof(FlowKey, proto) + 2 && offsetof(FlowKey, ip_version) == offsetof(FlowKey, proto) + 1,
+              "flow_key_hash reads port/vlan and proto/ip_version/pad as words");
 
 namespace detail {
 inline uint32_t load_be32(const uint8_t* p) noexcept {
@@ -71,7 +77,23 @@ inline bool make_flow_key(FlowKey& k, uint8_t ip_version, uint8_t proto, uint32_
     return reversed;
 }
 
-// A fast 32-bit hash of the key (CRC32C where the CPU has it, see flow_key.cpp).
-uint32_t flow_key_hash(const FlowKey& k) noexcept;
+// A fast 32-bit hash of the key (CRC32C where the CPU has it, see hash.hpp). Inline: it runs
+// for every packet. An IPv4 key is zero beyond the first 4 bytes of each address, so only the
+// bytes that can differ are hashed (3 CRC steps instead of 6); an IPv6 key is hashed whole.
+inline uint32_t flow_key_hash(const FlowKey& k) noexcept {
+    constexpr uint32_t kSeed = 0x9e3779b9u;
+    if (k.ip_version == 4) {
+        uint32_t a0, a1, tail;
+        uint64_t ports_vlan;
+        std::memcpy(&a0, k.addr[0], 4);
+        std::memcpy(&a1, k.addr[1], 4);
+        std::memcpy(&ports_vlan, k.port, 8);  // port[0], port[1], vlan: contiguous
+        std::memcpy(&tail, &k.proto, 4);      // proto, ip_version, pad
+        uint32_t h = rte_hash_crc_8byte(uint64_t{a0} | uint64_t{a1} << 32, kSeed);
+        h = rte_hash_crc_8byte(ports_vlan, h);
+        return rte_hash_crc_4byte(tail, h);
+    }
+    return crc32c_key<sizeof(FlowKey)>(&k, kSeed);
+}
 
 } // namespace l7gate::dp
