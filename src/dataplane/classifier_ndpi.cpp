@@ -144,19 +144,23 @@ const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcep
     return nullptr;
 }
 
-void AppClassifier::start(FlowEntry& e) noexcept {
+ndpi_flow_struct* AppClassifier::take_state(FlowEntry& e, uint16_t packets_seen) noexcept {
     if (dpi_free_top_ == 0) {
         counters_.dpi_pool_full.inc();
         e.set_dpi_state(DpiState::None);
         e.ext = kNoExt;
-        return;
+        return nullptr;
     }
     const uint32_t idx = dpi_free_[--dpi_free_top_];
-    std::memset(slot(idx), 0, sizeof(ndpi_flow_struct));
-    dpi_packets_[idx] = 0;
+    ndpi_flow_struct* f = slot(idx);
+    std::memset(f, 0, sizeof(ndpi_flow_struct));
+    dpi_packets_[idx] = packets_seen;
     e.ext = idx;
     e.set_dpi_state(DpiState::Classifying);
+    return f;
 }
+
+void AppClassifier::start(FlowEntry& e) noexcept { (void)take_state(e, 0); }
 
 bool AppClassifier::deferrable(const FlowKey& k) const noexcept {
     if (cfg_.protos_file != nullptr) {
@@ -208,9 +212,8 @@ void AppClassifier::skip(FlowEntry& e, uint8_t tcp_flags, uint8_t sender) noexce
     e.ext = r;
 }
 
-void AppClassifier::prime(ndpi_flow_struct* f, const FlowEntry& e, bool for_giveup) const noexcept {
+void AppClassifier::prime(ndpi_flow_struct* f, const FlowKey& k, uint32_t r, bool for_giveup) const noexcept {
     using namespace pending;
-    const uint32_t r = e.ext;
     f->num_processed_pkts = static_cast<uint16_t>(r & kCount);
     f->init_finished = (r & kInit) != 0;
     f->setup_packet_direction = (r & kSetupDir) != 0;
@@ -223,11 +226,11 @@ void AppClassifier::prime(ndpi_flow_struct* f, const FlowEntry& e, bool for_give
         NDPI_ADD_PROTOCOL_TO_BITMASK(f->excluded_protocol_bitmask, NDPI_PROTOCOL_TARGUS_GETDATA);
     }
     const unsigned s = (r & kSynSlot) != 0 ? 1 : 0;  // the SYN's sender: nDPI's first packet
-    const bool v4 = e.key.ip_version == 4;
+    const bool v4 = k.ip_version == 4;
     if ((r & kSyn) != 0 && v4) {
-        std::memcpy(&f->tinc_cache_entry.src_address, e.key.addr[s], 4);
-        std::memcpy(&f->tinc_cache_entry.dst_address, e.key.addr[s ^ 1], 4);
-        f->tinc_cache_entry.dst_port = htons(e.key.port[s ^ 1]);
+        std::memcpy(&f->tinc_cache_entry.src_address, k.addr[s], 4);
+        std::memcpy(&f->tinc_cache_entry.dst_address, k.addr[s ^ 1], 4);
+        f->tinc_cache_entry.dst_port = htons(k.port[s ^ 1]);
     }
     if (!for_giveup) {
         return;  // the first payload packet sets the rest, the guesses included
@@ -236,21 +239,21 @@ void AppClassifier::prime(ndpi_flow_struct* f, const FlowEntry& e, bool for_give
     f->is_ipv6 = !v4;
     const unsigned l = (r & kLastSlot) != 0 ? 1 : 0;  // nDPI keeps the latest packet's view
     if (v4) {
-        std::memcpy(&f->saddr, e.key.addr[l], 4);
-        std::memcpy(&f->daddr, e.key.addr[l ^ 1], 4);
+        std::memcpy(&f->saddr, k.addr[l], 4);
+        std::memcpy(&f->daddr, k.addr[l ^ 1], 4);
     }
-    f->sport = htons(e.key.port[l]);
-    f->dport = htons(e.key.port[l ^ 1]);
+    f->sport = htons(k.port[l]);
+    f->dport = htons(k.port[l ^ 1]);
     uint8_t user_defined = 0;
     f->guessed_protocol_id = static_cast<int16_t>(
-        ndpi_guess_protocol_id(ndpi_, f, IPPROTO_TCP, e.key.port[s], e.key.port[s ^ 1], &user_defined));
+        ndpi_guess_protocol_id(ndpi_, f, IPPROTO_TCP, k.port[s], k.port[s ^ 1], &user_defined));
     if (v4) {
         in_addr a;
-        std::memcpy(&a.s_addr, e.key.addr[s], 4);
-        uint16_t host = ndpi_network_port_ptree_match(ndpi_, &a, htons(e.key.port[s]));
+        std::memcpy(&a.s_addr, k.addr[s], 4);
+        uint16_t host = ndpi_network_port_ptree_match(ndpi_, &a, htons(k.port[s]));
         if (host == NDPI_PROTOCOL_UNKNOWN) {
-            std::memcpy(&a.s_addr, e.key.addr[s ^ 1], 4);
-            host = ndpi_network_port_ptree_match(ndpi_, &a, htons(e.key.port[s ^ 1]));
+            std::memcpy(&a.s_addr, k.addr[s ^ 1], 4);
+            host = ndpi_network_port_ptree_match(ndpi_, &a, htons(k.port[s ^ 1]));
         }
         f->guessed_host_protocol_id = host;
     }
@@ -258,19 +261,10 @@ void AppClassifier::prime(ndpi_flow_struct* f, const FlowEntry& e, bool for_give
 }
 
 void AppClassifier::begin(FlowEntry& e) noexcept {
-    if (dpi_free_top_ == 0) {
-        counters_.dpi_pool_full.inc();
-        e.set_dpi_state(DpiState::None);
-        e.ext = kNoExt;
-        return;
+    const uint32_t rec = e.ext;  // the record, before the state's index takes its place
+    if (ndpi_flow_struct* f = take_state(e, static_cast<uint16_t>(rec & pending::kCount)); f != nullptr) {
+        prime(f, e.key, rec, false);
     }
-    const uint32_t idx = dpi_free_[--dpi_free_top_];
-    ndpi_flow_struct* f = slot(idx);
-    std::memset(f, 0, sizeof(ndpi_flow_struct));
-    prime(f, e, false);
-    dpi_packets_[idx] = static_cast<uint16_t>(e.ext & pending::kCount);
-    e.ext = idx;
-    e.set_dpi_state(DpiState::Classifying);
 }
 
 bool AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept {
@@ -329,7 +323,7 @@ void AppClassifier::finish_at_end(FlowEntry& e) noexcept {
     if (e.dpi_state() == DpiState::Pending) {
         // Never carried payload: nDPI would have seen its SYN only; give up from the record.
         std::memset(scratch_, 0, sizeof(ndpi_flow_struct));
-        prime(scratch_, e, true);
+        prime(scratch_, e.key, e.ext, true);
         counters_.deferred_no_payload.inc();
         finish(e, scratch_, true, 0, 0, 0);
         return;

@@ -162,12 +162,15 @@ private:
     // ndpi_validate_url() on the flow's HTTP URL, as ndpiReader does (0 when not HTTP).
     static uint64_t url_risk(const FlowEntry& e, const ndpi_flow_struct* f) noexcept;
     static uint64_t url_risk_bits() noexcept;
+    // Takes a zeroed nDPI state for `e` (Classifying; `packets_seen` count toward the limit),
+    // or marks it None and counts dpi_pool_full when the pool is empty (nullptr).
+    ndpi_flow_struct* take_state(FlowEntry& e, uint16_t packets_seen) noexcept;
     // Ends classification; `f` goes back to the pool unless it is the scratch state.
     void finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint16_t master, uint16_t app,
                 uint16_t category) noexcept;
-    // Writes a Pending flow's record into a zeroed nDPI state; `for_giveup` adds the fields
+    // Writes a Pending flow's record `rec` (its ext) into a zeroed nDPI state; `for_giveup` adds the fields
     // nDPI would have set on the SYN that ndpi_detection_giveup() reads (addresses, guesses).
-    void prime(ndpi_flow_struct* f, const FlowEntry& e, bool for_giveup) const noexcept;
+    void prime(ndpi_flow_struct* f, const FlowKey& k, uint32_t rec, bool for_giveup) const noexcept;
 
     ClassifierConfig cfg_{};
     ndpi_detection_module_struct* ndpi_ = nullptr;
