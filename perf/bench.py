@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Parsing and reporting for perf/run.sh (not meant to be run by hand).
 
-    bench.py parse-l7gate MIX RUN STATS_JSON STDOUT MIXJSON [single-pass]
+    bench.py parse-l7gate MIX RUN STATS_JSON STDOUT MIXJSON [replay|fresh|single-pass]
     bench.py parse-testpmd MIX RUN STDOUT MIXJSON
     bench.py parse-ndpireader MIX RUN STDOUT MIXJSON
     bench.py report RAW_JSONL META_JSON
@@ -43,7 +43,7 @@ def _num(s):
     return float(s.replace(",", ""))
 
 
-def parse_l7gate(mix, run, stats_path, stdout_path, mix_json, single=False):
+def parse_l7gate(mix, run, stats_path, stdout_path, mix_json, single=False, fresh=False):
     with open(stats_path) as f:
         st = json.load(f)
     info = _mix_info(mix_json)
@@ -77,6 +77,15 @@ def parse_l7gate(mix, run, stats_path, stdout_path, mix_json, single=False):
         out["pps"] = tsc / out["cyc_pkt"] if rx else None
         out["new_flows_s"] = st["flows"]["created"] / (busy / tsc) if busy else None
         out["loop_cyc"] = None
+    elif fresh and len(per_sec) >= 2:
+        # --bench-fresh-flows: every pass new flows, millions of them flushed at the end (not
+        # part of the rate): the mean of the per-second RX rates after the first second.
+        steady = per_sec[1:]
+        out["pps"] = sum(steady) / len(steady)
+        out["new_flows_s"] = out["pps"] * info["flows"] / info["packets"]
+        out["loop_cyc"] = tsc / out["pps"] if out["pps"] else None
+        out["table_full"] = st["flows"].get("table_full", 0)
+        out["fresh"] = True
     else:
         out["pps"] = rx / el if el else None
         out["new_flows_s"] = st["flows"]["created"] / el if el else None
@@ -231,9 +240,12 @@ def report(raw_path, meta_path):
                          if k in l7 and l7[k].get("pps") and runs[k].get("pps")]
                 ratio = _mmm(pairs, "%.2f")
             ndpi = _med([r.get("ndpi_cyc_pkt") for r in rs], "%.0f") if tool.startswith("l7gate") else "-"
-            nf = _med([r.get("new_flows_s") for r in rs], "%.0f")
+            nf = _mmm([r.get("new_flows_s") for r in rs], "%.0f")
+            label = TOOL_LABEL[tool]
+            if any(r.get("fresh") for r in rs):
+                label = "l7gate (--bench-fresh-flows: new flows every pass)"
             p("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                TOOL_LABEL[tool], _mmm(mpps, "%.2f"), _mmm(gbps, "%.2f"),
+                label, _mmm(mpps, "%.2f"), _mmm(gbps, "%.2f"),
                 _mmm([r.get("cyc_pkt") for r in rs], "%.0f"),
                 _med([r.get("loop_cyc") for r in rs], "%.0f"), ndpi, nf, ratio))
         one = by.get((mix, "l7gate-1pass"), {})
@@ -254,9 +266,10 @@ def report(raw_path, meta_path):
       "ndpiReader tsc_hz / pps. loop cyc/pkt = tsc_hz / Mpps for every tool. Gbit/s counts "
       "Ethernet frames without CRC, preamble and gap.")
     p("")
-    p("TODO: a fresh-flows replay variant (addresses rewritten on every pass) so that l7gate's "
-      "steady state can be measured on new flows; today only 'l7gate one pass' and ndpiReader "
-      "see fresh flows.")
+    p("newflow, attack and syn: l7gate runs with --bench-fresh-flows (addresses rewritten on "
+      "every pass of the replay, 1-2 s idle timeouts): its steady state on new flows, expiry "
+      "included; its Mpps is the mean per-second RX rate after the first second, its new "
+      "flows/s that rate times the mix's flows per packet.")
     p("")
     p("<details><summary>Raw per-run figures</summary>")
     p("")
@@ -279,8 +292,9 @@ def main(argv):
         return 2
     cmd = argv[1]
     if cmd == "parse-l7gate":
-        single = len(argv) > 7 and argv[7] == "single-pass"
-        print(json.dumps(parse_l7gate(argv[2], int(argv[3]), argv[4], argv[5], argv[6], single)))
+        mode = argv[7] if len(argv) > 7 else "replay"
+        print(json.dumps(parse_l7gate(argv[2], int(argv[3]), argv[4], argv[5], argv[6],
+                                      mode == "single-pass", mode == "fresh")))
     elif cmd == "parse-testpmd":
         print(json.dumps(parse_testpmd(argv[2], int(argv[3]), argv[4], argv[5])))
     elif cmd == "parse-ndpireader":

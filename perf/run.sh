@@ -4,8 +4,14 @@
 # / max. Prints one table and writes perf/results/<date>.md (+ .jsonl with every run's
 # figures). See perf/README.md for what is measured and how.
 #
-#   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack] [--flows N]
-#               [--hugepages N] [--no-build] [--keep]        (also: --mixes syn)
+#   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack,newflow]
+#               [--flows N] [--hugepages N] [--no-build] [--keep]   (also: --mixes syn)
+#
+# The new-flow mixes (newflow, attack, syn) run l7gate with --bench-fresh-flows: every pass of
+# the replay rewrites the addresses, so every pass is new flows, with short idle timeouts and
+# a table sized for them (FRESH_ARGS below): the steady state of flow setup, classification
+# and expiry. Their rate is the mean of l7gate's per-second RX rates after the first second
+# (the end-of-run flush of millions of flows is left out).
 #
 # Run as root: it raises /proc/sys/vm/nr_hugepages to --hugepages (default 1024 x 2 MiB) for
 # the run and restores the previous value at exit (unless another user changed it meanwhile);
@@ -19,7 +25,7 @@ ROOT=$PWD
 
 runs=5
 duration=5
-mixes=established,real,attack
+mixes=established,real,attack,newflow
 flows=10000
 hugepages=1024
 build=1
@@ -99,8 +105,8 @@ cache=""
 IFS=, read -r -a mix_list <<< "$mixes"
 for mix in "${mix_list[@]}"; do
   case "$mix" in
-    established|attack|syn|real) ;;
-    *) echo "perf/run.sh: unknown mix $mix (established, real, attack, syn)" >&2; exit 2 ;;
+    established|attack|syn|newflow|real) ;;
+    *) echo "perf/run.sh: unknown mix $mix (established, real, attack, syn, newflow)" >&2; exit 2 ;;
   esac
   rc=0
   pcap=$(perf/traffic.sh "$mix" --flows "$flows") || rc=$?
@@ -172,17 +178,26 @@ print("  run %d %-12s %-12s %8s Mpps  cyc/pkt %s" % (
 PY
 }
 
+# New flows on every pass: 1-2 s timeouts (expiry has second granularity) and a table for
+# several million of them (l7gate's default is 262,144 per worker, 30 s for a half-open flow).
+FRESH_ARGS=(--flows 4194304 --dpi-flows 65536 --timeouts tcp-syn=1,tcp=2,tcp-closed=1,udp=1,other=1)
+fresh_mix() { case "$1" in newflow|attack|syn) return 0 ;; esac; return 1; }
+
 run_l7gate() {  # MIX RUN
-  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-l7gate-$2 n
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-l7gate-$2 n extra=() mode=replay
   n=$(packets_of "$mix")
+  if fresh_mix "$mix"; then
+    extra=(--bench-fresh-flows "$n" "${FRESH_ARGS[@]}")
+    mode=fresh
+  fi
   if ! timeout -s INT $((duration + 180)) "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
       --file-prefix "l7perf-$$-$mix-$run-g" --log-level='*:warning' \
       --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 \
       -- --metrics off --duration "$duration" --stats-interval 1 --stats-json "$out.json" \
-      --mbufs $((n + 16384)) > "$out.txt" 2>&1; then
+      --mbufs $((n + 16384)) "${extra[@]}" > "$out.txt" 2>&1; then
     echo "perf/run.sh: l7gate failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
   fi
-  record "$mix" l7gate "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json")"
+  record "$mix" l7gate "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json" "$mode")"
 }
 
 run_l7gate_1pass() {  # MIX RUN: one pass, no infinite_rx: every flow is new
@@ -306,7 +321,7 @@ res=perf/results/$stamp.md
   echo
   echo "EAL: \`-l 0-1 ${mem[*]} --no-pci --vdev net_pcap0,rx_pcap=MIX.pcap,infinite_rx=1 --vdev net_null1,no-rx=1\`"
   echo
-  echo "- l7gate: \`$builddir/l7gate EAL -- --duration $duration --stats-interval 1 --stats-json F --mbufs PACKETS+16384\`"
+  echo "- l7gate: \`$builddir/l7gate EAL -- --duration $duration --stats-interval 1 --stats-json F --mbufs PACKETS+16384\`; for newflow, attack and syn also \`--bench-fresh-flows PACKETS ${FRESH_ARGS[*]}\` (every pass new flows; rate: mean of the per-second RX rates after the first)"
   echo "- l7gate one pass: \`$builddir/l7gate EAL(without infinite_rx) -- --idle-exit 300 --stats-json F\`"
   echo "- testpmd: \`dpdk-testpmd EAL -- --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs PACKETS+16384 --stats-period 1 --record-core-cycles\`, SIGINT after $duration s of forwarding"
   echo "- ndpiReader: \`taskset -c 1 ndpiReader -i MIX.pcap -l LOOPS\` (first loop left out)"

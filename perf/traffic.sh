@@ -7,7 +7,7 @@
 # that capture is not there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mix=${1:?usage: perf/traffic.sh established|attack|syn|real [--flows N]}
+mix=${1:?usage: perf/traffic.sh established|attack|syn|newflow|real [--flows N]}
 flows=10000
 if [ "${2:-}" = "--flows" ]; then
   flows=${3:?--flows needs a number}
@@ -17,10 +17,10 @@ key=$(cat tools/gen_perf_traffic.py tools/gen_traffic.py | sha256sum | cut -c1-1
 cache=$PWD/perf/.cache/traffic-$key-f$flows
 mkdir -p "$cache"
 case "$mix" in
-  established|attack|syn)
+  established|attack|syn|newflow)
     if [ ! -f "$cache/$mix.pcap" ] || [ ! -f "$cache/$mix.json" ]; then
-      # All three at once: each is built from the same established flows (the slow part).
-      echo "generating the established, attack and syn mixes in $cache (once; 1-2 minutes)..." >&2
+      # All at once: three are built from the same established flows (the slow part).
+      echo "generating the established, attack, syn and newflow mixes in $cache (once; 1-3 minutes)..." >&2
       $PY tools/gen_perf_traffic.py "$cache" --mix all --flows "$flows" >&2
     fi ;;
   real)
@@ -32,6 +32,6 @@ case "$mix" in
     if [ ! -f "$cache/real.pcap" ] || [ ! -f "$cache/real.json" ] || [ "$shared" -nt "$cache/real.pcap" ]; then
       $PY tools/gen_perf_traffic.py "$cache" --mix real --real-capture "$shared" >&2
     fi ;;
-  *) echo "perf/traffic.sh: unknown mix $mix (established, attack, syn, real)" >&2; exit 2 ;;
+  *) echo "perf/traffic.sh: unknown mix $mix (established, attack, syn, newflow, real)" >&2; exit 2 ;;
 esac
 echo "$cache/$mix.pcap"

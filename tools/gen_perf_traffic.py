@@ -21,6 +21,11 @@ Mixes:
                towards 16 servers in 198.19.200.0/24 (ports 80/443), 60-byte frames, every
                SYN a new 5-tuple.
 
+  newflow      newflow.pcap: --flows short flows, each new and over soon: a TCP handshake,
+               a TLS ClientHello with SNI, the server's answer, a few data packets and the
+               FIN exchange (55%); a DNS query and answer (30%); a QUIC Initial exchange
+               (15%); 10% over IPv6. Replayed with l7gate's --bench-fresh-flows, every pass
+               is new flows: the steady state of flow setup and classification.
   syn          syn.pcap: the attack mix's SYNs alone (as many as established.pcap has
                packets): every packet a new flow, the cost of flow creation.
   real         real.pcap, with --real-capture FILE (a classic pcap, e.g. the shared
@@ -150,6 +155,35 @@ def build_flow(kind, ep, cport, rng):
     raise ValueError(kind)
 
 
+NEWFLOW_TEMPLATES = [
+    ("tls_short", 55),
+    ("dns", 30),
+    ("quic", 15),
+]
+
+
+def tls_short(ep, cport, rng, sni, sport=443):
+    """Handshake, ClientHello with SNI, the server's flight, a request and its answer, FIN."""
+    c = gt.TcpConv(ep, cport, sport, rng).handshake()
+    ch = gt.tls_client_hello(rng, sni, tls13=True)
+    sid = ch[4 + 2 + 32 + 1:4 + 2 + 32 + 1 + 32]
+    c.send(0, gt.tls_record(22, ch, 0x0301))
+    c.send(1, gt.tls_record(22, gt.tls_server_hello(rng, 0x1301, True, sid)) +
+           gt.tls_record(20, b"\x01") + gt.tls_record(23, rng.randbytes(rng.randrange(900, 1300))),
+           ack=False)
+    c.send(0, gt.tls_record(20, b"\x01") + gt.tls_record(23, rng.randbytes(53)) +
+           gt.tls_record(23, rng.randbytes(rng.randrange(120, 400))), ack=False)
+    c.send(1, gt.tls_record(23, rng.randbytes(rng.randrange(200, 1200))))
+    return c.close()
+
+
+def build_newflow(kind, ep, cport, rng):
+    host = rng.choice(HOSTS)
+    if kind == "tls_short":
+        return tls_short(ep, cport, rng, host)
+    return build_flow(kind, ep, cport, rng)
+
+
 def family(pkt):
     if TCP in pkt:
         return "tcp"
@@ -160,11 +194,12 @@ def family(pkt):
     return "icmpv6"
 
 
-def gen_established(nflows, seed=0x9E7F):
-    """Returns (frames as bytes in capture order, stats dict)."""
+def gen_established(nflows, seed=0x9E7F, templates=TEMPLATES, build=build_flow, longest=0.2):
+    """Returns (frames as bytes in capture order, stats dict). A flow lasts between 0.1% and
+    `longest` of the capture."""
     rng = random.Random(seed)
-    kinds = [k for k, _ in TEMPLATES]
-    weights = [w for _, w in TEMPLATES]
+    kinds = [k for k, _ in templates]
+    weights = [w for _, w in templates]
     ports = PortAllocator()
     placed = []  # (position, flow, index, frame)
     per_kind = {k: 0 for k in kinds}
@@ -180,11 +215,11 @@ def gen_established(nflows, seed=0x9E7F):
         ep = gt.Endpoints(gt.client_mac(rng.randrange(200)), gt.ROUTER_MAC, cip, _server_ip(rng, v6))
         # Each flow has its own generator: changing one flow leaves the others' bytes alone.
         frng = random.Random("perf/%d/%d" % (seed, f))
-        conv = build_flow(kind, ep, ports.take(cip), frng)
+        conv = build(kind, ep, ports.take(cip), frng)
         per_kind[kind] += 1
-        # Staggered start, a flow lasts between 0.1% and 20% of the capture.
+        # Staggered start, a flow lasts between 0.1% and `longest` of the capture.
         start = rng.random()
-        span = rng.uniform(0.001, 0.2)
+        span = rng.uniform(0.001, longest)
         k = len(conv)
         for j, (_, pkt) in enumerate(conv):
             placed.append((start + span * j / k, f, j, bytes(pkt)))
@@ -314,8 +349,8 @@ def summary(frames, extra):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir")
-    ap.add_argument("--mix", choices=["established", "attack", "syn", "real", "all"], default="all",
-                    help="all = established, attack and syn (and real when --real-capture is given)")
+    ap.add_argument("--mix", choices=["established", "attack", "syn", "newflow", "real", "all"], default="all",
+                    help="all = established, attack, syn and newflow (and real when --real-capture is given)")
     ap.add_argument("--real-capture", help="classic pcap to derive real.pcap from")
     ap.add_argument("--max-frame", type=int, default=2048,
                     help="real: leave out frames longer than this (default 2048)")
@@ -335,6 +370,14 @@ def main(argv=None):
     except ImportError:
         raise SystemExit("gen_perf_traffic.py needs python3-cryptography (apt-get install "
                          "python3-cryptography)")
+    if args.mix in ("newflow", "all"):
+        nf, nstats = gen_established(args.flows, seed=0x4E57, templates=NEWFLOW_TEMPLATES,
+                                     build=build_newflow, longest=0.01)
+        digest = write_pcap(os.path.join(args.outdir, "newflow.pcap"), nf)
+        gt.write_json(os.path.join(args.outdir, "newflow.json"),
+                      summary(nf, dict(nstats, sha256=digest, mix="newflow")))
+    if args.mix == "newflow":
+        return 0
     frames, stats = gen_established(args.flows)
     if args.mix in ("established", "all"):
         path = os.path.join(args.outdir, "established.pcap")
