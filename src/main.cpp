@@ -396,6 +396,7 @@ int main(int argc, char** argv) {
         cc.max_packets_tcp = opt.dpi_max_tcp;
         cc.max_packets_udp = opt.dpi_max_udp;
         cc.max_packets_other = opt.dpi_max_other;
+        cc.extra_dissection = !opt.dpi_no_extra;
         cc.protos_file = opt.ndpi_protos.empty() ? nullptr : opt.ndpi_protos.c_str();
         cc.categories_file = opt.ndpi_categories.empty() ? nullptr : opt.ndpi_categories.c_str();
         if (!opt.flow_log.empty()) {

@@ -76,6 +76,11 @@ constexpr OptSpec kOpts[] = {
     {"dpi-max-packets", 0, true, "TCP[,UDP[,OTHER]]",
      "packets of a flow nDPI may see before l7gate gives up on it with guessing (default "
      "80,24,32: ndpiReader's limits)"},
+    {"no-extra-dissection", 0, false, nullptr,
+     "end a flow's classification as soon as nDPI names its application protocol, without "
+     "the metadata that follows (TLS ServerHello, certificate and JA3S, the HTTP response, "
+     "the DNS answer): fewer nDPI calls per flow, but the risks and fields found only there "
+     "(certificate risks among them) are not seen; results then differ from ndpiReader's"},
     {"dpi-flows", 0, true, "N",
      "nDPI flow states per worker: flows in classification at once (default: --flows / 4, "
      "at least 1024); a new flow that finds none is never classified (counted as "
@@ -449,6 +454,8 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
                 out.version = true;
             } else if (std::string_view(o->name) == "fail-open") {
                 out.fail_open = true;
+            } else if (std::string_view(o->name) == "no-extra-dissection") {
+                out.dpi_no_extra = true;
             } else {
                 out.help = true;
             }

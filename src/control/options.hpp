@@ -33,6 +33,7 @@ struct Options {
     std::string ndpi_protos;
     std::string ndpi_categories;
     uint16_t dpi_max_tcp = 80;
+    bool dpi_no_extra = false;       // --no-extra-dissection
     uint16_t dpi_max_udp = 24;
     uint16_t dpi_max_other = 32;
     uint32_t dpi_flows = 0;          // 0 = automatic (flows / 4, at least 1024)

@@ -298,7 +298,7 @@ bool AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uin
     if (!enough && p.app_protocol == NDPI_PROTOCOL_UNKNOWN) {
         return changed;
     }
-    if (!enough && ndpi_extra_dissection_possible(ndpi_, f) != 0) {
+    if (!enough && cfg_.extra_dissection && ndpi_extra_dissection_possible(ndpi_, f) != 0) {
         return changed;
     }
     finish(e, f, p.app_protocol == NDPI_PROTOCOL_UNKNOWN, p.master_protocol, p.app_protocol,

@@ -59,6 +59,7 @@ struct ClassifierConfig {
     uint16_t max_packets_tcp = 80;   // ndpiReader's defaults
     uint16_t max_packets_udp = 24;
     uint16_t max_packets_other = 32;
+    bool extra_dissection = true;    // false: done as soon as nDPI names the application
     size_t arena_bytes = 32u << 20;  // nDPI's own allocations per worker
     const char* protos_file = nullptr;
     const char* categories_file = nullptr;
