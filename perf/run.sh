@@ -6,6 +6,7 @@
 #
 #   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack,newflow]
 #               [--flows N] [--hugepages N] [--no-build] [--keep]   (also: --mixes syn)
+#               [--l7gate-args "ARGS"]  (added to every l7gate run, e.g. --no-extra-dissection)
 #
 # The new-flow mixes (newflow, attack, syn) run l7gate with --bench-fresh-flows: every pass of
 # the replay rewrites the addresses, so every pass is new flows, with short idle timeouts and
@@ -30,6 +31,7 @@ flows=10000
 hugepages=1024
 build=1
 keep=0
+l7args=()
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --mixes) mixes=$2; shift 2 ;;
     --flows) flows=$2; shift 2 ;;
     --hugepages) hugepages=$2; shift 2 ;;
+    --l7gate-args) read -r -a l7args <<< "$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -194,7 +197,7 @@ run_l7gate() {  # MIX RUN
       --file-prefix "l7perf-$$-$mix-$run-g" --log-level='*:warning' \
       --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 \
       -- --metrics off --duration "$duration" --stats-interval 1 --stats-json "$out.json" \
-      --mbufs $((n + 16384)) "${extra[@]}" > "$out.txt" 2>&1; then
+      --mbufs $((n + 16384)) "${extra[@]}" "${l7args[@]+"${l7args[@]}"}" > "$out.txt" 2>&1; then
     echo "perf/run.sh: l7gate failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
   fi
   record "$mix" l7gate "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json" "$mode")"
@@ -205,7 +208,7 @@ run_l7gate_1pass() {  # MIX RUN: one pass, no infinite_rx: every flow is new
   if ! timeout -s INT 300 "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
       --file-prefix "l7perf-$$-$mix-$run-1" --log-level='*:warning' \
       --vdev "net_pcap0,rx_pcap=$pcap" --vdev net_null1,no-rx=1 \
-      -- --metrics off --idle-exit 300 --stats-json "$out.json" > "$out.txt" 2>&1; then
+      -- --metrics off --idle-exit 300 --stats-json "$out.json" "${l7args[@]+"${l7args[@]}"}" > "$out.txt" 2>&1; then
     echo "perf/run.sh: l7gate (one pass) failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
   fi
   record "$mix" l7gate-1pass "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json" single-pass)"
@@ -312,7 +315,7 @@ res=perf/results/$stamp.md
 {
   echo "# l7gate benchmark $stamp"
   echo
-  echo "Command: \`perf/run.sh --runs $runs --duration $duration --mixes $(IFS=,; echo "${active[*]}") --flows $flows\`"
+  echo "Command: \`perf/run.sh --runs $runs --duration $duration --mixes $(IFS=,; echo "${active[*]}") --flows $flows${l7args[0]+ --l7gate-args \"${l7args[*]}\"}\`"
   echo "(git $($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["git"])' "$meta"),"\
        "DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null), nDPI $(dpkg-query -W -f='${Version}' libndpi-bin 2>/dev/null),"\
        "load average $loadavg_start at start, $loadavg_end at end, $(( $(date +%s) - start_s )) s)"
