@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include <rte_prefetch.h>
+
 #include "dataplane/flow_key.hpp"
 
 namespace l7gate::dp {
@@ -217,6 +219,17 @@ unsigned FlowTable::expire(uint64_t now_ns, unsigned budget, Fn&& fn) noexcept {
             FlowEntry& e = entries_[lists_[c].head];
             if (uint64_t{e.queued_s} + to > now_s) {
                 break;  // the list is ordered by queued_s: nothing behind is older
+            }
+            // The list is a pointer chase through cold entries: fetch ahead. The next entry
+            // arrived while this one was handled last time round, so its key and link can be
+            // read now: prefetch its bucket (freeing it clears a slot there) and the entry after.
+            if (e.next != kNil) {
+                const FlowEntry& n1 = entries_[e.next];
+                rte_prefetch0(&buckets_[primary(flow_key_hash(n1.key))]);
+                if (n1.next != kNil) {
+                    rte_prefetch0(&entries_[n1.next]);
+                    rte_prefetch0(reinterpret_cast<const uint8_t*>(&entries_[n1.next]) + 64);
+                }
             }
             if (e.last_ns + uint64_t{to} * 1000000000u <= now_ns) {
                 fn(e);
