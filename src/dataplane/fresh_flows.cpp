@@ -1,9 +1,9 @@
 #include "dataplane/fresh_flows.hpp"
 
-#include <cstring>
 #include <deque>
 
 #include <rte_ethdev.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 
 namespace l7gate::dp {
@@ -20,14 +20,6 @@ std::deque<QueueState>& states() {
     static std::deque<QueueState> s;
     return s;
 }
-
-uint16_t load16(const uint8_t* p) noexcept {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return v;
-}
-
-void store16(uint8_t* p, uint16_t v) noexcept { std::memcpy(p, &v, 2); }
 
 uint16_t on_rx(uint16_t, uint16_t, rte_mbuf* pkts[], uint16_t n, uint16_t, void* arg) {
     auto* q = static_cast<QueueState*>(arg);
@@ -60,25 +52,25 @@ void fresh_flows_rewrite(uint8_t* f, uint32_t len, uint16_t v) noexcept {
         et = static_cast<uint16_t>(f[off] << 8 | f[off + 1]);
     }
     off += 2;  // the IP header
-    if (et == 0x0800 && len >= off + 20 && (f[off] >> 4) == 4) {
-        // Addresses' low 16 bits at +14 and +18; checksum at +10 updated incrementally
-        // (RFC 1624: HC' = ~(~HC + ~m + m') for each changed word, any byte order).
-        uint32_t sum = static_cast<uint16_t>(~load16(f + off + 10));
-        for (uint32_t at : {off + 14, off + 18}) {
-            const uint16_t old = load16(f + at);
-            const uint16_t neu = old ^ static_cast<uint16_t>(v >> 8 | v << 8);  // v in network order
-            store16(f + at, neu);
-            sum += static_cast<uint16_t>(~old) + uint32_t{neu};
-        }
-        while (sum >> 16) {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        store16(f + off + 10, static_cast<uint16_t>(~sum));
+    // The low 16 bits of each address: IPv4 bytes 14-15 and 18-19, IPv6 bytes 20-21 and 36-37.
+    uint32_t at[2];
+    if (et == 0x0800 && len >= off + 20 && (f[off] >> 4) == 4 && (f[off] & 0x0f) * 4u <= len - off) {
+        at[0] = off + 14;
+        at[1] = off + 18;
     } else if (et == 0x86dd && len >= off + 40 && (f[off] >> 4) == 6) {
-        for (uint32_t at : {off + 8 + 12, off + 24 + 12}) {
-            f[at] ^= static_cast<uint8_t>(v >> 8);
-            f[at + 1] ^= static_cast<uint8_t>(v);
-        }
+        at[0] = off + 8 + 12;
+        at[1] = off + 24 + 12;
+    } else {
+        return;
+    }
+    for (uint32_t a : at) {
+        f[a] ^= static_cast<uint8_t>(v >> 8);
+        f[a + 1] ^= static_cast<uint8_t>(v);
+    }
+    if (et == 0x0800) {
+        auto* ip = reinterpret_cast<rte_ipv4_hdr*>(f + off);
+        ip->hdr_checksum = 0;
+        ip->hdr_checksum = rte_ipv4_cksum(ip);
     }
 }
 

@@ -12,35 +12,18 @@
 
 #include "dataplane/worker.hpp"
 #include "eal_env.hpp"
+#include "unit/frame_builder.hpp"
 
 namespace l7gate::test {
 namespace {
 
-// Ethernet/IPv4/TCP SYN from 198.18.x.y:sport to 198.19.0.80:80, the 5-tuple unique per i.
+// A TCP SYN from 198.18.x.y:sport to 198.18.0.2:80, the 5-tuple unique per i.
 std::vector<uint8_t> syn(uint32_t i) {
-    std::vector<uint8_t> f(54, 0);
-    const uint8_t hdr[14] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00};
-    std::memcpy(f.data(), hdr, 14);
-    uint8_t* ip = f.data() + 14;
-    ip[0] = 0x45;
-    ip[3] = 40;
-    ip[8] = 64;
-    ip[9] = 6;
-    const uint8_t src[4] = {198, static_cast<uint8_t>(18 + (i >> 24 & 1)), static_cast<uint8_t>(i >> 16),
-                            static_cast<uint8_t>(i >> 8)};
-    const uint8_t dst[4] = {198, 19, 0, 80};
-    std::memcpy(ip + 12, src, 4);
-    std::memcpy(ip + 16, dst, 4);
-    uint8_t* tcp = ip + 20;
-    const uint16_t sport = static_cast<uint16_t>(1024 + (i & 0xff));
-    tcp[0] = static_cast<uint8_t>(sport >> 8);
-    tcp[1] = static_cast<uint8_t>(sport);
-    tcp[3] = 80;
-    tcp[7] = 1;        // sequence number 1
-    tcp[12] = 5 << 4;  // data offset
-    tcp[13] = 0x02;    // SYN
-    tcp[15] = 0xff;    // window
-    return f;
+    Ipv4Spec ip;
+    ip.src = {198, static_cast<uint8_t>(18 + (i >> 24 & 1)), static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8)};
+    TcpSpec t;
+    t.sport = static_cast<uint16_t>(1024 + (i & 0xff));
+    return ipv4_frame(ip, tcp(t));
 }
 
 TEST(Expiry, KeepsPaceWithAFloodOfNewFlows) {
