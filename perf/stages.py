@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Per-stage cycles per packet: rx, parse, flow lookup, classify, policy, action, tx.
 
-    perf/stages.py [--runs N] [--duration S] [--mix established] [--policy FILE]   (as root)
+    perf/stages.py [--runs N] [--duration S] [--mix established] [--policy FILE]
+                   [--l7gate-args "ARGS"]   (as root)
 
 Builds build-prof/ (meson -Dprofiling=true: the worker's stage timers compiled in; release
 builds have none), replays a perf/traffic.sh mix endlessly (net_pcap infinite_rx into
@@ -29,6 +30,7 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--mix", default="established")
     ap.add_argument("--policy", default="")
+    ap.add_argument("--l7gate-args", default="", help="more l7gate options, e.g. \"--flows 16384\"")
     a = ap.parse_args()
     os.chdir(ROOT)
     if os.geteuid() != 0:
@@ -51,6 +53,7 @@ def main():
                "--mbufs", str(packets + 16384)]
         if a.policy:
             cmd += ["--policy", a.policy]
+        cmd += a.l7gate_args.split()
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=a.duration + 240)
         if p.returncode != 0:
             sys.exit("l7gate failed:\n" + p.stdout[-2000:])
@@ -69,8 +72,9 @@ def main():
         v = [r[k] for r in rows]
         label = {"busy": "busy (RX burst end to TX end)", "mpps": "Mpps"}.get(k, k)
         print("| %s | %.1f / %.1f / %.1f |" % (label, min(v), statistics.median(v), max(v)))
-    print("\ncommand: perf/stages.py --runs %d --duration %d --mix %s%s; EAL: %s" % (
-        a.runs, a.duration, a.mix, " --policy " + a.policy if a.policy else "", " ".join(cmd[1:12])))
+    print("\ncommand: perf/stages.py --runs %d --duration %d --mix %s%s%s; EAL: %s" % (
+        a.runs, a.duration, a.mix, " --policy " + a.policy if a.policy else "",
+        " --l7gate-args \"%s\"" % a.l7gate_args if a.l7gate_args else "", " ".join(cmd[1:12])))
 
 
 if __name__ == "__main__":
