@@ -468,6 +468,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     L7G_TSC(ts_parse);
     // Stage 1: parse and hash, prefetching a few packets ahead.
     unsigned nlook = 0;
+    const bool capture_clock = cfg_.capture_clock;
     for (unsigned i = 0; i < n && i < 3; ++i) {
         rte_prefetch0(rte_pktmbuf_mtod(b.mbufs[i], void*));
     }
@@ -477,7 +478,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         }
         rte_mbuf* m = b.mbufs[i];
         rx_bytes += m->pkt_len;
-        b.time_ns[i] = packet_time(m, now_ns);
+        b.time_ns[i] = capture_clock ? packet_time(m, now_ns) : now_ns;
         PacketMeta& pm = b.meta[i];
         parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
         b.flows[i] = nullptr;
@@ -496,10 +497,14 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     L7G_TSC(ts_lookup);
     L7G_STAGE_ADD(Parse, ts_lookup - ts_parse);
     // Stage 2: bulk flow lookup.
-    FlowEntry* found[kMaxBurst];
-    flows_.lookup_burst(b.keys, b.hashes, nlook, found);
-    for (unsigned k = 0; k < nlook; ++k) {
-        b.flows[b.lookup_slot[k]] = found[k];
+    if (nlook == n) {
+        flows_.lookup_burst(b.keys, b.hashes, n, b.flows);  // every packet looked up: in place
+    } else {
+        FlowEntry* found[kMaxBurst];
+        flows_.lookup_burst(b.keys, b.hashes, nlook, found);
+        for (unsigned k = 0; k < nlook; ++k) {
+            b.flows[b.lookup_slot[k]] = found[k];
+        }
     }
     L7G_TSC(ts_stage3);
     L7G_STAGE_ADD(Lookup, ts_stage3 - ts_lookup);
@@ -509,21 +514,22 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
 #endif
 
     // Stage 3: per packet: create flows, account, decide.
+    const uint16_t generation = verdict_generation();  // the snapshots change between bursts only
     unsigned nout = 0;
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = b.mbufs[i];
         const PacketMeta& pm = b.meta[i];
-        if (pm.kind == PacketKind::NonIp) {
-            counters_.non_ip.inc();
-            b.out[nout++] = m;
-            continue;
-        }
-        if (pm.kind == PacketKind::Malformed) {
-            counters_.malformed[static_cast<unsigned>(pm.error)].inc();
-            if (cfg_.malformed_drop) {
-                drop(m, pm.error);
-            } else {
+        if (pm.kind != PacketKind::Ip) {
+            if (pm.kind == PacketKind::NonIp) {
+                counters_.non_ip.inc();
                 b.out[nout++] = m;
+            } else {
+                counters_.malformed[static_cast<unsigned>(pm.error)].inc();
+                if (cfg_.malformed_drop) {
+                    drop(m, pm.error);
+                } else {
+                    b.out[nout++] = m;
+                }
             }
             continue;
         }
@@ -546,7 +552,8 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 // A flow created earlier in this same burst is found by the second lookup.
                 e = flows_.lookup(pm.key, pm.hash);
             }
-            const bool syn = pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn;
+            // tcp_flags is 0 outside TCP: no branch on the protocol.
+            const bool syn = (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn;
             if (e != nullptr && syn && e->tclass() == TimeoutClass::TcpClosed && isn_[flows_.index_of(*e)] != pm.tcp_seq) {
                 // A new connection (a SYN with another initial sequence number) on the
                 // 5-tuple of one that ended (RST, or FIN both ways; a reject counts): a new
@@ -592,7 +599,12 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         }
         const uint64_t t = b.time_ns[i];
         flows_.touch(*e, slot, m->pkt_len, t);
-        if (pm.l4_proto == 6 && pm.l4_offset != 0) {
+        // TCP state. The seen bit is set for every protocol (only a TCP flow's class reads
+        // it), so that mixed TCP and UDP traffic takes no unpredictable branch here; only a
+        // FIN or RST (never set outside TCP) or a flow still in its handshake goes further.
+        e->add_tcp(static_cast<uint8_t>(tcp_state::kSeen0 << slot));
+        if (((pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) != 0 || e->tclass() == TimeoutClass::TcpSyn) &&
+            pm.l4_proto == 6 && pm.l4_offset != 0) {
             update_tcp(flows_, *e, pm.tcp_flags, slot, t);
         }
         bool changed = false;
@@ -625,7 +637,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         if (policy_ != nullptr) {
             // Decide when something the verdict depends on changed: a new flow (generation 0
             // never matches a snapshot's), the protocol or risks, or the policy itself.
-            if (changed || e->generation != verdict_generation()) {
+            if (changed || e->generation != generation) {
                 L7G_TSC(tp0);
                 decide(*e, *policy_, m, slot);
 #if L7G_PROFILING

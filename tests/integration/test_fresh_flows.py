@@ -6,7 +6,8 @@
 The benchmarks (perf/run.sh, new-flow mixes) replay a capture endlessly (net_pcap
 infinite_rx) and need every pass to be new flows. A capture of 1,000 UDP flows, one packet each,
 replayed for a second: without the option l7gate sees 1,000 flows however many passes go by;
-with it, one flow per packet received (each pass's 1,000 flows new, none meeting an older one).
+with it, one new flow per packet received (each pass's 1,000 flows new, none meeting an older
+one), until the table is full.
 """
 
 import os
@@ -48,8 +49,11 @@ class FreshFlowsTest(unittest.TestCase):
 
     def test_every_pass_is_new_flows(self):
         st = self.replay("fresh", ["--bench-fresh-flows", str(FLOWS)])
-        self.assertEqual(st["flows"]["created"], st["totals"]["rx_packets"], st["flows"])
-        self.assertEqual(st["flows"]["table_full"], 0)
+        # Every packet a new flow: created, or refused by a full table (a fast machine fills
+        # the 4M entries within the second, since nothing expires that soon).
+        f = st["flows"]
+        self.assertEqual(f["created"] + f["table_full"], st["totals"]["rx_packets"], f)
+        self.assertGreater(f["created"], 20 * FLOWS, f)
 
 
 if __name__ == "__main__":
