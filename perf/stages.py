@@ -2,7 +2,7 @@
 """Per-stage cycles per packet: rx, parse, flow lookup, classify, policy, action, tx.
 
     perf/stages.py [--runs N] [--duration S] [--mix established] [--policy FILE]
-                   [--l7gate-args "ARGS"]   (as root)
+                   [--flows N] [--l7gate-args "ARGS"]   (as root)
 
 Builds build-prof/ (meson -Dprofiling=true: the worker's stage timers compiled in; release
 builds have none), replays a perf/traffic.sh mix endlessly (net_pcap infinite_rx into
@@ -30,6 +30,7 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--mix", default="established")
     ap.add_argument("--policy", default="")
+    ap.add_argument("--flows", type=int, default=10000, help="flows of the generated mix (perf/traffic.sh --flows)")
     ap.add_argument("--l7gate-args", default="", help="more l7gate options, e.g. \"--flows 16384\"")
     a = ap.parse_args()
     os.chdir(ROOT)
@@ -39,7 +40,7 @@ def main():
         subprocess.run(["meson", "setup", "build-prof", "--buildtype=release", "-Dprofiling=true", "-Dtests=false"],
                        check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["ninja", "-C", "build-prof", "l7gate"], check=True, stdout=subprocess.DEVNULL)
-    pcap = subprocess.run(["perf/traffic.sh", a.mix], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    pcap = subprocess.run(["perf/traffic.sh", a.mix, "--flows", str(a.flows)], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
     with open(pcap[:-5] + ".json") as f:
         packets = json.load(f)["packets"]
     work = tempfile.mkdtemp(prefix="l7gate-stages-")
@@ -72,8 +73,8 @@ def main():
         v = [r[k] for r in rows]
         label = {"busy": "busy (RX burst end to TX end)", "mpps": "Mpps"}.get(k, k)
         print("| %s | %.1f / %.1f / %.1f |" % (label, min(v), statistics.median(v), max(v)))
-    print("\ncommand: perf/stages.py --runs %d --duration %d --mix %s%s%s; EAL: %s" % (
-        a.runs, a.duration, a.mix, " --policy " + a.policy if a.policy else "",
+    print("\ncommand: perf/stages.py --runs %d --duration %d --mix %s --flows %d%s%s; EAL: %s" % (
+        a.runs, a.duration, a.mix, a.flows, " --policy " + a.policy if a.policy else "",
         " --l7gate-args \"%s\"" % a.l7gate_args if a.l7gate_args else "", " ".join(cmd[1:12])))
 
 

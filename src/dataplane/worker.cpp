@@ -814,8 +814,7 @@ int Worker::run() noexcept {
             if (nout != 0) {
                 uint64_t bytes = 0;
                 for (unsigned i = 0; i < nout; ++i) {
-                    b.out_len[i] = b.out[i]->pkt_len;
-                    bytes += b.out_len[i];
+                    bytes += b.out[i]->pkt_len;
                 }
                 const uint16_t peer = cfg_.peer[pi];
                 L7G_TSC(ts_tx);
@@ -823,7 +822,7 @@ int Worker::run() noexcept {
                 L7G_STAGE_ADD(Tx, rte_rdtsc() - ts_tx);
                 if (sent < nout) {
                     for (unsigned i = sent; i < nout; ++i) {
-                        bytes -= b.out_len[i];
+                        bytes -= b.out[i]->pkt_len;  // not sent: still ours to read
                         drop(b.out[i], DropReason::TxFull);
                     }
                     free_dropped();

@@ -79,7 +79,6 @@ struct Burst {
     FlowEntry* flows[kMaxBurst];
     uint8_t lookup_slot[kMaxBurst];  // index into keys/flows for packets that need a lookup
     rte_mbuf* out[kMaxBurst];
-    uint32_t out_len[kMaxBurst];
 };
 
 class alignas(64) Worker {
