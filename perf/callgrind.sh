@@ -71,7 +71,7 @@ run_cg() {
     tail -n 30 "$tmp/$2.run.txt" >&2
     exit 1
   fi
-  callgrind_annotate --inclusive=yes "$tmp/$2.out" > "$tmp/$2.annotate.txt" 2>/dev/null
+  callgrind_annotate --inclusive=yes --threshold=100 "$tmp/$2.out" > "$tmp/$2.annotate.txt" 2>/dev/null
 }
 run_cg "$pcap" once
 if [ "$mix" = established ]; then

@@ -10,6 +10,7 @@
 #include <ndpi_api.h>
 
 #include "dataplane/memory.hpp"
+#include "dataplane/ndpi_tree.hpp"
 #include "dataplane/packet_parser.hpp"
 
 namespace l7gate::dp {
@@ -97,7 +98,28 @@ AppClassifier::~AppClassifier() {
     table_free(dpi_free_);
     table_free(scratch_);
     table_free(meta_);
+    table_free(v4_nets_);
 }
+
+namespace {
+
+constexpr size_t kNet16Bits = 65536;
+
+// Patricia walk callback: sets the bit of every /16 that the node's IPv4 prefix covers.
+void mark_net16(ndpi_patricia_node_t* node, void* /*data*/, void* user) {
+    const ndpi_prefix_t* p = ndpi_patricia_get_node_prefix(node);
+    if (p == nullptr || p->family != AF_INET) {
+        return;
+    }
+    auto* bits = static_cast<uint64_t*>(user);
+    const uint32_t count = p->bitlen >= 16 ? 1u : 1u << (16 - p->bitlen);  // /16s covered
+    const uint32_t first = (ntohl(p->add.sin.s_addr) >> 16) & ~(count - 1);
+    for (uint32_t n = first; n < first + count; ++n) {
+        bits[n >> 6] |= uint64_t{1} << (n & 63);
+    }
+}
+
+} // namespace
 
 const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcept {
     cfg_ = cfg;
@@ -126,9 +148,18 @@ const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcep
     dpi_free_ = static_cast<uint32_t*>(table_alloc(sizeof(uint32_t) * dpi_capacity_, socket));
     scratch_ = static_cast<ndpi_flow_struct*>(table_alloc(slot_size_, socket));
     meta_ = static_cast<FlowMeta*>(table_alloc(sizeof(FlowMeta) * size_t{cfg.meta_flows}, socket));
+    v4_nets_ = static_cast<uint64_t*>(table_alloc(kNet16Bits / 8, socket));
     if (dpi_mem_ == nullptr || dpi_packets_ == nullptr || dpi_free_ == nullptr || meta_ == nullptr ||
-        scratch_ == nullptr) {
+        scratch_ == nullptr || v4_nets_ == nullptr) {
         return "cannot allocate the nDPI flow-state pool (lower --dpi-flows or --flows)";
+    }
+    // The /16s that nDPI's host-protocol networks touch (its own lists and --ndpi-protos'
+    // ip: rules; the tree does not change after initialisation).
+    if (ndpi_patricia_tree_t* tree = ndpi_host_protocol_tree(ndpi_); tree != nullptr) {
+        std::memset(v4_nets_, 0, kNet16Bits / 8);
+        ndpi_patricia_walk_tree_inorder(tree, mark_net16, v4_nets_);
+    } else {
+        std::memset(v4_nets_, 0xff, kNet16Bits / 8);  // unknown: every lookup is made
     }
     for (uint32_t i = 0; i < dpi_capacity_; ++i) {
         dpi_free_[i] = dpi_capacity_ - 1 - i;
@@ -248,10 +279,15 @@ void AppClassifier::prime(ndpi_flow_struct* f, const FlowKey& k, uint32_t r, boo
     f->guessed_protocol_id = static_cast<int16_t>(
         ndpi_guess_protocol_id(ndpi_, f, IPPROTO_TCP, k.port[s], k.port[s ^ 1], &user_defined));
     if (v4) {
+        // nDPI's two Patricia lookups, skipped for an address outside every /16 its networks
+        // touch (a flood's random sources, most of all): the result would be unknown.
         in_addr a;
-        std::memcpy(&a.s_addr, k.addr[s], 4);
-        uint16_t host = ndpi_network_port_ptree_match(ndpi_, &a, htons(k.port[s]));
-        if (host == NDPI_PROTOCOL_UNKNOWN) {
+        uint16_t host = NDPI_PROTOCOL_UNKNOWN;
+        if (may_match_host(k.addr[s])) {
+            std::memcpy(&a.s_addr, k.addr[s], 4);
+            host = ndpi_network_port_ptree_match(ndpi_, &a, htons(k.port[s]));
+        }
+        if (host == NDPI_PROTOCOL_UNKNOWN && may_match_host(k.addr[s ^ 1])) {
             std::memcpy(&a.s_addr, k.addr[s ^ 1], 4);
             host = ndpi_network_port_ptree_match(ndpi_, &a, htons(k.port[s ^ 1]));
         }

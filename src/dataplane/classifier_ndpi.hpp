@@ -155,6 +155,13 @@ public:
     const NdpiArena& arena() const noexcept { return arena_; }
     uint32_t dpi_in_use() const noexcept { return dpi_capacity_ - dpi_free_top_; }
     uint32_t flow_state_bytes() const noexcept { return slot_size_; }
+    // False when no prefix of nDPI's IPv4 host-protocol tree covers the /16 of `v4` (network
+    // order): nDPI's address guess for it is then certainly unknown, and its Patricia lookup
+    // is skipped. True tells nothing (the lookup decides).
+    bool may_match_host(const uint8_t* v4) const noexcept {
+        const uint32_t net16 = uint32_t{v4[0]} << 8 | v4[1];
+        return (v4_nets_[net16 >> 6] >> (net16 & 63) & 1u) != 0;
+    }
 
 private:
     ndpi_flow_struct* slot(uint32_t idx) const noexcept {
@@ -185,6 +192,7 @@ private:
     uint32_t slot_size_ = 0;
     FlowMeta* meta_ = nullptr;
     uint32_t meta_free_ = kNoExt;        // free list through FlowMeta::next_free
+    uint64_t* v4_nets_ = nullptr;        // 65,536 bits, one per /16 (see may_match_host)
     ClassifierCounters counters_{};
 };
 
