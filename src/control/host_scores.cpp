@@ -52,16 +52,16 @@ void HostScores::add(const dp::ScoreEvent& ev) {
     if (it == hosts_.end()) {
         if (hosts_.size() >= kMaxHosts) {
             // Bounded memory: forget the host heard from least recently (blocked ones stay
-            // blocked: the blocked set is separate).
-            auto oldest = hosts_.begin();
-            for (auto h = hosts_.begin(); h != hosts_.end(); ++h) {
-                if (h->second.last_ns < oldest->second.last_ns) {
-                    oldest = h;
-                }
-            }
-            hosts_.erase(oldest);
+            // blocked: the blocked set is separate). The front of the LRU list, not a scan:
+            // a flood of scored flows from new addresses arrives once per event, and a scan
+            // of 65,536 hosts each time stalled the control thread (and with it l7gate's stop).
+            hosts_.erase(lru_.front());
+            lru_.pop_front();
         }
         it = hosts_.emplace(k, Host{}).first;
+        it->second.lru = lru_.insert(lru_.end(), k);
+    } else {
+        lru_.splice(lru_.end(), lru_, it->second.lru);
     }
     Host& h = it->second;
     h.events.emplace_back(ev.time_ns, ev.score);
@@ -120,6 +120,7 @@ void HostScores::decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowL
     for (auto it = hosts_.begin(); it != hosts_.end();) {
         trim(it->second, now_ns, window);
         if (it->second.events.empty() && blocked_.count(it->first) == 0 && it->second.last_ns + window <= now_ns) {
+            lru_.erase(it->second.lru);
             it = hosts_.erase(it);
             continue;
         }

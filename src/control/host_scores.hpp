@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -75,6 +76,7 @@ private:
         uint64_t sum = 0;
         uint64_t client_sum = 0;
         uint64_t last_ns = 0;
+        std::list<dp::HostKey>::iterator lru;  // its place in lru_
     };
     void trim(Host& h, uint64_t now_ns, uint64_t window_ns);
     void publish();
@@ -84,6 +86,7 @@ private:
     bool capture_clock_;
     std::vector<rte_ring*> rings_;
     std::map<dp::HostKey, Host> hosts_;
+    std::list<dp::HostKey> lru_;  // hosts_' keys, the one heard from least recently first
     std::map<dp::HostKey, uint64_t> blocked_;   // host -> blocked until (ns)
     uint64_t latest_event_ns_ = 0;
     uint64_t blocks_total_ = 0;

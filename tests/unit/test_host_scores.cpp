@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 
 #include "control/host_scores.hpp"
 #include "control/policy_compiler.hpp"
@@ -97,6 +98,70 @@ TEST(HostScores, ClientAndServerPartsAndNoBlockWithoutAutoBlock) {
     EXPECT_EQ(top[0].score, 1000u);
     EXPECT_EQ(top[0].client_score, 900u);
     EXPECT_EQ(top[0].server_score, 100u);
+}
+
+} // namespace
+} // namespace l7gate::test
+
+namespace l7gate::test {
+namespace {
+
+dp::ScoreEvent ev_v4(uint32_t i, uint16_t score, uint64_t t) {  // 198.18.0.0/16, host i
+    dp::ScoreEvent e{};
+    const uint8_t a[4] = {198, 18, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    std::memcpy(e.addr, a, 4);
+    e.ip_version = 4;
+    e.score = score;
+    e.time_ns = t;
+    return e;
+}
+
+dp::ScoreEvent ev_v6(uint32_t i, uint16_t score, uint64_t t) {  // 2001:db8::/96 + i
+    dp::ScoreEvent e{};
+    const uint8_t a[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,
+                           static_cast<uint8_t>(i >> 24), static_cast<uint8_t>(i >> 16),
+                           static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    std::memcpy(e.addr, a, 16);
+    e.ip_version = 6;
+    e.score = score;
+    e.time_ns = t;
+    return e;
+}
+
+bool present(const ctl::HostScores& h, const std::string& host) {
+    for (const ctl::HostInfo& i : h.top(ctl::HostScores::kMaxHosts + 1)) {
+        if (i.host == host) {
+            return true;
+        }
+    }
+    return false;
+}
+
+TEST(HostScores, ForgetsTheHostHeardFromLeastRecentlyWhenFull) {
+    Fixture f;
+    const uint32_t n = ctl::HostScores::kMaxHosts;
+    for (uint32_t i = 0; i < n; ++i) {
+        f.hosts.add(ev_v4(i, 1, kSec + i));
+    }
+    f.hosts.add(ev_v4(0, 1000, 2 * kSec));   // heard from again: now the most recent
+    f.hosts.add(ev_v6(1, 1, 2 * kSec + 1));  // one too many: 198.18.0.1 goes, not 198.18.0.0
+    EXPECT_TRUE(present(f.hosts, "198.18.0.0"));
+    EXPECT_FALSE(present(f.hosts, "198.18.0.1"));
+    EXPECT_TRUE(present(f.hosts, "198.18.0.2"));
+    EXPECT_EQ(f.hosts.top(1).front().score, 1001u);
+
+    // A flood of scored flows from new addresses, one event each: every one evicts a host in
+    // constant time (a scan of the 65,536 per event took minutes and stalled the control
+    // thread), and the table stays bounded.
+    for (uint32_t i = 2; i < 200000; ++i) {
+        f.hosts.add(ev_v6(i, 1, 3 * kSec + i));
+    }
+    EXPECT_EQ(f.hosts.top(n + 1).size(), n);
+    EXPECT_FALSE(present(f.hosts, "198.18.0.0"));  // older than every flood host by now
+    EXPECT_TRUE(present(f.hosts, "2001:db8::3:d3f"));  // the newest, 199,999
+    f.hosts.decide(&f.policy, 4 * kSec, nullptr);  // the window walk keeps the LRU list in step
+    f.hosts.add(ev_v4(7, 1, 5 * kSec));
+    EXPECT_TRUE(present(f.hosts, "198.18.0.7"));
 }
 
 } // namespace
