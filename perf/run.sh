@@ -14,7 +14,7 @@
 # and expiry. Their rate is the mean of l7gate's per-second RX rates after the first second
 # (the end-of-run flush of millions of flows is left out).
 #
-# Run as root: it raises /proc/sys/vm/nr_hugepages to --hugepages (default 1536 x 2 MiB) for
+# Run as root: it raises /proc/sys/vm/nr_hugepages to --hugepages (default 2048 x 2 MiB) for
 # the run and restores the previous value at exit (unless another user changed it meanwhile);
 # DPDK then runs with --in-memory (no hugetlbfs mount needed). Without root, or when the
 # pages cannot be had, it falls back to --no-huge and records that in the results.
@@ -28,7 +28,7 @@ runs=5
 duration=5
 mixes=established,real,attack,newflow
 flows=10000
-hugepages=1536
+hugepages=2048
 build=1
 keep=0
 l7args=()
@@ -126,8 +126,8 @@ done
 packets_of() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["packets"])' "$cache/$1.json"; }
 
 # ---- memory: hugepages when we can have them ------------------------------------------------
-mem=(--no-huge -m 3072)
-memory_mode="--no-huge -m 3072 (no hugepages)"
+mem=(--no-huge -m 4096)
+memory_mode="--no-huge -m 4096 (no hugepages)"
 if [ -w /proc/sys/vm/nr_hugepages ]; then
   cur=$(cat /proc/sys/vm/nr_hugepages)
   if [ "$cur" -lt "$hugepages" ]; then
@@ -142,10 +142,10 @@ if [ -w /proc/sys/vm/nr_hugepages ]; then
     mem=(--in-memory)
     memory_mode="hugepages: $free_pages x 2 MiB free (nr_hugepages $cur before the run, $(cat /proc/sys/vm/nr_hugepages) during), EAL --in-memory"
   else
-    memory_mode="--no-huge -m 3072 (wanted $((hugepages * 9 / 10)) free hugepages, only $free_pages free: another process holds the rest)"
+    memory_mode="--no-huge -m 4096 (wanted $((hugepages * 9 / 10)) free hugepages, only $free_pages free: another process holds the rest)"
   fi
 else
-  memory_mode="--no-huge -m 3072 (not root: /proc/sys/vm/nr_hugepages not writable)"
+  memory_mode="--no-huge -m 4096 (not root: /proc/sys/vm/nr_hugepages not writable)"
 fi
 echo "memory: $memory_mode" >&2
 
@@ -183,10 +183,11 @@ PY
 
 # New flows on every pass: 1-2 s timeouts (expiry has second granularity) and a table for
 # many millions of them (l7gate's default is 262,144 per worker, 30 s for a half-open flow):
-# SYNs arrive at 5 Mpps until the first expiry, and then 2-3 s of them are alive, so 12M
-# entries (1.9 GB, within the 3 GB of hugepages). A run whose table still filled (table_full
-# in its stats) measured the cheaper table-full path: bench.py leaves it out of the figures.
-FRESH_ARGS=(--flows 12582912 --dpi-flows 65536 --timeouts tcp-syn=1,tcp=2,tcp-closed=1,udp=1,other=1)
+# SYNs arrive at 5 Mpps until the first expiry, and at most 6.2M were alive at once in
+# 10 s runs, so 8M entries (about 2.2 GB with their metadata, within the 4 GB of hugepages).
+# A run whose table still filled (table_full in its stats) measured the cheaper table-full
+# path: bench.py leaves it out of the figures.
+FRESH_ARGS=(--flows 8388608 --dpi-flows 65536 --timeouts tcp-syn=1,tcp=2,tcp-closed=1,udp=1,other=1)
 fresh_mix() { case "$1" in newflow|attack|syn) return 0 ;; esac; return 1; }
 
 run_l7gate() {  # MIX RUN
