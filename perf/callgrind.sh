@@ -77,25 +77,11 @@ run_cg "$pcap" once
 if [ "$mix" = established ]; then
   # The capture twice over, the copy 1.4 s later (the mix spans 1.37 s; every timeout is longer).
   /usr/bin/python3 - "$pcap" "$tmp/twice.pcap" <<'PY'
-import struct, sys
-src, dst = sys.argv[1:3]
-data = open(src, "rb").read()
-magic = struct.unpack("<I", data[:4])[0]
-if magic not in (0xa1b2c3d4, 0xa1b23c4d):
-    sys.exit("perf/callgrind.sh: %s is not a little-endian classic pcap" % src)
-scale = 1000000 if magic == 0xa1b2c3d4 else 1000000000
-recs, off = [], 24
-while off + 16 <= len(data):
-    sec, frac, incl, orig = struct.unpack("<IIII", data[off:off + 16])
-    recs.append((sec, frac, incl, orig, data[off + 16:off + 16 + incl]))
-    off += 16 + incl
-shift = 1.4
-with open(dst, "wb") as f:
-    f.write(data[:24])
-    for delta in (0.0, shift):
-        for sec, frac, incl, orig, body in recs:
-            t = sec * scale + frac + int(delta * scale)
-            f.write(struct.pack("<IIII", t // scale, t % scale, incl, orig) + body)
+import sys
+sys.path.insert(0, "tests/integration")
+from harness import read_pcap_records, write_pcap_records
+recs = read_pcap_records(sys.argv[1])
+write_pcap_records(sys.argv[2], recs + [(t + 1400000, frame) for t, frame in recs])  # +1.4 s
 PY
   run_cg "$tmp/twice.pcap" twice
 fi

@@ -87,10 +87,7 @@ uint64_t Worker::now_ns() const noexcept {
     return epoch_start_ns_ + static_cast<uint64_t>(static_cast<unsigned __int128>(d) * 1000000000u / tsc_hz_);
 }
 
-uint64_t Worker::packet_time(const rte_mbuf* m, uint64_t burst_ns) noexcept {
-    if (!cfg_.capture_clock) {
-        return burst_ns;
-    }
+uint64_t Worker::capture_time(const rte_mbuf* m) noexcept {
     if ((m->ol_flags & cfg_.timestamp_flag) != 0) {
         const uint64_t ts = *RTE_MBUF_DYNFIELD(m, cfg_.timestamp_offset, const rte_mbuf_timestamp_t*);
         const uint64_t t = ts * cfg_.timestamp_scale_ns;
@@ -323,7 +320,6 @@ void Worker::flush_injected(unsigned pi) noexcept {
 
 void Worker::update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot,
                         uint64_t now_ns) noexcept {
-    e.add_tcp(slot == 0 ? tcp_state::kSeen0 : tcp_state::kSeen1);
     if ((flags & tcp_flag::kRst) != 0) {
         e.add_tcp(tcp_state::kRst);
     }
@@ -478,7 +474,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         }
         rte_mbuf* m = b.mbufs[i];
         rx_bytes += m->pkt_len;
-        b.time_ns[i] = capture_clock ? packet_time(m, now_ns) : now_ns;
+        b.time_ns[i] = capture_clock ? capture_time(m) : now_ns;
         PacketMeta& pm = b.meta[i];
         parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
         b.flows[i] = nullptr;
@@ -601,10 +597,10 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         flows_.touch(*e, slot, m->pkt_len, t);
         // TCP state. The seen bit is set for every protocol (only a TCP flow's class reads
         // it), so that mixed TCP and UDP traffic takes no unpredictable branch here; only a
-        // FIN or RST (never set outside TCP) or a flow still in its handshake goes further.
+        // FIN or RST (never set outside TCP) or a TCP flow still in its handshake goes further.
         e->add_tcp(static_cast<uint8_t>(tcp_state::kSeen0 << slot));
         if (((pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) != 0 || e->tclass() == TimeoutClass::TcpSyn) &&
-            pm.l4_proto == 6 && pm.l4_offset != 0) {
+            pm.l4_offset != 0) {
             update_tcp(flows_, *e, pm.tcp_flags, slot, t);
         }
         bool changed = false;

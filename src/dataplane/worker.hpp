@@ -169,9 +169,12 @@ private:
     }
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
+    // A TCP flow's FIN/RST bits and timeout class after a packet from `slot` with `flags`
+    // (the caller has set the seen bit; called only on FIN or RST, or during the handshake).
     static void update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot, uint64_t now_ns) noexcept;
     uint64_t now_ns() const noexcept;
-    uint64_t packet_time(const rte_mbuf* m, uint64_t burst_ns) noexcept;
+    // --clock capture: the frame's capture timestamp, never behind the latest one.
+    uint64_t capture_time(const rte_mbuf* m) noexcept;
     void end_flow(FlowEntry& e, FlowEnd why) noexcept;
 
     WorkerConfig cfg_{};
