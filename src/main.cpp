@@ -392,7 +392,8 @@ int main(int argc, char** argv) {
         wc.timestamp_scale_ns = dp::port_driver(ports[0]) == "net_pcap" ? 1000 : 1;
         dp::ClassifierConfig& cc = wc.classifier;
         cc.dpi_flows = opt.dpi_flows != 0 ? opt.dpi_flows : std::max<uint32_t>(opt.flows / 4, 1024);
-        cc.meta_flows = opt.flows;
+        cc.meta_records = opt.meta_records != 0 ? opt.meta_records
+                                                : std::min(opt.flows, std::max<uint32_t>(opt.flows / 4, 1024));
         cc.max_packets_tcp = opt.dpi_max_tcp;
         cc.max_packets_udp = opt.dpi_max_udp;
         cc.max_packets_other = opt.dpi_max_other;

@@ -450,6 +450,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Packets handed to nDPI (ndpi_detection_process_packet calls).", d(s.ndpi_packets));
     single(out, "l7gate_dpi_pool_full_total", C,
         "Flows never classified because the worker's nDPI flow-state pool was empty (--dpi-flows).", d(s.dpi_pool_full));
+    single(out, "l7gate_meta_pool_full_total", C,
+        "Classified flows whose hostname and TLS data could not be kept: no free metadata record (--meta-records).",
+        d(s.meta_pool_full));
+    single(out, "l7gate_meta_records", G,
+        "Flow metadata records in use (hostname, JA3, TLS version), each shared by the flows with the same values.",
+        d(s.meta_in_use));
 
     // -- verdicts -----------------------------------------------------------------------------
     std::map<uint16_t, const char*> action_of;

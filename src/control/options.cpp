@@ -85,6 +85,11 @@ constexpr OptSpec kOpts[] = {
      "nDPI flow states per worker: flows in classification at once (default: --flows / 4, "
      "at least 1024); a new flow that finds none is never classified (counted as "
      "dpi_pool_full, protocol Unknown)"},
+    {"meta-records", 0, true, "N",
+     "distinct flow metadata records per worker (hostname, JA3 digests, TLS version), each "
+     "shared by every flow with the same values (default: --flows / 4, at least 1024, at most "
+     "--flows); a flow classified when none is free keeps its verdict but not its metadata "
+     "(counted as meta_pool_full; flow log without hostname)"},
     {"policy", 0, true, "FILE",
      "the policy (YAML, or nProbe IPS's JSON lines): pools of hosts mapped to a tree of "
      "policies with markers; without it every flow passes"},
@@ -395,6 +400,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected a count from 16 to 67108864");
         }
         opt.dpi_flows = static_cast<uint32_t>(n);
+    } else if (key == "meta-records") {
+        if (!parse_u64(v, 1u << 28, n) || n < 16) {
+            return bad("expected a count from 16 to 268435456");
+        }
+        opt.meta_records = static_cast<uint32_t>(n);
     }
     return {};
 }

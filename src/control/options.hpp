@@ -37,6 +37,7 @@ struct Options {
     uint16_t dpi_max_udp = 24;
     uint16_t dpi_max_other = 32;
     uint32_t dpi_flows = 0;          // 0 = automatic (flows / 4, at least 1024)
+    uint32_t meta_records = 0;       // 0 = automatic (flows / 4, at least 1024, at most flows)
     uint32_t flow_log_ring = 65536;  // records per worker ring
     std::string policy;              // --policy FILE ("" = pass everything)
     std::string policy_format = "auto";

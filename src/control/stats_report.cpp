@@ -173,6 +173,7 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.dpi_pool_full += cc.dpi_pool_full.get();
         s.dpi_reclaimed += cc.dpi_reclaimed.get();
         s.meta_pool_full += cc.meta_pool_full.get();
+        s.meta_in_use += cc.meta_in_use.get();
         s.giveups += cc.giveups.get();
         s.dpi_deferred += cc.deferred.get();
         s.dpi_deferred_no_payload += cc.deferred_no_payload.get();
@@ -272,6 +273,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     o << "},\"classification\":{\"classified\":" << s.classified << ",\"giveups\":" << s.giveups
       << ",\"dpi_pool_full\":" << s.dpi_pool_full << ",\"dpi_reclaimed\":" << s.dpi_reclaimed
       << ",\"deferred\":" << s.dpi_deferred << ",\"deferred_no_payload\":" << s.dpi_deferred_no_payload << ",\"meta_pool_full\":" << s.meta_pool_full
+      << ",\"meta_records\":" << s.meta_in_use
       << ",\"ndpi_packets\":" << s.ndpi_packets
       << ",\"ndpi_cycles_per_packet\":" << per(s.ndpi_cycles, s.ndpi_packets)
       << ",\"ndpi_heap_fallbacks\":" << s.ndpi_heap_fallbacks << "},\"flow_log\":{\"records\":"

@@ -59,7 +59,7 @@ struct StatsSnapshot {
     std::vector<ProtoStats> protocols;  // ids with any traffic, by bytes descending
     uint64_t risk_flows[64] = {};
     uint64_t category_bytes[256] = {};  // by the flow's nDPI category id (dp::kMaxCategories)
-    uint64_t classified = 0, dpi_pool_full = 0, meta_pool_full = 0, giveups = 0, dpi_reclaimed = 0,
+    uint64_t classified = 0, dpi_pool_full = 0, meta_pool_full = 0, meta_in_use = 0, giveups = 0, dpi_reclaimed = 0,
              dpi_deferred = 0, dpi_deferred_no_payload = 0;
     uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_heap_fallbacks = 0;
     uint64_t flow_log_records = 0, flow_log_lost = 0;

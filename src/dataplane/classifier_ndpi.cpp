@@ -97,7 +97,6 @@ AppClassifier::~AppClassifier() {
     table_free(dpi_packets_);
     table_free(dpi_free_);
     table_free(scratch_);
-    table_free(meta_);
     table_free(v4_nets_);
 }
 
@@ -147,11 +146,13 @@ const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcep
     dpi_packets_ = static_cast<uint16_t*>(table_alloc(sizeof(uint16_t) * dpi_capacity_, socket));
     dpi_free_ = static_cast<uint32_t*>(table_alloc(sizeof(uint32_t) * dpi_capacity_, socket));
     scratch_ = static_cast<ndpi_flow_struct*>(table_alloc(slot_size_, socket));
-    meta_ = static_cast<FlowMeta*>(table_alloc(sizeof(FlowMeta) * size_t{cfg.meta_flows}, socket));
     v4_nets_ = static_cast<uint64_t*>(table_alloc(kNet16Bits / 8, socket));
-    if (dpi_mem_ == nullptr || dpi_packets_ == nullptr || dpi_free_ == nullptr || meta_ == nullptr ||
-        scratch_ == nullptr || v4_nets_ == nullptr) {
+    if (dpi_mem_ == nullptr || dpi_packets_ == nullptr || dpi_free_ == nullptr || scratch_ == nullptr ||
+        v4_nets_ == nullptr) {
         return "cannot allocate the nDPI flow-state pool (lower --dpi-flows or --flows)";
+    }
+    if (!metas_.init(cfg.meta_records, socket)) {
+        return "cannot allocate the flow metadata records (lower --meta-records or --flows)";
     }
     // The /16s that nDPI's host-protocol networks touch (its own lists and --ndpi-protos'
     // ip: rules; the tree does not change after initialisation).
@@ -165,10 +166,6 @@ const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcep
         dpi_free_[i] = dpi_capacity_ - 1 - i;
     }
     dpi_free_top_ = dpi_capacity_;
-    for (uint32_t i = 0; i < cfg.meta_flows; ++i) {
-        meta_[i].next_free = i + 1 < cfg.meta_flows ? i + 1 : kNoExt;
-    }
-    meta_free_ = cfg.meta_flows > 0 ? 0 : kNoExt;
     if (!arena_.init(cfg.arena_bytes, socket)) {
         return "cannot allocate the nDPI arena";
     }
@@ -351,6 +348,9 @@ std::string_view AppClassifier::host(const FlowEntry& e) const noexcept {
     } else if (const FlowMeta* m = meta(e); m != nullptr) {
         h = m->host;
         cap = sizeof(m->host);
+    } else if (&e == lost_entry_) {
+        h = lost_host_;
+        cap = sizeof(lost_host_);
     }
     return h == nullptr ? std::string_view() : std::string_view(h, strnlen(h, cap));
 }
@@ -392,19 +392,21 @@ void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint
     const bool has_host = f->host_server_name[0] != '\0';
     uint32_t m = kNoExt;
     if (has_host || tls) {
-        if (meta_free_ == kNoExt) {
+        FlowMeta fm;
+        std::memset(&fm, 0, sizeof(fm));  // zero padding after the name: equal values compare equal
+        std::memcpy(fm.host, f->host_server_name, strnlen(f->host_server_name, sizeof(fm.host) - 1));
+        if (tls) {
+            md5_from_hex(f->protos.tls_quic.ja3_client, fm.ja3c);
+            md5_from_hex(f->protos.tls_quic.ja3_server, fm.ja3s);
+            fm.tls_version = f->protos.tls_quic.ssl_version;
+        }
+        m = metas_.intern(fm);
+        if (m == MetaTable::kNone) {
+            m = kNoExt;
             counters_.meta_pool_full.inc();
-        } else {
-            m = meta_free_;
-            FlowMeta& fm = meta_[m];
-            meta_free_ = fm.next_free;
-            std::memset(&fm, 0, sizeof(fm));
-            std::memcpy(fm.host, f->host_server_name, sizeof(fm.host) - 1);
-            if (tls) {
-                md5_from_hex(f->protos.tls_quic.ja3_client, fm.ja3c);
-                md5_from_hex(f->protos.tls_quic.ja3_server, fm.ja3s);
-                fm.tls_version = f->protos.tls_quic.ssl_version;
-            }
+            e.set_meta_lost();
+            lost_entry_ = &e;
+            std::memcpy(lost_host_, fm.host, sizeof(lost_host_));
         }
     }
     const uint32_t idx = e.ext;
@@ -431,8 +433,10 @@ void AppClassifier::release(FlowEntry& e) noexcept {
         ndpi_free_flow_data(slot(e.ext));
         dpi_free_[dpi_free_top_++] = e.ext;
     } else if (e.dpi_state() == DpiState::Done && e.ext != kNoExt) {
-        meta_[e.ext].next_free = meta_free_;
-        meta_free_ = e.ext;
+        metas_.release(e.ext);
+    }
+    if (&e == lost_entry_) {
+        lost_entry_ = nullptr;
     }
     e.ext = kNoExt;
     e.set_dpi_state(DpiState::None);

@@ -4,7 +4,8 @@
 // One detection module per worker (nDPI is not thread-safe across threads). A flow gets an
 // nDPI flow state from a fixed per-worker pool when it is created and gives it back as soon
 // as classification is final; the flow entry keeps only the results (protocol ids, category,
-// risk bitmap) and a FlowMeta side record (hostname/SNI, JA3, TLS version).
+// risk bitmap) and the id of an interned FlowMeta record (hostname/SNI, JA3, TLS version),
+// shared by every flow with the same metadata (MetaTable).
 //
 // nDPI is fed exactly as ndpiReader 4.2 feeds it, so results agree with the reference: every
 // packet of the flow in both directions that carries its L4 header (the IP header onward),
@@ -33,6 +34,7 @@
 
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_table.hpp"
+#include "dataplane/meta_table.hpp"
 #include "dataplane/ndpi_arena.hpp"
 
 struct ndpi_detection_module_struct;
@@ -42,20 +44,9 @@ namespace l7gate::dp {
 
 inline constexpr uint32_t kNoExt = UINT32_MAX;
 
-// Per-flow results that do not fit the 128-byte entry; only flows that have any take one.
-struct FlowMeta {
-    char host[80];          // SNI / HTTP Host / DNS query, as nDPI's host_server_name
-    uint8_t ja3c[16];       // MD5 digests (binary); all-zero when absent
-    uint8_t ja3s[16];
-    uint16_t tls_version;   // 0 when absent
-    uint16_t pad;
-    uint32_t next_free;
-};
-static_assert(sizeof(FlowMeta) == 120);
-
 struct ClassifierConfig {
     uint32_t dpi_flows = 65536;      // nDPI flow states per worker
-    uint32_t meta_flows = 262144;    // FlowMeta records per worker
+    uint32_t meta_records = 65536;   // distinct FlowMeta records per worker (shared by flows)
     uint16_t max_packets_tcp = 80;   // ndpiReader's defaults
     uint16_t max_packets_udp = 24;
     uint16_t max_packets_other = 32;
@@ -78,7 +69,8 @@ struct alignas(64) ClassifierCounters {
     Counter classified;        // flows whose classification ended
     Counter dpi_pool_full;     // flows that found no nDPI state: never classified
     Counter dpi_reclaimed;     // half-open flows whose state went to a newer flow
-    Counter meta_pool_full;    // flows whose metadata could not be kept
+    Counter meta_pool_full;    // flows whose metadata could not be kept (FlowEntry::meta_lost)
+    Counter meta_in_use;       // gauge: FlowMeta records held (set at housekeeping)
     Counter ndpi_packets;      // calls to ndpi_detection_process_packet
     Counter ndpi_cycles;       // TSC cycles inside those calls
     Counter giveups;           // flows ended by ndpi_detection_giveup
@@ -128,14 +120,17 @@ public:
     // the flow's protocol or risks changed or its classification ended.
     bool packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept;
 
-    // The flow's hostname as known now (nDPI's state while classifying, then the side record).
+    // The flow's hostname as known now (nDPI's state while classifying, then the shared
+    // record; for a flow whose record could not be kept, only until another flow finishes).
     std::string_view host(const FlowEntry& e) const noexcept;
 
     // Flow ends while still classifying (or Pending): give up (with guessing) and keep the results.
     void finish_at_end(FlowEntry& e) noexcept;
 
-    // Flow is freed: return its metadata record.
+    // Flow is freed: drop its reference to the metadata record.
     void release(FlowEntry& e) noexcept;
+    // Housekeeping: publish the gauges.
+    void publish() noexcept { counters_.meta_in_use.set(metas_.in_use()); }
 
     // Per-packet accounting once the flow is classified.
     void count_packet(const FlowEntry& e, uint32_t bytes) noexcept {
@@ -146,8 +141,9 @@ public:
     }
 
     const FlowMeta* meta(const FlowEntry& e) const noexcept {
-        return e.dpi_state() == DpiState::Done && e.ext != kNoExt ? &meta_[e.ext] : nullptr;
+        return e.dpi_state() == DpiState::Done && e.ext != kNoExt ? &metas_.at(e.ext) : nullptr;
     }
+    const MetaTable& metas() const noexcept { return metas_; }
 
     const ClassifierCounters& counters() const noexcept { return counters_; }
     ndpi_detection_module_struct* module() const noexcept { return ndpi_; }
@@ -190,8 +186,11 @@ private:
     uint32_t dpi_free_top_ = 0;
     uint32_t dpi_capacity_ = 0;
     uint32_t slot_size_ = 0;
-    FlowMeta* meta_ = nullptr;
-    uint32_t meta_free_ = kNoExt;        // free list through FlowMeta::next_free
+    MetaTable metas_;
+    // The flow that finished last without a record (pool full) and its hostname, so that its
+    // verdict, decided right after, still sees the name.
+    const FlowEntry* lost_entry_ = nullptr;
+    char lost_host_[80] = {};
     uint64_t* v4_nets_ = nullptr;        // 65,536 bits, one per /16 (see may_match_host)
     ClassifierCounters counters_{};
 };

@@ -632,8 +632,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         }
         if (policy_ != nullptr) {
             // Decide when something the verdict depends on changed: a new flow (generation 0
-            // never matches a snapshot's), the protocol or risks, or the policy itself.
-            if (changed || e->generation != generation) {
+            // never matches a snapshot's), the protocol or risks, or the policy itself. A
+            // flow whose hostname could not be kept keeps the verdict that saw it.
+            if (changed || (e->generation != generation && (e->generation == 0 || !e->meta_lost()))) {
                 L7G_TSC(tp0);
                 decide(*e, *policy_, m, slot);
 #if L7G_PROFILING
@@ -746,6 +747,7 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
         counters_.flows_expired.add(n);
     }
     counters_.flows_active.set(flows_.active());
+    classifier_.publish();
     answer_query();
 }
 
@@ -753,6 +755,16 @@ void Worker::flush_flows() noexcept {
     const unsigned n = flows_.expire_all([this](FlowEntry& e) { end_flow(e, FlowEnd::Shutdown); });
     counters_.flows_flushed.add(n);
     counters_.flows_active.set(flows_.active());
+}
+
+void Worker::load_snapshots() noexcept {
+    // acquire: pairs with the control thread's release store, so the snapshot's contents
+    // are visible before its pointer is.
+    policy_ = cfg_.policy != nullptr ? cfg_.policy->load(std::memory_order_acquire) : nullptr;
+    blocked_ = cfg_.blocked != nullptr ? cfg_.blocked->load(std::memory_order_acquire) : nullptr;
+    if (policy_ != nullptr && counters_.policy_generation.get() != policy_->generation) {
+        counters_.policy_generation.set(policy_->generation);  // ack for the control thread
+    }
 }
 
 int Worker::run() noexcept {
@@ -764,13 +776,7 @@ int Worker::run() noexcept {
         rte_rcu_qsbr_thread_online(cfg_.qsbr, q);
     }
     for (uint64_t iter = 1; !stop_.load(std::memory_order_relaxed); ++iter) {
-        // acquire: pairs with the control thread's release store, so the snapshot's contents
-        // are visible before its pointer is.
-        policy_ = cfg_.policy != nullptr ? cfg_.policy->load(std::memory_order_acquire) : nullptr;
-        blocked_ = cfg_.blocked != nullptr ? cfg_.blocked->load(std::memory_order_acquire) : nullptr;
-        if (policy_ != nullptr && counters_.policy_generation.get() != policy_->generation) {
-            counters_.policy_generation.set(policy_->generation);  // ack for the control thread
-        }
+        load_snapshots();
         bool idle = true;
         for (unsigned pi = 0; pi < cfg_.nb_ports; ++pi) {
             if (cfg_.fail_open) {

@@ -135,6 +135,9 @@ public:
     Burst& burst() noexcept { return burst_; }
 
     void housekeeping(uint64_t now_ns) noexcept;
+    // Takes the published policy and blocked-host snapshots for the next bursts (run() does
+    // it every iteration, outside any burst). Public for tests.
+    void load_snapshots() noexcept;
 
     // Sends what the shaper queues may release at now_ns (run() calls it every iteration
     // while they hold packets). Public for tests.

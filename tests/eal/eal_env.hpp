@@ -33,7 +33,7 @@ inline dp::WorkerConfig eal_worker_config(uint16_t a, uint16_t b) {
     cfg.flows = 4096;
     cfg.frags = 256;
     cfg.classifier.dpi_flows = 1024;
-    cfg.classifier.meta_flows = 4096;
+    cfg.classifier.meta_records = 4096;
     return cfg;
 }
 

@@ -120,7 +120,7 @@ State* setup() {
     cfg.flows = 1024;  // small tables: fuzzed inputs reach "full" quickly
     cfg.frags = 64;
     cfg.classifier.dpi_flows = 64;
-    cfg.classifier.meta_flows = 1024;
+    cfg.classifier.meta_records = 1024;
     cfg.classifier.arena_bytes = 8u << 20;
     cfg.reject_rate = 0;
     cfg.policy = &s->policy;

@@ -84,7 +84,7 @@ TEST(Options, PolicyMetricsAndClassificationOptions) {
     ctl::Options o;
     ASSERT_EQ(parse({"--policy", "p.yaml", "--policy-format", "nprobe", "--geoip", "g.mmdb",
                      "--metrics", "off", "--clock", "capture", "--dpi-max-packets", "10,5,3",
-                     "--dpi-flows", "2048", "--flow-log", "-"},
+                     "--dpi-flows", "2048", "--meta-records", "4096", "--flow-log", "-"},
                     o),
               "");
     EXPECT_EQ(o.policy, "p.yaml");
@@ -96,10 +96,12 @@ TEST(Options, PolicyMetricsAndClassificationOptions) {
     EXPECT_EQ(o.dpi_max_udp, 5);
     EXPECT_EQ(o.dpi_max_other, 3);
     EXPECT_EQ(o.dpi_flows, 2048u);
+    EXPECT_EQ(o.meta_records, 4096u);
     EXPECT_EQ(o.flow_log, "-");
     for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
              {"--policy-format", "xml"}, {"--clock", "gps"}, {"--dpi-max-packets", "0"},
-             {"--dpi-max-packets", "1,2,3,4"}, {"--dpi-flows", "3"}, {"--metrics", ""}}) {
+             {"--dpi-max-packets", "1,2,3,4"}, {"--dpi-flows", "3"}, {"--metrics", ""},
+             {"--meta-records", "8"}, {"--meta-records", "x"}}) {
         ctl::Options b;
         EXPECT_FALSE(parse(bad, b).empty()) << bad[0] << " " << bad[1];
     }
@@ -111,7 +113,7 @@ TEST(Options, HelpDocumentsEveryOption) {
                             "--on-flow-table-full", "--malformed", "--mbufs", "--duration",
                             "--idle-exit", "--stats-interval", "--stats-json", "--help", "--flow-log",
                             "--clock", "--ndpi-protos", "--ndpi-categories", "--dpi-max-packets",
-                            "--dpi-flows", "--policy", "--policy-format", "--geoip", "--check",
+                            "--dpi-flows", "--meta-records", "--policy", "--policy-format", "--geoip", "--check",
                             "--convert-policy", "--metrics", "--rxd", "--txd"}) {
         EXPECT_NE(u.find(opt), std::string::npos) << opt;
     }

@@ -1,0 +1,217 @@
+// Flow metadata records in the worker (MetaTable): flows with the same hostname and TLS data
+// share one record; when no record is free, a flow's verdict still sees its hostname and keeps
+// it across policy reloads. Driven directly with the generated l7 traffic.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <pcap/pcap.h>
+#include <rte_mbuf.h>
+
+#include "control/ndpi_names.hpp"
+#include "control/policy_compiler.hpp"
+#include "control/policy_config.hpp"
+#include "control/policy_loader.hpp"
+#include "dataplane/worker.hpp"
+#include "eal_env.hpp"
+
+namespace l7gate::test {
+namespace {
+
+// Every hostname of the l7 set's flows that this policy names, with a marker of its own.
+const char* const kPolicy = R"(version: 1
+default_policy: p
+policies:
+  p:
+    default: pass
+    hostnames: {"*.youtube.com": drop, "*.example.com": pass, "*.example.org": pass, "*.example.net": pass}
+)";
+const char* const kHostReasons[] = {"p/hostnames/*.example.com", "p/hostnames/*.example.org",
+                                    "p/hostnames/*.example.net"};
+
+std::vector<std::vector<uint8_t>> l7_frames() {
+    std::vector<std::vector<uint8_t>> out;
+    const char* path = std::getenv("L7GATE_L7_PCAP");
+    if (path == nullptr) {
+        return out;
+    }
+    char err[PCAP_ERRBUF_SIZE];
+    pcap_t* p = pcap_open_offline(path, err);
+    if (p == nullptr) {
+        return out;
+    }
+    pcap_pkthdr* h;
+    const u_char* d;
+    while (pcap_next_ex(p, &h, &d) == 1) {
+        out.emplace_back(d, d + h->caplen);
+    }
+    pcap_close(p);
+    return out;
+}
+
+// Flips the last byte of both addresses of untagged IPv4/IPv6 frames: new flows, same payload.
+void remap(std::vector<uint8_t>& f, uint8_t salt) {
+    const uint16_t et = f.size() >= 14 ? static_cast<uint16_t>(f[12] << 8 | f[13]) : 0;
+    if (et == 0x0800 && f.size() >= 34) {
+        f[14 + 15] ^= salt;
+        f[14 + 19] ^= salt;
+    } else if (et == 0x86dd && f.size() >= 54) {
+        f[14 + 23] ^= salt;
+        f[14 + 39] ^= salt;
+    }
+}
+
+class MetaRecords : public ::testing::Test {
+protected:
+    void SetUp() override {
+        pool_ = eal_pool();
+        ASSERT_NE(pool_, nullptr);
+        frames_ = l7_frames();
+        ASSERT_GT(frames_.size(), 20u) << "L7GATE_L7_PCAP must name the generated l7.pcap";
+        dp::NdpiArena::attach(nullptr);  // nDPI's allocations on this thread: the C heap again
+        static ctl::NdpiNames names;
+        static const std::string err = names.init("", "");
+        ASSERT_EQ(err, "");
+        names_ = &names;
+    }
+    void TearDown() override {
+        dp::NdpiArena::attach(nullptr);
+        delete w_;
+    }
+
+    std::unique_ptr<dp::PolicySnapshot> compile(uint64_t generation) {
+        ctl::PolicyConfig cfg;
+        std::vector<ctl::PolicyError> errors;
+        EXPECT_TRUE(ctl::load_policy_text(kPolicy, "meta.yaml", ctl::PolicyFormat::Auto, cfg, errors));
+        ctl::CompileContext ctx{names_, nullptr, &reasons_, 1, generation};
+        auto snap = ctl::compile_policy(cfg, ctx, errors);
+        EXPECT_TRUE(errors.empty());
+        return snap;
+    }
+
+    void start(uint32_t meta_records) {
+        dp::WorkerConfig cfg = eal_worker_config(0, 1);
+        cfg.classifier.meta_records = meta_records;
+        cfg.policy = &policy_;
+        w_ = new dp::Worker();
+        ASSERT_EQ(w_->init(cfg), nullptr);
+        w_->classifier_attach_for_test();
+    }
+
+    void feed(const std::vector<std::vector<uint8_t>>& frames, uint64_t t0) {
+        dp::Burst& b = w_->burst();
+        uint64_t now = t0;
+        for (size_t i = 0; i < frames.size();) {
+            unsigned n = 0;
+            for (; n < dp::kMaxBurst && i < frames.size(); ++n, ++i) {
+                rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+                ASSERT_NE(m, nullptr);
+                std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frames[i].size())), frames[i].data(),
+                            frames[i].size());
+                b.mbufs[n] = m;
+            }
+            const unsigned nout = w_->process_burst(0, n, now);
+            for (unsigned k = 0; k < nout; ++k) {
+                rte_pktmbuf_free(b.out[k]);
+            }
+            now += 1000000;
+        }
+    }
+
+    template <typename Fn>
+    void each_flow(Fn&& fn) {
+        const dp::FlowTable& t = w_->flow_table();
+        for (uint32_t i = 0; i < t.capacity(); ++i) {
+            const dp::FlowEntry& e = const_cast<dp::FlowTable&>(t).at(i);
+            if (e.live()) {
+                fn(e);
+            }
+        }
+    }
+
+    static constexpr uint64_t kT0 = 1700000000ull * 1000000000ull;
+    rte_mempool* pool_ = nullptr;
+    std::vector<std::vector<uint8_t>> frames_;
+    const ctl::NdpiNames* names_ = nullptr;
+    ctl::ReasonRegistry reasons_;
+    std::atomic<const dp::PolicySnapshot*> policy_{nullptr};
+    dp::Worker* w_ = nullptr;
+};
+
+TEST_F(MetaRecords, FlowsWithTheSameMetadataShareRecords) {
+    start(4096);
+    feed(frames_, kT0);
+    const dp::MetaTable& mt = w_->classifier().metas();
+    const uint32_t first = mt.in_use();
+    EXPECT_GE(first, 8u) << "the l7 set has flows with hostnames and TLS data";
+    // The same conversations between other addresses: the same hostnames and fingerprints.
+    std::vector<std::vector<uint8_t>> again = frames_;
+    for (auto& f : again) {
+        remap(f, 0x5a);
+    }
+    feed(again, kT0 + 2000000000ull);
+    EXPECT_GT(w_->counters().flows_created.get(), 2u * 15u);
+    EXPECT_EQ(mt.in_use(), first) << "the second set of flows made records of its own";
+    EXPECT_GE(mt.shared(), first);
+    EXPECT_EQ(w_->classifier().counters().meta_pool_full.get(), 0u);
+    // Every record goes with its last flow.
+    w_->flush_flows();
+    EXPECT_EQ(mt.in_use(), 0u);
+}
+
+TEST_F(MetaRecords, WithoutAFreeRecordTheVerdictStillSeesTheHostnameAcrossReloads) {
+    std::unique_ptr<dp::PolicySnapshot> first = compile(1);
+    ASSERT_NE(first, nullptr);
+    policy_.store(first.get());
+    start(1);  // one record: every flow with metadata but the first loses it
+    w_->load_snapshots();
+    feed(frames_, kT0);
+
+    std::set<uint16_t> host_reasons;
+    for (const char* r : kHostReasons) {
+        host_reasons.insert(reasons_.id(r));
+    }
+    const uint16_t youtube = reasons_.id("p/hostnames/*.youtube.com");
+    unsigned lost = 0;
+    unsigned lost_by_host = 0;
+    unsigned youtube_drops = 0;
+    std::vector<std::pair<const dp::FlowEntry*, uint16_t>> decided;
+    each_flow([&](const dp::FlowEntry& e) {
+        lost += e.meta_lost() ? 1 : 0;
+        lost_by_host += e.meta_lost() && host_reasons.count(e.reason) != 0 ? 1 : 0;
+        youtube_drops += e.reason == youtube && e.action == dp::cached::kDrop ? 1 : 0;
+        decided.emplace_back(&e, e.reason);
+    });
+    EXPECT_EQ(lost, w_->classifier().counters().meta_pool_full.get());
+    EXPECT_GE(lost_by_host, 3u) << "flows without a record were judged without their hostname";
+    EXPECT_EQ(youtube_drops, 1u);
+    EXPECT_EQ(w_->classifier().metas().in_use(), 1u);
+
+    // A reload: every flow is judged again on its next packet, except those whose hostname
+    // is gone, which keep the verdict that saw it.
+    std::unique_ptr<dp::PolicySnapshot> second = compile(2);
+    ASSERT_NE(second, nullptr);
+    policy_.store(second.get());
+    w_->load_snapshots();
+    const uint64_t evaluations = w_->counters().policy_evaluations.get();
+    feed(frames_, kT0 + 1000000000ull);
+    EXPECT_GT(w_->counters().policy_evaluations.get(), evaluations) << "the reload was not seen";
+    for (const auto& [e, reason] : decided) {
+        ASSERT_TRUE(e->live());
+        EXPECT_EQ(e->reason, reason) << "a flow's verdict reason changed across a reload of the same policy";
+    }
+    w_->flush_flows();
+    EXPECT_EQ(w_->classifier().metas().in_use(), 0u);
+    policy_.store(nullptr);
+    w_->load_snapshots();
+}
+
+} // namespace
+} // namespace l7gate::test
