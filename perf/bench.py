@@ -262,6 +262,20 @@ def report(raw_path, meta_path):
             p("Left out of the l7gate row: %d of its runs, whose flow table filled (%s): their "
               "packets took the table-full path, not flow setup." % (
                   len(bad), ", ".join("run %d: %s" % (r["run"], r["invalid"]) for r in bad)))
+        if mix == "flood" and l7:
+            # Every new flow of a pass is a bare SYN (the flood's and each TCP connection's
+            # own); every other packet belongs to a connection's flow of the first pass. The
+            # share of SYNs is l7gate's own count: flows created per packet received.
+            syn = [r["pps"] * r["flows_created"] / r["rx_packets"] / 1e6 for r in l7.values()
+                   if r.get("pps") and r.get("rx_packets")]
+            known = [r["pps"] * (1 - r["flows_created"] / r["rx_packets"]) / 1e6 for r in l7.values()
+                     if r.get("pps") and r.get("rx_packets")]
+            p("")
+            p("SYN flood while established flows keep passing: %s Mpps of SYNs, each a new "
+              "half-open flow created and expired, while %s Mpps of the connections' other "
+              "packets pass as known flows (l7gate dropped %s packets in all)." % (
+                  _mmm(syn, "%.2f"), _mmm(known, "%.2f"),
+                  sum(r.get("dropped", 0) for r in l7.values())))
         one = by.get((mix, "l7gate-1pass"), {})
         nd = by.get((mix, "ndpiReader"), {})
         pairs = [one[k]["pps"] / nd[k]["pps"] for k in sorted(nd)
@@ -283,7 +297,8 @@ def report(raw_path, meta_path):
     p("newflow, attack and syn: l7gate runs with --bench-fresh-flows (addresses rewritten on "
       "every pass of the replay, 1-2 s idle timeouts): its steady state on new flows, expiry "
       "included; its Mpps is the mean per-second RX rate after the first second, its new "
-      "flows/s that rate times the mix's flows per packet.")
+      "flows/s that rate times the mix's flows per packet. flood: the attack capture with only "
+      "its bare SYNs rewritten (--bench-fresh-syns).")
     p("")
     p("<details><summary>Raw per-run figures</summary>")
     p("")

@@ -5,7 +5,7 @@
 # figures). See perf/README.md for what is measured and how.
 #
 #   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack,newflow]
-#               [--flows N] [--hugepages N] [--no-build] [--keep]   (also: --mixes syn)
+#               [--flows N] [--hugepages N] [--no-build] [--keep]   (also: --mixes syn,flood)
 #               [--l7gate-args "ARGS"]  (added to every l7gate run, e.g. --no-extra-dissection)
 #
 # The new-flow mixes (newflow, attack, syn) run l7gate with --bench-fresh-flows: every pass of
@@ -13,6 +13,9 @@
 # a table sized for them (FRESH_ARGS below): the steady state of flow setup, classification
 # and expiry. Their rate is the mean of l7gate's per-second RX rates after the first second
 # (the end-of-run flush of millions of flows is left out).
+# flood replays the attack capture with only its bare SYNs rewritten (--bench-fresh-syns):
+# every pass the flood (and each connection's own SYN) is new half-open flows, while the
+# connections' other packets stay known flows. testpmd and l7gate only.
 #
 # Run as root: it raises /proc/sys/vm/nr_hugepages to --hugepages (default 2048 x 2 MiB) for
 # the run and restores the previous value at exit (unless another user changed it meanwhile);
@@ -108,8 +111,8 @@ cache=""
 IFS=, read -r -a mix_list <<< "$mixes"
 for mix in "${mix_list[@]}"; do
   case "$mix" in
-    established|attack|syn|newflow|real) ;;
-    *) echo "perf/run.sh: unknown mix $mix (established, real, attack, syn, newflow)" >&2; exit 2 ;;
+    established|attack|syn|newflow|flood|real) ;;
+    *) echo "perf/run.sh: unknown mix $mix (established, real, attack, syn, newflow, flood)" >&2; exit 2 ;;
   esac
   rc=0
   pcap=$(perf/traffic.sh "$mix" --flows "$flows") || rc=$?
@@ -188,7 +191,7 @@ PY
 # A run whose table still filled (table_full in its stats) measured the cheaper table-full
 # path: bench.py leaves it out of the figures.
 FRESH_ARGS=(--flows 8388608 --dpi-flows 65536 --timeouts tcp-syn=1,tcp=2,tcp-closed=1,udp=1,other=1)
-fresh_mix() { case "$1" in newflow|attack|syn) return 0 ;; esac; return 1; }
+fresh_mix() { case "$1" in newflow|attack|syn|flood) return 0 ;; esac; return 1; }
 
 run_l7gate() {  # MIX RUN
   local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-l7gate-$2 n extra=() mode=replay
@@ -196,6 +199,9 @@ run_l7gate() {  # MIX RUN
   if fresh_mix "$mix"; then
     extra=(--bench-fresh-flows "$n" "${FRESH_ARGS[@]}")
     mode=fresh
+  fi
+  if [ "$mix" = flood ]; then
+    extra+=(--bench-fresh-syns)
   fi
   if ! timeout -s INT $((duration + 180)) "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
       --file-prefix "l7perf-$$-$mix-$run-g" --log-level='*:warning' \
@@ -273,6 +279,10 @@ for ((run = 1; run <= runs; run++)); do
     # Rotate the order every run so that no tool always follows the same one.
     for ((k = 0; k < ${#tools[@]}; k++)); do
       tool=${tools[$(( (k + run - 1) % ${#tools[@]} ))]}
+      # flood: the attack capture again, only l7gate's steady state beside the I/O limit.
+      if [ "$mix" = flood ] && { [ "$tool" = ndpiReader ] || [ "$tool" = l7gate-1pass ]; }; then
+        continue
+      fi
       case "$tool" in
         testpmd) run_testpmd "$mix" "$run" ;;
         l7gate) run_l7gate "$mix" "$run" ;;
@@ -328,7 +338,7 @@ res=perf/results/$stamp.md
   echo
   echo "EAL: \`-l 0-1 ${mem[*]} --no-pci --vdev net_pcap0,rx_pcap=MIX.pcap,infinite_rx=1 --vdev net_null1,no-rx=1\`"
   echo
-  echo "- l7gate: \`$builddir/l7gate EAL -- --duration $duration --stats-interval 1 --stats-json F --mbufs PACKETS+16384\`; for newflow, attack and syn also \`--bench-fresh-flows PACKETS ${FRESH_ARGS[*]}\` (every pass new flows; rate: mean of the per-second RX rates after the first)"
+  echo "- l7gate: \`$builddir/l7gate EAL -- --duration $duration --stats-interval 1 --stats-json F --mbufs PACKETS+16384\`; for newflow, attack and syn also \`--bench-fresh-flows PACKETS ${FRESH_ARGS[*]}\` (every pass new flows; rate: mean of the per-second RX rates after the first), for flood the same plus \`--bench-fresh-syns\`"
   echo "- l7gate one pass: \`$builddir/l7gate EAL(without infinite_rx) -- --idle-exit 300 --stats-json F\`"
   echo "- testpmd: \`dpdk-testpmd EAL -- --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs PACKETS+16384 --stats-period 1 --record-core-cycles\`, SIGINT after $duration s of forwarding"
   echo "- ndpiReader: \`taskset -c 1 ndpiReader -i MIX.pcap -l LOOPS\` (first loop left out)"

@@ -262,7 +262,8 @@ int main(int argc, char** argv) {
             fail(err);
         }
         if (opt.bench_fresh_flows != 0) {
-            if (std::string err = dp::fresh_flows_install(p, setup.queues, opt.bench_fresh_flows); !err.empty()) {
+            if (std::string err = dp::fresh_flows_install(p, setup.queues, opt.bench_fresh_flows,
+                                                                  opt.bench_fresh_syns); !err.empty()) {
                 fail(err);
             }
         }

@@ -116,6 +116,10 @@ constexpr OptSpec kOpts[] = {
      "with infinite_rx) the IP addresses of every frame are rewritten (a new 16-bit value "
      "XORed into their low bits, both directions alike), so each pass is new flows; "
      "rewrites traffic, never use it inline"},
+    {"bench-fresh-syns", 0, false, nullptr,
+     "benchmarks only, with --bench-fresh-flows: rewrite only TCP SYNs without ACK, so a "
+     "replayed SYN flood is new flows every pass while the established connections around it "
+     "stay known flows"},
     {"check", 0, false, nullptr,
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
@@ -464,6 +468,8 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
                 out.version = true;
             } else if (std::string_view(o->name) == "fail-open") {
                 out.fail_open = true;
+            } else if (std::string_view(o->name) == "bench-fresh-syns") {
+                out.bench_fresh_syns = true;
             } else if (std::string_view(o->name) == "no-extra-dissection") {
                 out.dpi_no_extra = true;
             } else {
@@ -480,6 +486,9 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
         if (std::string err = apply(*o, value, out); !err.empty()) {
             return err;
         }
+    }
+    if (out.bench_fresh_syns && out.bench_fresh_flows == 0) {
+        return "--bench-fresh-syns needs --bench-fresh-flows N";
     }
     return {};
 }

@@ -48,6 +48,7 @@ struct Options {
     bool fail_open = false;          // --fail-open: forward a stalled worker's queues
     int test_stall_queue = -1;       // --test-stall-worker Q:PACKETS:MS (testing only)
     uint32_t bench_fresh_flows = 0;  // --bench-fresh-flows N (benchmarks only)
+    bool bench_fresh_syns = false;   // --bench-fresh-syns: only bare SYNs are rewritten
     uint64_t test_stall_packets = 0;
     uint32_t test_stall_ms = 0;
     std::string metrics = "127.0.0.1:9777";  // --metrics HOST:PORT ("" = off)

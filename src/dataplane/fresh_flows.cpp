@@ -13,6 +13,7 @@ namespace {
 struct QueueState {
     uint64_t seen = 0;    // packets received on the queue
     uint32_t period = 0;  // packets per pass
+    bool syns_only = false;
 };
 
 // Lives as long as the process: the callbacks stay registered until the ports close.
@@ -26,7 +27,7 @@ uint16_t on_rx(uint16_t, uint16_t, rte_mbuf* pkts[], uint16_t n, uint16_t, void*
     for (uint16_t i = 0; i < n; ++i) {
         const uint16_t v = fresh_flows_value(q->seen++ / q->period);
         if (v != 0) {
-            fresh_flows_rewrite(rte_pktmbuf_mtod(pkts[i], uint8_t*), pkts[i]->data_len, v);
+            fresh_flows_rewrite(rte_pktmbuf_mtod(pkts[i], uint8_t*), pkts[i]->data_len, v, q->syns_only);
         }
     }
     return n;
@@ -41,7 +42,7 @@ uint16_t fresh_flows_value(uint64_t pass) noexcept {
     return pass != 0 && v == 0 ? 1 : v;
 }
 
-void fresh_flows_rewrite(uint8_t* f, uint32_t len, uint16_t v) noexcept {
+void fresh_flows_rewrite(uint8_t* f, uint32_t len, uint16_t v, bool syns_only) noexcept {
     if (v == 0 || len < 14) {
         return;
     }
@@ -54,14 +55,23 @@ void fresh_flows_rewrite(uint8_t* f, uint32_t len, uint16_t v) noexcept {
     off += 2;  // the IP header
     // The low 16 bits of each address: IPv4 bytes 14-15 and 18-19, IPv6 bytes 20-21 and 36-37.
     uint32_t at[2];
+    uint32_t l4 = 0;     // the TCP header, when the IP header is followed by one
+    uint8_t proto = 0;
     if (et == 0x0800 && len >= off + 20 && (f[off] >> 4) == 4 && (f[off] & 0x0f) * 4u <= len - off) {
         at[0] = off + 14;
         at[1] = off + 18;
+        proto = f[off + 9];
+        l4 = off + (f[off] & 0x0fu) * 4u;
     } else if (et == 0x86dd && len >= off + 40 && (f[off] >> 4) == 6) {
         at[0] = off + 8 + 12;
         at[1] = off + 24 + 12;
+        proto = f[off + 6];
+        l4 = off + 40;
     } else {
         return;
+    }
+    if (syns_only && (proto != 6 || l4 + 14 > len || (f[l4 + 13] & 0x12) != 0x02)) {
+        return;  // not a TCP SYN without ACK
     }
     for (uint32_t a : at) {
         f[a] ^= static_cast<uint8_t>(v >> 8);
@@ -74,10 +84,11 @@ void fresh_flows_rewrite(uint8_t* f, uint32_t len, uint16_t v) noexcept {
     }
 }
 
-std::string fresh_flows_install(uint16_t port, uint16_t queues, uint32_t period) {
+std::string fresh_flows_install(uint16_t port, uint16_t queues, uint32_t period, bool syns_only) {
     for (uint16_t q = 0; q < queues; ++q) {
         QueueState& s = states().emplace_back();
         s.period = period;
+        s.syns_only = syns_only;
         if (rte_eth_add_rx_callback(port, q, on_rx, &s) == nullptr) {
             return "port " + std::to_string(port) + " queue " + std::to_string(q) +
                    ": cannot add the --bench-fresh-flows RX callback: " + rte_strerror(rte_errno);

@@ -99,5 +99,34 @@ TEST(FreshFlows, NonIpAndShortFramesAreLeftAlone) {
     EXPECT_EQ(g, cut);
 }
 
+TEST(FreshFlows, SynsOnlyRewritesBareSynsAndNothingElse) {
+    const uint16_t v = fresh_flows_value(5);
+    using dp::tcp_flag::kAck;
+    using dp::tcp_flag::kSyn;
+    auto moved = [&](Bytes f) {
+        const Bytes before = f;
+        fresh_flows_rewrite(f.data(), static_cast<uint32_t>(f.size()), v, true);
+        return f != before;
+    };
+    EXPECT_TRUE(moved(ipv4_frame({.src = kV4A, .dst = kV4B}, tcp({.flags = kSyn}))));
+    EXPECT_TRUE(moved(ipv6_frame({}, tcp({.flags = kSyn}), {{.vid = 10}})));
+    // The rest of a connection stays with its flow.
+    EXPECT_FALSE(moved(ipv4_frame({.src = kV4B, .dst = kV4A}, tcp({.flags = kSyn | kAck}))));
+    EXPECT_FALSE(moved(ipv4_frame({.src = kV4A, .dst = kV4B}, tcp({.flags = kAck}, pattern(100)))));
+    EXPECT_FALSE(moved(ipv6_frame({}, tcp({.flags = kAck}))));
+    EXPECT_FALSE(moved(ipv4_frame({.src = kV4A, .dst = kV4B}, udp({.sport = 5000, .dport = 53}, pattern(30)))));
+    // A frame cut before the TCP flags is left alone.
+    Bytes f = ipv4_frame({.src = kV4A, .dst = kV4B}, tcp({.flags = kSyn}));
+    const Bytes cut(f.begin(), f.begin() + kEthHdr + kIpv4Hdr + 10);
+    Bytes g = cut;
+    fresh_flows_rewrite(g.data(), static_cast<uint32_t>(g.size()), v, true);
+    EXPECT_EQ(g, cut);
+    // Without syns_only every IP frame moves.
+    Bytes a = ipv4_frame({.src = kV4A, .dst = kV4B}, tcp({.flags = kAck}));
+    const Bytes abefore = a;
+    fresh_flows_rewrite(a.data(), static_cast<uint32_t>(a.size()), v);
+    EXPECT_NE(a, abefore);
+}
+
 } // namespace
 } // namespace l7gate::test

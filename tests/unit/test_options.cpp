@@ -107,6 +107,18 @@ TEST(Options, PolicyMetricsAndClassificationOptions) {
     }
 }
 
+TEST(Options, FreshSynsNeedFreshFlows) {
+    ctl::Options a;
+    EXPECT_NE(parse({"--bench-fresh-syns"}, a), "");
+    ctl::Options b;
+    ASSERT_EQ(parse({"--bench-fresh-flows", "1000", "--bench-fresh-syns"}, b), "");
+    EXPECT_TRUE(b.bench_fresh_syns);
+    EXPECT_EQ(b.bench_fresh_flows, 1000u);
+    ctl::Options c;
+    ASSERT_EQ(parse({"--bench-fresh-flows", "1000"}, c), "");
+    EXPECT_FALSE(c.bench_fresh_syns);
+}
+
 TEST(Options, HelpDocumentsEveryOption) {
     const std::string u = ctl::usage("l7gate");
     for (const char* opt : {"--pairs", "--rxq", "--rss", "--flows", "--frags", "--timeouts",
