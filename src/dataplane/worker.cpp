@@ -384,7 +384,8 @@ void Worker::emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept {
     }
 }
 
-void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept {
+void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept {
+    const bool snapshots_only = !changed && e.generation != 0;  // a reload or a new blocked set
     e.generation = verdict_generation();
     if (cached::drops(e.action)) {
         return;  // a dropped (or rejected) flow stays so, across reloads too
@@ -395,6 +396,9 @@ void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, 
         e.reason = blocked_->reason;
         counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
         return;
+    }
+    if (snapshots_only && e.meta_lost()) {
+        return;  // its hostname is gone: the verdict that saw it stands
     }
     const uint8_t c = e.client_slot();
     char lower[80];
@@ -632,11 +636,10 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         }
         if (policy_ != nullptr) {
             // Decide when something the verdict depends on changed: a new flow (generation 0
-            // never matches a snapshot's), the protocol or risks, or the policy itself. A
-            // flow whose hostname could not be kept keeps the verdict that saw it.
-            if (changed || (e->generation != generation && (e->generation == 0 || !e->meta_lost()))) {
+            // never matches a snapshot's), the protocol or risks, or the policy itself.
+            if (changed || e->generation != generation) {
                 L7G_TSC(tp0);
-                decide(*e, *policy_, m, slot);
+                decide(*e, *policy_, m, slot, changed);
 #if L7G_PROFILING
                 cyc_policy += rte_rdtsc() - tp0;
 #endif

@@ -163,7 +163,8 @@ private:
     // What the policy needs to know about a flow; the hostname is lowercased into `lower`.
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
-    void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot) noexcept;
+    // `changed`: the flow's classification moved (else a snapshot did, or the flow is new).
+    void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept;
     void answer_query() noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
     uint16_t verdict_generation() const noexcept {

@@ -1,6 +1,7 @@
 // Flow metadata records in the worker (MetaTable): flows with the same hostname and TLS data
 // share one record; when no record is free, a flow's verdict still sees its hostname and keeps
-// it across policy reloads. Driven directly with the generated l7 traffic.
+// it across policy reloads (a blocked host still reaches it). Driven directly with the
+// generated l7 traffic.
 
 #include <gtest/gtest.h>
 
@@ -19,6 +20,7 @@
 #include "control/policy_compiler.hpp"
 #include "control/policy_config.hpp"
 #include "control/policy_loader.hpp"
+#include "dataplane/host_block.hpp"
 #include "dataplane/worker.hpp"
 #include "eal_env.hpp"
 
@@ -100,6 +102,7 @@ protected:
         dp::WorkerConfig cfg = eal_worker_config(0, 1);
         cfg.classifier.meta_records = meta_records;
         cfg.policy = &policy_;
+        cfg.blocked = &blocked_;
         w_ = new dp::Worker();
         ASSERT_EQ(w_->init(cfg), nullptr);
         w_->classifier_attach_for_test();
@@ -142,6 +145,7 @@ protected:
     const ctl::NdpiNames* names_ = nullptr;
     ctl::ReasonRegistry reasons_;
     std::atomic<const dp::PolicySnapshot*> policy_{nullptr};
+    std::atomic<const dp::BlockedSet*> blocked_{nullptr};
     dp::Worker* w_ = nullptr;
 };
 
@@ -203,13 +207,30 @@ TEST_F(MetaRecords, WithoutAFreeRecordTheVerdictStillSeesTheHostnameAcrossReload
     const uint64_t evaluations = w_->counters().policy_evaluations.get();
     feed(frames_, kT0 + 1000000000ull);
     EXPECT_GT(w_->counters().policy_evaluations.get(), evaluations) << "the reload was not seen";
+    const dp::FlowEntry* victim = nullptr;
     for (const auto& [e, reason] : decided) {
         ASSERT_TRUE(e->live());
         EXPECT_EQ(e->reason, reason) << "a flow's verdict reason changed across a reload of the same policy";
+        if (victim == nullptr && e->meta_lost() && host_reasons.count(e->reason) != 0) {
+            victim = e;
+        }
     }
+
+    // Only the policy's verdict is kept: a host blocked later still stops such a flow.
+    ASSERT_NE(victim, nullptr);
+    dp::BlockedSet blocked;
+    blocked.generation = 1;
+    blocked.reason = reasons_.id("hosts/auto_block");
+    blocked.hosts.push_back(dp::host_key(victim->key.ip_version, victim->key.addr[victim->client_slot()]));
+    blocked_.store(&blocked);
+    w_->load_snapshots();
+    feed(frames_, kT0 + 2000000000ull);
+    EXPECT_EQ(victim->action, dp::cached::kDrop);
+    EXPECT_EQ(victim->reason, blocked.reason);
     w_->flush_flows();
     EXPECT_EQ(w_->classifier().metas().in_use(), 0u);
     policy_.store(nullptr);
+    blocked_.store(nullptr);
     w_->load_snapshots();
 }
 
