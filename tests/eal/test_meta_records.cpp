@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include <pcap/pcap.h>
 #include <rte_mbuf.h>
 
 #include "control/ndpi_names.hpp"
@@ -23,6 +22,7 @@
 #include "dataplane/host_block.hpp"
 #include "dataplane/worker.hpp"
 #include "eal_env.hpp"
+#include "l7_frames.hpp"
 
 namespace l7gate::test {
 namespace {
@@ -37,38 +37,6 @@ policies:
 )";
 const char* const kHostReasons[] = {"p/hostnames/*.example.com", "p/hostnames/*.example.org",
                                     "p/hostnames/*.example.net"};
-
-std::vector<std::vector<uint8_t>> l7_frames() {
-    std::vector<std::vector<uint8_t>> out;
-    const char* path = std::getenv("L7GATE_L7_PCAP");
-    if (path == nullptr) {
-        return out;
-    }
-    char err[PCAP_ERRBUF_SIZE];
-    pcap_t* p = pcap_open_offline(path, err);
-    if (p == nullptr) {
-        return out;
-    }
-    pcap_pkthdr* h;
-    const u_char* d;
-    while (pcap_next_ex(p, &h, &d) == 1) {
-        out.emplace_back(d, d + h->caplen);
-    }
-    pcap_close(p);
-    return out;
-}
-
-// Flips the last byte of both addresses of untagged IPv4/IPv6 frames: new flows, same payload.
-void remap(std::vector<uint8_t>& f, uint8_t salt) {
-    const uint16_t et = f.size() >= 14 ? static_cast<uint16_t>(f[12] << 8 | f[13]) : 0;
-    if (et == 0x0800 && f.size() >= 34) {
-        f[14 + 15] ^= salt;
-        f[14 + 19] ^= salt;
-    } else if (et == 0x86dd && f.size() >= 54) {
-        f[14 + 23] ^= salt;
-        f[14 + 39] ^= salt;
-    }
-}
 
 class MetaRecords : public ::testing::Test {
 protected:

@@ -21,6 +21,7 @@
 #include "dataplane/ndpi_arena.hpp"
 #include "dataplane/worker.hpp"
 #include "eal_env.hpp"
+#include "l7_frames.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -67,37 +68,6 @@ int posix_memalign(void** out, size_t al, size_t n) {
 
 namespace l7gate::test {
 namespace {
-
-[[maybe_unused]] std::vector<std::vector<uint8_t>> read_pcap(const std::string& path) {
-    char err[PCAP_ERRBUF_SIZE];
-    pcap_t* p = pcap_open_offline(path.c_str(), err);
-    std::vector<std::vector<uint8_t>> out;
-    if (p == nullptr) {
-        return out;
-    }
-    pcap_pkthdr* h;
-    const u_char* d;
-    while (pcap_next_ex(p, &h, &d) == 1) {
-        out.emplace_back(d, d + h->caplen);
-    }
-    pcap_close(p);
-    return out;
-}
-
-// Rewrites the last byte of both IPv4/IPv6 addresses (untagged frames) so flows are new.
-[[maybe_unused]] void remap(std::vector<uint8_t>& f, uint8_t salt) {
-    if (f.size() < 14) {
-        return;
-    }
-    const uint16_t et = static_cast<uint16_t>(f[12] << 8 | f[13]);
-    if (et == 0x0800 && f.size() >= 34) {
-        f[14 + 15] ^= salt;
-        f[14 + 19] ^= salt;
-    } else if (et == 0x86dd && f.size() >= 54) {
-        f[14 + 23] ^= salt;
-        f[14 + 39] ^= salt;
-    }
-}
 
 class WorkerAlloc : public ::testing::Test {
 protected:
