@@ -80,6 +80,7 @@ TEST(HostNets, SummaryCoversEveryNetworkOfTheTree) {
     }
     EXPECT_GT(covered, 0u);
     EXPECT_GT(skipped, 100000u) << "the summary should rule out most of the address space";
+    dp::NdpiArena::attach(nullptr);  // the arena goes with the classifier
     delete c;
 }
 
