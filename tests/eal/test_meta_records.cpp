@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -161,6 +162,8 @@ TEST_F(MetaRecords, WithoutAFreeRecordTheVerdictStillSeesTheHostnameAcrossReload
         youtube_drops += e.reason == youtube && e.action == dp::cached::kDrop ? 1 : 0;
         decided.emplace_back(&e, e.reason);
     });
+    std::printf("robustness: one metadata record: %u flows kept none, %u of them judged by hostname, "
+                "youtube drops %u\n", lost, lost_by_host, youtube_drops);
     EXPECT_EQ(lost, w_->classifier().counters().meta_pool_full.get());
     EXPECT_GE(lost_by_host, 3u) << "flows without a record were judged without their hostname";
     EXPECT_EQ(youtube_drops, 1u);
