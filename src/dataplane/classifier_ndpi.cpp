@@ -400,9 +400,8 @@ void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint
             md5_from_hex(f->protos.tls_quic.ja3_server, fm.ja3s);
             fm.tls_version = f->protos.tls_quic.ssl_version;
         }
-        m = metas_.intern(fm);
-        if (m == MetaTable::kNone) {
-            m = kNoExt;
+        m = metas_.intern(fm);  // MetaTable::kNone is kNoExt
+        if (m == kNoExt) {
             counters_.meta_pool_full.inc();
             e.set_meta_lost();
             lost_entry_ = &e;

@@ -43,6 +43,7 @@ struct ndpi_flow_struct;
 namespace l7gate::dp {
 
 inline constexpr uint32_t kNoExt = UINT32_MAX;
+static_assert(kNoExt == MetaTable::kNone, "FlowEntry::ext holds a MetaTable id or kNoExt");
 
 struct ClassifierConfig {
     uint32_t dpi_flows = 65536;      // nDPI flow states per worker

@@ -53,9 +53,6 @@ uint32_t MetaTable::find_slot(const FlowMeta& v, uint32_t h) const noexcept {
 }
 
 uint32_t MetaTable::intern(const FlowMeta& value) noexcept {
-    if (capacity_ == 0) {
-        return kNone;
-    }
     const uint32_t h = hash(value);
     const uint32_t s = find_slot(value, h);  // the load factor stays <= 50%: an empty slot exists
     if (slots_[s] != 0) {

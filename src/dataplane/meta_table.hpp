@@ -34,7 +34,8 @@ public:
     MetaTable& operator=(const MetaTable&) = delete;
     ~MetaTable();
 
-    // Allocates `capacity` records on `socket`. Returns false when out of memory.
+    // Allocates `capacity` records on `socket`. Returns false when out of memory (or for a
+    // capacity of 0 or over 2^30); the other calls need a table that was initialised.
     bool init(uint32_t capacity, int socket) noexcept;
 
     // The id of a record equal to `value` (its refs field ignored), with one more reference:
