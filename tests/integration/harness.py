@@ -13,6 +13,10 @@ import sys
 import tempfile
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import casereport  # noqa: E402
+from casereport import figure, note_l7gate  # noqa: E402,F401  (re-exported for the tests)
+
 BIN = os.environ.get("L7GATE_BIN", "")
 TIMEOUT = 60
 
@@ -177,6 +181,7 @@ def run_l7gate(workdir, name, rx, args, workers=1, log_level="*:warning", stats=
         err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
     finally:
         shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
+    note_l7gate(name, text=err)
     st = None
     if stats and os.path.exists(stats_path):
         with open(stats_path) as f:
@@ -245,11 +250,17 @@ def require_binary(test):
 
 
 def generate(test, outdir, set_name="l7"):
-    """Runs tools/gen_traffic.py --set SET into outdir; skips `test` when it cannot."""
+    """Runs tools/gen_traffic.py --set SET into outdir; fails `test` when it cannot (a missing
+    Python module it needs is a skip, with the package to install)."""
+    error = generator_missing()
+    if error.startswith("skip: "):
+        test.skipTest(error[6:])
+    if error:
+        test.fail(error)
     p = subprocess.run([PY, os.path.join(TOOLS, "gen_traffic.py"), outdir, "--set", set_name],
                        capture_output=True, text=True)
     if p.returncode != 0:
-        test.skipTest("traffic generator failed: " + p.stderr[-500:])
+        test.fail("traffic generator failed (%d): %s" % (p.returncode, p.stderr[-2000:]))
 
 
 def generated_work(test, prefix):
@@ -293,13 +304,10 @@ def generator_missing(*modules):
 
 
 def main():
-    """Runs the __main__ module's tests verbosely and exits: 1 on a failure, 77 when every test
-    was skipped (not root, binary missing...) so that meson reports SKIP, not OK, else 0."""
-    prog = unittest.main(verbosity=2, exit=False)
-    res = prog.result
-    if not res.wasSuccessful():
-        sys.exit(1)
-    sys.exit(77 if res.testsRun and len(res.skipped) == res.testsRun else 0)
+    """Runs the __main__ module's cases and exits: 1 on a failure, 77 when every case was
+    skipped (not root, binary missing...) so that meson reports SKIP, not OK, else 0; each case
+    is reported once to tools/test_summary.py (see casereport)."""
+    casereport.main()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import run_l7gate, require_binary, write_pcap_records  # noqa: E402
 from test_reuse import CLI, SRV, SPORT, connection  # noqa: E402
 
@@ -81,4 +82,4 @@ class AsymmetricTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

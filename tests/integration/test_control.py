@@ -20,6 +20,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import write_pcap, lcores_arg, BIN, require_binary, generate  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -130,4 +131,4 @@ class ControlTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

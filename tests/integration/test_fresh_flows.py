@@ -18,6 +18,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import run_l7gate, require_binary, udp_frame, write_pcap  # noqa: E402
 
 FLOWS = 1000  # passes stay well under the 65,536 values of the rewrite
@@ -57,4 +58,4 @@ class FreshFlowsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

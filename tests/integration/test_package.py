@@ -30,6 +30,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import BIN, TOOLS  # noqa: E402
 from test_service import check_man_against_help, verify_unit  # noqa: E402
 
@@ -183,4 +184,4 @@ if __name__ == "__main__":
     if reason:
         print("SKIP: " + reason)
         sys.exit(SKIP)
-    unittest.main()
+    harness.main()

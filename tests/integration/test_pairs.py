@@ -20,6 +20,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import read_pcap, write_pcap, run_l7gate, require_binary  # noqa: E402
 
 
@@ -126,4 +127,4 @@ class TwoPairsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

@@ -21,6 +21,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import (read_pcap, write_pcap, run_l7gate, frame_flow_key,  # noqa: E402
                      BIN, require_binary, generate, load_l7_expect, remove_work)
 
@@ -246,4 +247,4 @@ class ToolsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

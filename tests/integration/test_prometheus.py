@@ -52,6 +52,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import write_pcap, lcores_arg, BIN  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -686,4 +687,4 @@ class ConfigFilesTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

@@ -19,6 +19,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import read_pcap, write_pcap, run_l7gate, require_binary, generate  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -154,4 +155,4 @@ class RejectTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

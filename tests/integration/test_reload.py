@@ -22,6 +22,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import write_pcap, lcores_arg, BIN, generated_work, load_l7_expect, remove_work  # noqa: E402
 
 BASE = """version: 1
@@ -142,4 +143,4 @@ class ReloadTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -20,6 +20,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import read_pcap, run_l7gate, require_binary, write_pcap_records  # noqa: E402
 
 try:
@@ -123,4 +124,4 @@ class ReuseTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

@@ -422,4 +422,4 @@ class MbufPressureTest(HostileBase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    harness.main()

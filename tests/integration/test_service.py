@@ -23,6 +23,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import BIN, require_binary, write_pcap, l7gate_stderr_lines  # noqa: E402
 
 SRC = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -267,4 +268,4 @@ def check_man_against_help(test, man, help_text):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

@@ -19,6 +19,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import harness  # noqa: E402
 from harness import read_pcap, run_l7gate, require_binary, udp_frame, udp_frame_id, write_pcap_records  # noqa: E402
 
 RATE = 4000000          # bit/s
@@ -191,4 +192,4 @@ class ShapingTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    harness.main()

@@ -21,6 +21,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import casereport  # noqa: E402
 BIN = os.environ.get("L7GATE_BIN", os.path.join(ROOT, "build", "l7gate"))
 NETLAB = os.path.join(ROOT, "tools", "netlab.sh")
 GEOIP = os.path.join(ROOT, "tests", "data", "geoip-test.mmdb")
@@ -59,13 +61,10 @@ def skip_reason(extra=()):
 
 
 def main(extra=()):
-    reason = skip_reason(extra)
-    if reason:
-        print("SKIP: " + reason)
-        sys.exit(77)
-    # meson's timeout sends SIGTERM: turn it into SystemExit so cleanups and atexit run.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    unittest.main(verbosity=2)
+    """Runs the module's cases (casereport.main: each case reported once; SIGTERM from meson's
+    timeout becomes SystemExit so cleanups and atexit run), or reports every case skipped with
+    the reason when the lab cannot run here."""
+    casereport.main(skip_all=skip_reason(extra))
 
 
 def report(line):
@@ -279,6 +278,7 @@ class Gate:
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        casereport.note_l7gate(self.name, path=self.log_path)
         # Ready once the banner is out and a first frame could cross: the ports are started.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
