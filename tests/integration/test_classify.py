@@ -24,6 +24,7 @@ Set L7GATE_KEEP_TMP=1 to keep the work directory (its path is printed).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -382,8 +383,13 @@ class T3SharedCapturesTest(unittest.TestCase):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            errors="replace", timeout=3600)
         print(p.stdout, file=sys.stderr)
+        m = re.search(r"^agreement ([\d.]+)% \((\d+) of (\d+) flows", p.stdout, re.M)
+        if m:
+            harness.figure("ndpiReader agreement on %s" % PCAPS,
+                           "%s of %s flows (%s%%)" % (m.group(2), m.group(3), m.group(1)))
         self.assertEqual(p.returncode, 0, "compare_ndpireader.py exited %d\n%s\n%s"
                          % (p.returncode, p.stdout[-8000:], p.stderr[-2000:]))
+        self.assertIsNotNone(m, "no agreement line in compare_ndpireader.py's output")
 
 
 if __name__ == "__main__":

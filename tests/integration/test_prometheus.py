@@ -475,6 +475,7 @@ def do_run():
     out = open(os.path.join(work, "l7gate.out"), "w")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     out.close()
+    harness.note_l7gate("l7gate --metrics", path=os.path.join(work, "l7gate.out"))
     unittest.addModuleCleanup(shutil.rmtree, os.path.join("/var/run/dpdk", prefix), True)
     unittest.addModuleCleanup(stop_process, p, "l7gate")
     # Scrape /metrics ourselves while l7gate runs; keep the last body.

@@ -155,7 +155,9 @@ class ServiceTest(unittest.TestCase):
     # -- the config file and pre-flight -------------------------------------------------------
 
     def run_bin(self, args, timeout=60):
-        return subprocess.run([BIN] + args, capture_output=True, text=True, errors="replace", timeout=timeout)
+        p = subprocess.run([BIN] + args, capture_output=True, text=True, errors="replace", timeout=timeout)
+        harness.note_l7gate(" ".join(args[-3:]), text=p.stderr)
+        return p
 
     def test_conf_preflight_reports_unbound_nics(self):
         require_binary(self)

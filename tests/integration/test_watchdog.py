@@ -55,6 +55,7 @@ class WatchdogTest(unittest.TestCase):
         if fail_open:
             cmd.append("--fail-open")
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        harness.note_l7gate("watchdog run", text=p.stderr)
         self.assertEqual(p.returncode, 0, p.stderr[-3000:])
         with open(stats) as f:
             st = json.load(f)
@@ -105,6 +106,7 @@ class WatchdogTest(unittest.TestCase):
                "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (self.empty, out + "1"),
                "--", "--metrics", "off", "--fail-open"]
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        harness.note_l7gate("watchdog run", text=p.stderr)
         self.assertEqual(p.returncode, 2, p.stderr[-2000:])
         self.assertIn("--fail-open needs 2 TX queues", p.stderr)
 
