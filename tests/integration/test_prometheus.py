@@ -431,11 +431,9 @@ def do_run():
     if not BIN or not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
         run["skip"] = "L7GATE_BIN does not name the l7gate binary (%r)" % BIN
         return run
-    # DEPENDS ON THE PLANNED --metrics OPTION.
     listed, _ = l7gate_lists_metrics()
     if not listed:
-        run["skip"] = ("l7gate -h does not list --metrics: the Prometheus exporter "
-                       "(src/control/metrics.hpp) is not wired into l7gate yet")
+        run["error"] = "l7gate -h does not list --metrics: the Prometheus exporter is missing"
         return run
     err = generate_traffic()
     if err:
