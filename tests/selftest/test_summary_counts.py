@@ -250,6 +250,23 @@ class SummaryCounts(unittest.TestCase):
         self.assertEqual(line, "1 passed, 0 failed, 2 skipped", out)
         self.assertEqual(rc, 0)
 
+    def test_known_failure_is_listed_not_passed(self):
+        rc, text, out = run_module(self.work, "known", """
+            class T(unittest.TestCase):
+                @unittest.expectedFailure
+                def test_gap(self): self.assertEqual(1, 2, "issue 20: not decapsulated")
+                @unittest.expectedFailure
+                def test_fixed(self): pass
+                def test_ok(self): pass
+            """)
+        self.assertEqual(rc, 1, out)  # the fixed gap is an unexpected success: a failure
+        b = FakeBuild(self.work, "build")
+        b.test("known", "FAIL", cases_xml=text)
+        rc, line, out = self.line(b.write())
+        self.assertEqual(line, "1 passed, 1 failed, 1 skipped", out)
+        self.assertIn("build/known/__main__.T.test_gap: known failure: AssertionError: 1 != 2 : "
+                      "issue 20: not decapsulated", out)
+
     def test_figures_listed(self):
         rc, text, out = run_module(self.work, "fig", """
             class T(unittest.TestCase):
