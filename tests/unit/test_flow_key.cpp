@@ -113,8 +113,12 @@ TEST(FlowKey, LowerEndpointGoesIntoSlotZero) {
 }
 
 TEST(FlowKey, DifferentPortsVlanProtocolOrVersionGiveDifferentKeys) {
-    auto v4 = [](uint8_t proto, uint32_t vlan, uint16_t sport, uint16_t dport) {
-        FlowKey k;
+    // Each key starts from different garbage, so two equal keys are equal in every byte
+    // make_flow_key wrote, not because they share a stack slot.
+    uint8_t fill = 0x10;
+    auto v4 = [&fill](uint8_t proto, uint32_t vlan, uint16_t sport, uint16_t dport) {
+        FlowKey k = garbage_key(fill);
+        fill = static_cast<uint8_t>(fill + 0x21);
         dp::make_flow_key(k, 4, proto, vlan, kV4A.data(), kV4B.data(), sport, dport);
         return k;
     };
@@ -173,30 +177,69 @@ TEST(FlowKey, PadIsZero) {
     }
 }
 
-TEST(FlowKey, HashIsEqualForEqualKeys) {
+// The frame the other endpoint of `e` sends (b -> a), with e.vlan as its tags: one 802.1Q
+// tag, or an 802.1ad service tag (outer VID) and an 802.1Q tag (inner VID).
+Bytes reply_frame(const Endpoints& e) {
+    std::vector<VlanTag> tags;
+    if (e.vlan > 0x0fff) {
+        tags = {{.tpid = ether::kQinQ, .vid = static_cast<uint16_t>(e.vlan >> 12)},
+                {.tpid = ether::kVlan, .vid = static_cast<uint16_t>(e.vlan & 0x0fff)}};
+    } else if (e.vlan != 0) {
+        tags = {{.tpid = ether::kVlan, .vid = static_cast<uint16_t>(e.vlan)}};
+    }
+    const Bytes l4 = e.proto == ipproto::kTcp
+                         ? tcp({.sport = e.b_port, .dport = e.a_port, .flags = dp::tcp_flag::kAck})
+                         : udp({.sport = e.b_port, .dport = e.a_port}, pattern(12));
+    if (e.version == 4) {
+        Ip4 src;
+        Ip4 dst;
+        std::memcpy(src.data(), e.b.data(), 4);
+        std::memcpy(dst.data(), e.a.data(), 4);
+        return ipv4_frame({.src = src, .dst = dst, .proto = e.proto}, l4, tags);
+    }
+    return ipv6_frame({.src = e.b, .dst = e.a, .next_header = e.proto}, l4, tags);
+}
+
+// One flow, two independent constructions: make_flow_key on a's packet (over garbage) and the
+// parser on b's reply frame. Same key, same hash.
+TEST(FlowKey, HashOfAFlowIsTheSameFromEitherEndpoint) {
     for (const Endpoints& e : endpoint_cases()) {
         SCOPED_TRACE(e.name);
         FlowKey fwd = garbage_key(0x01);
-        FlowKey rev = garbage_key(0xfe);
         dp::make_flow_key(fwd, e.version, e.proto, e.vlan, e.a.data(), e.b.data(), e.a_port,
                           e.b_port);
-        dp::make_flow_key(rev, e.version, e.proto, e.vlan, e.b.data(), e.a.data(), e.b_port,
-                          e.a_port);
-        ASSERT_EQ(fwd, rev);
-        const FlowKey copy = fwd;
-        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(rev));
-        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(copy));
-        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(fwd)); // deterministic
+        const PacketMeta rep = parse(reply_frame(e));
+        ASSERT_EQ(rep.kind, PacketKind::Ip);
+        ASSERT_EQ(rep.key.vlan, e.vlan);
+        ASSERT_EQ(fwd, rep.key);
+        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(rep.key));
     }
 }
 
-TEST(FlowKey, HashDependsOnEveryKeyByte) {
-    FlowKey base;
-    dp::make_flow_key(base, 6, ipproto::kTcp, (12u << 12) | 34u, kV6A.data(), kV6C.data(), 40000,
-                      443);
+// The hash reads the key's 44 bytes and nothing around them: the same key in the middle of
+// buffers filled with different bytes hashes the same.
+TEST(FlowKey, HashReadsOnlyTheKey) {
+    for (const Endpoints& e : endpoint_cases()) {
+        SCOPED_TRACE(e.name);
+        FlowKey k;
+        dp::make_flow_key(k, e.version, e.proto, e.vlan, e.a.data(), e.b.data(), e.a_port,
+                          e.b_port);
+        uint32_t hashes[2];
+        for (int i = 0; i < 2; ++i) {
+            alignas(16) uint8_t buf[sizeof(FlowKey) + 64];
+            std::memset(buf, i == 0 ? 0x00 : 0xff, sizeof(buf));
+            std::memcpy(buf + 32, &k, sizeof(k));
+            hashes[i] = dp::flow_key_hash(*reinterpret_cast<const FlowKey*>(buf + 32));
+        }
+        EXPECT_EQ(hashes[0], hashes[1]);
+    }
+}
+
+// Flips one bit (the lowest, then the highest) of each listed byte of `base`: every flip must
+// change the hash.
+void expect_hash_depends_on(const FlowKey& base, const std::vector<size_t>& offsets) {
     const uint32_t h = dp::flow_key_hash(base);
-    // Every byte but the always-zero pad.
-    for (size_t i = 0; i < offsetof(FlowKey, pad); ++i) {
+    for (size_t i : offsets) {
         for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}}) {
             KeyBytes b = bytes_of(base);
             b[i] ^= flip;
@@ -205,6 +248,38 @@ TEST(FlowKey, HashDependsOnEveryKeyByte) {
             EXPECT_NE(dp::flow_key_hash(k), h) << "byte " << i << " flip " << unsigned{flip};
         }
     }
+}
+
+TEST(FlowKey, HashDependsOnEveryKeyByte) {
+    FlowKey base;
+    dp::make_flow_key(base, 6, ipproto::kTcp, (12u << 12) | 34u, kV6A.data(), kV6C.data(), 40000,
+                      443);
+    // Every byte but the always-zero pad.
+    std::vector<size_t> offsets;
+    for (size_t i = 0; i < offsetof(FlowKey, pad); ++i) {
+        offsets.push_back(i);
+    }
+    expect_hash_depends_on(base, offsets);
+}
+
+// IPv4 keys take their own, shorter path through the hash: every byte that can differ between
+// two IPv4 keys (4 bytes of each address, both ports, both VLAN IDs, protocol and version)
+// must reach it. Bytes 4-15 of each address are always zero in an IPv4 key.
+TEST(FlowKey, Ipv4HashDependsOnEveryAddressPortVlanAndProtocolByte) {
+    FlowKey base;
+    dp::make_flow_key(base, 4, ipproto::kUdp, (2049u << 12) | 3071u, kV4A.data(), kV4C.data(),
+                      40000, 53);
+    ASSERT_EQ(base.ip_version, 4);
+    std::vector<size_t> offsets;
+    for (size_t slot = 0; slot < 2; ++slot) {
+        for (size_t i = 0; i < 4; ++i) {
+            offsets.push_back(offsetof(FlowKey, addr) + slot * 16 + i);
+        }
+    }
+    for (size_t i = offsetof(FlowKey, port); i < offsetof(FlowKey, pad); ++i) {
+        offsets.push_back(i);
+    }
+    expect_hash_depends_on(base, offsets);
 }
 
 // Distinct keys, realistic mix: IPv4 in 198.18.0.0/15, IPv6 in 2001:db8::/32, TCP and UDP,
