@@ -32,6 +32,8 @@ allow_skip=(
   'build-asan/live-*'
   # The Debian package is built from the release build only (a sanitizer build is no product).
   'build-asan/package/*'
+  # Counting allocations interposes malloc, which the sanitizer runtime owns: release only.
+  'build-asan/eal/WorkerAlloc.*'
   # Known gap, listed as "known failure" on every run: l7gate does not decapsulate IP-in-IP
   # tunnels yet (issue 20). The case turns into a failure once it agrees.
   'build*/classify/*T3SharedCapturesTest.test_tunnel_captures_agree_with_reference'
