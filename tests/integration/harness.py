@@ -358,6 +358,8 @@ def check_binary(test):
 
 def _seen(value, limit=600):
     text = value if isinstance(value, str) else repr(value)
+    if not text.strip():
+        return "(empty)"
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
