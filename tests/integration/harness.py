@@ -350,3 +350,150 @@ def check_binary(test):
         test.skipTest("L7GATE_BIN is not set")
     if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
         test.skipTest("l7gate binary %s does not exist (not built yet?)" % BIN)
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting for conditions, not for time
+
+
+def _seen(value, limit=600):
+    text = value if isinstance(value, str) else repr(value)
+    if not text.strip():
+        return "(empty)"
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def wait_for(probe, timeout, what, until=None, interval=0.05, proc=None):
+    """Polls probe() every `interval` seconds until it gives a value that satisfies `until`
+    (truthy when until is None) and returns that value. An exception in probe() counts as not
+    yet (a socket not there yet). Raises AssertionError("timed out after Ns waiting for <what>;
+    last seen: ...") after `timeout` seconds, or at once when `proc` (a Popen) has exited."""
+    import time
+    deadline = time.monotonic() + timeout
+    last = "(nothing: the first probe did not finish)"
+    while True:
+        try:
+            value = probe()
+            if (bool(value) if until is None else until(value)):
+                return value
+            last = _seen(value)
+        except Exception as e:  # noqa: BLE001 - not ready yet; reported as last seen
+            last = "%s: %s" % (type(e).__name__, e)
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError("l7gate exited (%s) while waiting for %s; last seen: %s"
+                                 % (proc.returncode, what, last))
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %gs waiting for %s; last seen: %s"
+                                 % (timeout, what, last))
+        time.sleep(interval)
+
+
+def read_text(path):
+    """A file's text ("" while it does not exist): for polling logs a process writes."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def telemetry(prefix, *commands):
+    """{command: answer} of DPDK telemetry commands (/l7gate/stats...) asked of the l7gate
+    running with --file-prefix `prefix`; raises OSError while its socket is not up."""
+    import socket
+    path = os.path.join("/var/run/dpdk", prefix, "dpdk_telemetry.v2")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(5)
+        s.connect(path)
+        json.loads(s.recv(4096))  # the greeting
+        answers = {}
+        for c in commands:
+            s.send(c.encode())
+            answers[c] = json.loads(s.recv(1 << 20))[c]
+    return answers
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugepages for a test (a DPDK secondary process needs the primary's hugepage memory)
+
+NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+
+
+def _meminfo(key):
+    with open("/proc/meminfo") as f:
+        for ln in f:
+            if ln.startswith(key + ":"):
+                return int(ln.split()[1])
+    return 0
+
+
+def hugetlbfs_mounts(pagesize_kb=2048):
+    """Mount points of hugetlbfs file systems with `pagesize_kb` pages."""
+    default_kb = _meminfo("Hugepagesize")
+    out = []
+    with open("/proc/mounts") as f:
+        for ln in f:
+            parts = ln.split()
+            if len(parts) < 4 or parts[2] != "hugetlbfs":
+                continue
+            size_kb = default_kb
+            for opt in parts[3].split(","):
+                if opt.startswith("pagesize="):
+                    v = opt[len("pagesize="):].upper()
+                    mult = {"K": 1, "M": 1024, "G": 1024 * 1024}.get(v[-1:], None)
+                    size_kb = int(v[:-1]) * mult if mult else int(v) // 1024
+            if size_kb == pagesize_kb:
+                out.append(parts[1].replace("\\040", " "))
+    return out
+
+
+def hugepages(test, pages):
+    """For setUp: `pages` free 2 MiB hugepages and a hugetlbfs mount for `test`, both put back
+    by test cleanups (which also run when the test fails or meson's SIGTERM ends it). When no
+    2 MiB hugetlbfs is mounted it mounts one on a private directory and unmounts it afterwards;
+    when fewer than `pages` pages are free it raises vm.nr_hugepages and restores the old
+    value afterwards. Returns the mount point (for EAL's --huge-dir). Skips `test` when the
+    machine cannot give the pages."""
+    if _meminfo("Hugepagesize") != 2048 and not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        test.skipTest("the kernel offers no 2 MiB hugepages")
+    free = _meminfo("HugePages_Free")
+    if free < pages:
+        with open(NR_HUGEPAGES) as f:
+            old = int(f.read())
+        try:
+            with open(NR_HUGEPAGES, "w") as f:
+                f.write(str(old + pages - free))
+        except OSError as e:
+            test.skipTest("needs %d free hugepages and cannot reserve them: %s" % (pages, e))
+
+        def restore():
+            with open(NR_HUGEPAGES, "w") as f:
+                f.write(str(old))
+            with open(NR_HUGEPAGES) as f:
+                now = int(f.read())
+            if now != old:
+                raise AssertionError("vm.nr_hugepages is %d, not back to %d" % (now, old))
+        # Registered first, so it runs last: after the unmount has freed the pages' files.
+        test.addCleanup(restore)
+        if _meminfo("HugePages_Free") < pages:
+            test.skipTest("needs %d free 2 MiB hugepages, %d free" % (pages, _meminfo("HugePages_Free")))
+    mounts = hugetlbfs_mounts()
+    if mounts:
+        return mounts[0]
+    mnt = os.path.realpath(tempfile.mkdtemp(prefix="l7g-huge-"))
+    p = subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "nodev", mnt],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        os.rmdir(mnt)
+        test.skipTest("no hugetlbfs mounted and cannot mount one: %s" % p.stderr.strip())
+
+    def unmount():
+        p = subprocess.run(["umount", mnt], capture_output=True, text=True)
+        if p.returncode != 0:
+            # Still in use (a process the test left behind): detach it now, freed at its exit.
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+        os.rmdir(mnt)
+        if p.returncode != 0:
+            raise AssertionError("umount %s: %s (detached lazily)" % (mnt, p.stderr.strip()))
+    test.addCleanup(unmount)
+    return mnt

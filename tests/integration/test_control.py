@@ -7,15 +7,12 @@ l7gate replays the generated l7 traffic endlessly (infinite_rx) with config/poli
 its 17 flows stay active while commands arrive on a pipe (`-i`) or over the telemetry socket.
 """
 
-import json
 import re
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,21 +45,37 @@ class ControlTest(unittest.TestCase):
                 "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=/dev/null" % self.empty,
                 "--", "--metrics", "off", "--policy", POLICY, "--mbufs", "16384"] + extra
 
+    def start(self, extra, stdin=None):
+        """l7gate with `extra` options; its stderr goes to a file noted for failure messages."""
+        self.err_path = os.path.join(self.work, "l7gate.err")
+        with open(self.err_path, "w") as err:
+            p = subprocess.Popen(self.cmd(extra), stdin=stdin, stdout=subprocess.PIPE, stderr=err,
+                                 text=True)
+        harness.note_l7gate(self.id().rpartition(".")[2], path=self.err_path)
+        return p
+
+    def wait_classified(self, p):
+        """Waits (telemetry) until the traffic's 17 flows are there and every one classified."""
+        harness.wait_for(lambda: harness.telemetry(self.prefix, "/l7gate/stats")["/l7gate/stats"],
+                         30, "every flow classified (telemetry /l7gate/stats: flows_created >= 17, "
+                         "classified = flows_created)",
+                         until=lambda st: st["flows_created"] >= 17 and st["classified"] >= st["flows_created"],
+                         proc=p)
+
     def test_prompt_from_a_pipe(self):
-        p = subprocess.Popen(self.cmd(["-i"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        p = self.start(["-i"], stdin=subprocess.PIPE)
         try:
-            time.sleep(1.5)  # traffic flows, every flow classified
+            self.wait_classified(p)
             script = ("help\nshow port stats\nshow flows 20\nshow hosts\nshow policy\nreload\nshow policy\n"
                       "set stats-interval 0\nshow flows 0\nno such command\n")
             p.stdin.write(script)
             p.stdin.flush()
-            time.sleep(1.0)
-            out, err = p.communicate(timeout=30)  # closes stdin: end of input stops l7gate
+            # Closing stdin ends the prompt after the lines it has read: all of the script.
+            out, _ = p.communicate(timeout=30)
         finally:
             if p.poll() is None:
                 p.kill()
-        self.assertEqual(p.returncode, 0, err[-2000:])
+        self.assertEqual(p.returncode, 0, "l7gate's exit code (stderr below)")
         self.assertIn("show flows [N]", out)                          # help
         self.assertRegex(out, r"port 0 \(net_pcap\)\n  rx [1-9]\d* packets")
         # show flows: the 17 active flows, largest first, with their verdicts and reasons.
@@ -95,28 +108,16 @@ class ControlTest(unittest.TestCase):
         self.assertIn("stopping (quit)", out)
 
     def test_telemetry_commands(self):
-        p = subprocess.Popen(self.cmd(["--duration", "6"]), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        p = self.start(["--duration", "6"])
         try:
-            path = os.path.join("/var/run/dpdk", self.prefix, "dpdk_telemetry.v2")
-            for _ in range(100):
-                if os.path.exists(path):
-                    break
-                time.sleep(0.05)
-            time.sleep(1.0)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            s.connect(path)
-            json.loads(s.recv(4096))  # the greeting
-            answers = {}
-            for c in ("/", "/l7gate/stats", "/l7gate/flows", "/l7gate/policy"):
-                s.send(c.encode())
-                answers[c] = json.loads(s.recv(65536))[c]
-            s.close()
-            out, err = p.communicate(timeout=30)
+            self.wait_classified(p)
+            answers = harness.telemetry(self.prefix, "/", "/l7gate/stats", "/l7gate/flows",
+                                        "/l7gate/policy")
+            out, _ = p.communicate(timeout=30)
         finally:
             if p.poll() is None:
                 p.kill()
-        self.assertEqual(p.returncode, 0, err[-2000:])
+        self.assertEqual(p.returncode, 0, "l7gate's exit code (stderr below)")
         for c in ("/l7gate/stats", "/l7gate/flows", "/l7gate/policy"):
             self.assertIn(c, answers["/"])
         st = answers["/l7gate/stats"]

@@ -6,9 +6,10 @@
 dpdk-dumpcap is a DPDK secondary process: it needs the primary's shared memory, so l7gate
 runs here with hugepages (not --no-huge / --in-memory) on two net_null vdevs (net_null
 receives an endless stream of 64-byte frames). The test asks dumpcap for 100 packets of
-port net_null0 and checks the pcapng file holds them while l7gate keeps forwarding. When
-the machine has too few free 2 MiB pages the test raises vm.nr_hugepages for its run and
-restores it; without root or dpdk-dumpcap it is skipped with the reason.
+port net_null0 and checks the pcapng file holds them while l7gate keeps forwarding. On a
+fresh machine (no hugetlbfs mounted, vm.nr_hugepages 0) the test mounts a hugetlbfs on a
+private directory and reserves the 2 MiB pages it needs (harness.hugepages); both are put back
+when it ends, also when it fails. Without root or dpdk-dumpcap it is skipped with the reason.
 """
 
 import json
@@ -18,7 +19,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,15 +28,6 @@ from harness import require_binary  # noqa: E402
 
 DUMPCAP = "/usr/bin/dpdk-dumpcap"
 PAGES = 128  # -m 256 in 2 MiB pages
-NR = "/proc/sys/vm/nr_hugepages"
-
-
-def free_pages():
-    with open("/proc/meminfo") as f:
-        for ln in f:
-            if ln.startswith("HugePages_Free:"):
-                return int(ln.split()[1])
-    return 0
 
 
 def pcapng_packets(path):
@@ -60,48 +51,53 @@ class PdumpTest(unittest.TestCase):
             self.skipTest("%s missing (Debian package dpdk)" % DUMPCAP)
         self.work = tempfile.mkdtemp(prefix="l7g-pdump-")
         self.addCleanup(shutil.rmtree, self.work, True)
-        if free_pages() < PAGES:
-            with open(NR) as f:
-                old = int(f.read())
-            try:
-                with open(NR, "w") as f:
-                    f.write(str(old + PAGES - free_pages()))
-            except OSError as e:
-                self.skipTest("needs %d free hugepages and cannot reserve them: %s" % (PAGES, e))
-
-            def restore():
-                with open(NR, "w") as f:
-                    f.write(str(old))
-            self.addCleanup(restore)
-            if free_pages() < PAGES:
-                self.skipTest("needs %d free 2 MiB hugepages, %d free" % (PAGES, free_pages()))
+        self.huge_dir = harness.hugepages(self, PAGES)
 
     def test_dumpcap_captures_a_port(self):
         prefix = "l7gpdump%d" % os.getpid()
         stats = os.path.join(self.work, "stats.json")
-        cmd = [harness.BIN, harness.lcores_arg(2), "-m", "256", "--no-pci", "--file-prefix", prefix,
+        out_path = os.path.join(self.work, "l7gate.out")
+        err_path = os.path.join(self.work, "l7gate.err")
+        cmd = [harness.BIN, harness.lcores_arg(2), "-m", "256", "--huge-dir", self.huge_dir,
+               "--no-pci", "--file-prefix", prefix,
                "--log-level=*:warning", "--vdev", "net_null0", "--vdev", "net_null1", "--",
                "--metrics", "off", "--duration", "6", "--stats-json", stats]
-        gate = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            gate = subprocess.Popen(cmd, stdout=out, stderr=err)
+        harness.note_l7gate("pdump", path=err_path)
+        # Cleanups run last-in first-out: l7gate is gone before the hugetlbfs is unmounted.
         self.addCleanup(shutil.rmtree, "/var/run/dpdk/" + prefix, True)
-        try:
-            time.sleep(2.5)
-            self.assertIsNone(gate.poll(), "l7gate stopped early")
-            cap = os.path.join(self.work, "cap.pcapng")
-            d = subprocess.run([DUMPCAP, "--file-prefix", prefix, "-i", "net_null0", "-c", "100", "-w", cap],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
-            self.assertEqual(d.returncode, 0, d.stdout[-2000:])
-            n = pcapng_packets(cap)
-            print("dpdk-dumpcap captured %d packets of net_null0" % n)
-            self.assertGreaterEqual(n, 100)
-        finally:
-            out, err = gate.communicate(timeout=60)
-        self.assertEqual(gate.returncode, 0, err[-2000:])
+        self.addCleanup(stop, gate)
+        # Ready for a secondary process once rte_pdump_init() is done: the banner follows it,
+        # then the workers start.
+        harness.wait_for(lambda: harness.read_text(out_path), 30, "l7gate's banner on stdout",
+                         until=lambda out: "port(s) in" in out, proc=gate)
+        self.assertNotIn("packet capture (dpdk-dumpcap) unavailable", harness.read_text(err_path))
+        cap = os.path.join(self.work, "cap.pcapng")
+        d = subprocess.run([DUMPCAP, "--file-prefix", prefix, "-i", "net_null0", "-c", "100", "-w", cap],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+        self.assertEqual(d.returncode, 0, d.stdout[-2000:])
+        n = pcapng_packets(cap)
+        print("dpdk-dumpcap captured %d packets of net_null0" % n)
+        self.assertGreaterEqual(n, 100)
+        self.assertIsNone(gate.poll(), "l7gate stopped before its --duration")
+        gate.wait(timeout=60)
+        self.assertEqual(gate.returncode, 0, "l7gate exit code (stderr below)")
         with open(stats) as f:
             st = json.load(f)
         t = st["totals"]
         self.assertGreater(t["rx_packets"], 0)
         self.assertEqual(t["rx_packets"], t["tx_packets"] + t["dropped"])
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 if __name__ == "__main__":

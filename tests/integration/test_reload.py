@@ -17,13 +17,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from harness import write_pcap, lcores_arg, BIN, generated_work, load_l7_expect, remove_work  # noqa: E402
+from harness import wait_for, read_text  # noqa: E402
 
 BASE = """version: 1
 default_policy: other
@@ -41,6 +41,12 @@ INVALID = [
     POLICY_B.replace("default_policy: other", "default_policy: missing"),
 ]
 RELOADS = 110
+
+
+def sighup_reloads(log):
+    """SIGHUP-requested loads in l7gate's log, the refused ones included."""
+    return sum("reloaded " in ln and " (SIGHUP): generation" in ln or "reload (SIGHUP) failed" in ln
+               for ln in log.splitlines())
 
 
 class ReloadTest(unittest.TestCase):
@@ -71,28 +77,41 @@ class ReloadTest(unittest.TestCase):
                "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=/dev/null" % empty,
                "--", "--metrics", "off", "--policy", policy, "--mbufs", "16384", "--stats-json", stats,
                "--flow-log", flows, "--flows", "4096"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out_path = os.path.join(self.work, "l7gate.out")
+        err_path = os.path.join(self.work, "l7gate.err")
+        with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
+            proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f)
+        harness.note_l7gate("reload", path=err_path)
         try:
-            time.sleep(1.0)
-            self.assertIsNone(proc.poll(), "l7gate exited early")
+            # SIGHUP is l7gate's once the banner is out (before it, it would end the process).
+            wait_for(lambda: read_text(out_path), 30, "l7gate's banner on stdout",
+                     until=lambda out: "port(s) in" in out, proc=proc)
             invalid_sent = 0
+            hups = [0]
+
+            def reload(text):
+                # Each SIGHUP's load is logged "reloaded ... (SIGHUP)" or "reload (SIGHUP) failed";
+                # the next file is written only once this one was read.
+                self.replace_file(policy, text)
+                proc.send_signal(signal.SIGHUP)
+                hups[0] += 1
+                wait_for(lambda: sighup_reloads(read_text(err_path)), 10,
+                         "the reload of SIGHUP %d (%d SIGHUP reload lines in l7gate's log)"
+                         % (hups[0], hups[0]), until=lambda n: n >= hups[0], proc=proc)
+
             for i in range(RELOADS):
                 if i % 10 == 5:
-                    self.replace_file(policy, INVALID[invalid_sent % len(INVALID)])
+                    reload(INVALID[invalid_sent % len(INVALID)])
                     invalid_sent += 1
-                    proc.send_signal(signal.SIGHUP)
-                    time.sleep(0.04)
-                self.replace_file(policy, POLICY_A if i % 2 else POLICY_B)
-                proc.send_signal(signal.SIGHUP)
-                time.sleep(0.04)
-            time.sleep(0.5)  # let the last file event's debounced reload happen
+                reload(POLICY_A if i % 2 else POLICY_B)
             proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
             shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
+        err = read_text(err_path)
         self.assertEqual(proc.returncode, 0, err[-3000:])
         with open(stats) as f:
             st = json.load(f)

@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import casereport  # noqa: E402
+from harness import wait_for  # noqa: E402,F401  (for the live tests too)
 BIN = os.environ.get("L7GATE_BIN", os.path.join(ROOT, "build", "l7gate"))
 NETLAB = os.path.join(ROOT, "tools", "netlab.sh")
 GEOIP = os.path.join(ROOT, "tests", "data", "geoip-test.mmdb")
@@ -279,17 +280,10 @@ class Gate:
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         casereport.note_l7gate(self.name, path=self.log_path)
-        # Ready once the banner is out and a first frame could cross: the ports are started.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("l7gate exited at start (%s):\n%s" % (self.proc.returncode, self.log()))
-            if "port(s) in" in self.log():
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("l7gate did not start:\n" + self.log())
-        time.sleep(0.5)
+        # Ready once the banner is out: it follows the ports' start (a frame that arrives
+        # before a worker polls waits in its af_packet ring) and the signal handlers.
+        wait_for(self.log, 30, "l7gate's banner in %s" % self.log_path,
+                 until=lambda log: "port(s) in" in log, proc=self.proc)
 
     def log(self):
         try:

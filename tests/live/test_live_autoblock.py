@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from livelab import LiveCase, main, report  # noqa: E402
+from livelab import LiveCase, main, report, wait_for  # noqa: E402
 
 THRESHOLD = 500
 BLOCK_FOR = 4
@@ -43,16 +43,19 @@ class AutoBlockTest(LiveCase):
         def request(url, src, timeout=2):
             return lab.curl(url, timeout=timeout, extra=["--interface", src] + resolve)
 
-        def events():
-            return gate.records()[1]
+        def events(kind):
+            return [e for e in gate.records()[1] if e["event"] == kind]
 
         sent = 0
         for _ in range(12):
             rc, _, err = request(SQLI, attacker)
             sent += 1
             if rc != 0:
-                time.sleep(0.5)   # a block races its event line into the flow log
-            blocked = [e for e in events() if e["event"] == "host_blocked"]
+                # A failed request means a block: its event line follows into the flow log.
+                wait_for(lambda: events("host_blocked"), 5,
+                         "a host_blocked event in the flow log after SQL-injection request %d "
+                         "failed (curl %s: %s)" % (sent, rc, err), proc=gate.proc)
+            blocked = events("host_blocked")
             if blocked:
                 break
             self.assertEqual(rc, 0, "SQL-injection request %d failed, no block: %s" % (sent, err))
@@ -71,10 +74,11 @@ class AutoBlockTest(LiveCase):
         rc, _, err = request("http://shop.lab.test/", lab["CLI4"])
         self.assertEqual(rc, 0, "another host is not blocked: " + err)
 
-        # Released after block_for.
-        wait = ev["until"] - time.time() + 0.5
-        if wait > 0:
-            time.sleep(wait)
+        # Released after block_for: the host_released event, then the attacker connects.
+        wait_for(lambda: [e for e in events("host_released") if e["host"] == attacker],
+                 max(ev["until"] - time.time(), 0) + 5,
+                 "the host_released event of %s (blocked until %.3f)" % (attacker, ev["until"]),
+                 proc=gate.proc)
         rc, _, err = request("http://shop.lab.test/", attacker, timeout=5)
         self.assertEqual(rc, 0, "after block_for the host connects again: %s" % err)
         report("auto-block: the blocked host's next connection timed out (curl exit 28, %.1f s) "

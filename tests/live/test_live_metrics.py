@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from livelab import LiveCase, main, report, GEOIP, PROMETHEUS  # noqa: E402
+from livelab import LiveCase, main, report, wait_for, GEOIP, PROMETHEUS  # noqa: E402
 
 POLICY = """version: 1
 default_policy: lan
@@ -60,7 +60,27 @@ class MetricsTest(LiveCase):
         log = lab.path("iperf.json")
         self.assertEqual(lab.iperf(seconds=4, log=log).wait(timeout=40), 0)
 
-        time.sleep(4)   # quiet: the last scrapes see the final counters
+        # Quiet: wait until l7gate's endpoint has shown the same counters for longer than its
+        # 1 s refresh and Prometheus has stored a scrape of them.
+        seen = {"counters": None, "since": time.monotonic()}
+
+        def counters():
+            body = lab.ns("gw", ["curl", "-sf", "-m", "2", "http://127.0.0.1:9777/metrics"],
+                          check=True).stdout
+            mine = tuple(sum(float(ln.rsplit(None, 1)[1]) for ln in body.splitlines()
+                             if ln.startswith(m + "{"))
+                         for m in ("l7gate_rx_packets_total", "l7gate_tx_packets_total"))
+            if mine != seen["counters"]:
+                seen["counters"], seen["since"] = mine, time.monotonic()
+            stored = tuple(sum(v for _, v in lab.prom_query(prom, "sum(%s)" % m))
+                           for m in ("l7gate_rx_packets_total", "l7gate_tx_packets_total"))
+            return {"endpoint rx, tx": mine, "prometheus rx, tx": stored,
+                    "unchanged for s": round(time.monotonic() - seen["since"], 2)}
+
+        wait_for(counters, 30, "l7gate's counters to settle (unchanged > 1.5 s on /metrics) and "
+                 "Prometheus to store them",
+                 until=lambda c: c["unchanged for s"] > 1.5 and c["endpoint rx, tx"] == c["prometheus rx, tx"],
+                 interval=0.25, proc=gate.proc)
         st = gate.stop()
         self.assertAccounted(st)
 

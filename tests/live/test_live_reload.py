@@ -26,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from livelab import LiveCase, main, report, write_atomic, iperf_result, asymmetric_flows  # noqa: E402
+from livelab import LiveCase, main, report, write_atomic, iperf_result, asymmetric_flows, wait_for  # noqa: E402
 
 BASE = """version: 1
 default_policy: other
@@ -44,6 +44,12 @@ if os.environ.get("L7GATE_LIVE_BREAK"):
 RELOADS = 50
 SECONDS = 20
 HOSTS = ("allowed.test", "a-only.test", "b-only.test")
+
+
+def sighup_reloads(log):
+    """SIGHUP-requested loads in l7gate's log, the refused ones included."""
+    return sum("reloaded " in ln and " (SIGHUP): generation" in ln or "reload (SIGHUP) failed" in ln
+               for ln in log.splitlines())
 
 
 class ReloadTest(LiveCase):
@@ -75,7 +81,9 @@ class ReloadTest(LiveCase):
         t.start()
         sent = {"a": 0, "b": 0, "invalid": 0}
         try:
-            time.sleep(1.0)
+            # Reloads start under traffic: once a first request has crossed l7gate.
+            wait_for(lambda: results, 15, "the curl loop's first request through l7gate",
+                     proc=gate.proc)
             interval = (SECONDS - 3.0) / RELOADS
             for i in range(RELOADS):
                 kind = ("a", "b", "invalid")[i % 3]
@@ -83,10 +91,13 @@ class ReloadTest(LiveCase):
                 gate.signal(signal.SIGHUP)
                 sent[kind] += 1
                 time.sleep(interval)
-            # End on a valid policy, let the last debounced file event settle.
+            # End on a valid policy: wait until l7gate has loaded it (every SIGHUP's load is
+            # logged "reloaded ... (SIGHUP)" or "reload (SIGHUP) failed").
             write_atomic(gate.policy, POLICY_B)
             gate.signal(signal.SIGHUP)
-            time.sleep(0.5)
+            wait_for(lambda: sighup_reloads(gate.log()), 10,
+                     "the final SIGHUP's reload (%d SIGHUP reload lines in l7gate's log)"
+                     % (RELOADS + 1), until=lambda n: n >= RELOADS + 1, proc=gate.proc)
             rc = iperf.wait(timeout=SECONDS + 30)
         finally:
             stop.set()
