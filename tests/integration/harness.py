@@ -11,7 +11,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import casereport  # noqa: E402
