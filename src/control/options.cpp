@@ -120,6 +120,13 @@ constexpr OptSpec kOpts[] = {
      "benchmarks only, with --bench-fresh-flows: rewrite only TCP SYNs without ACK, so a "
      "replayed SYN flood is new flows every pass while the established connections around it "
      "stay known flows"},
+    {"bench-stop-at-end", 0, false, nullptr,
+     "benchmarks and tests only: a worker stops at its first idle poll (no port of it "
+     "received anything) after it has received packets, flushes its flows and l7gate exits "
+     "once every worker has; with captures replayed once (net_pcap rx_pcap without "
+     "infinite_rx) that is the end of the capture, so a run does exactly the same work "
+     "every time (perf/callgrind.sh counts instructions so). Refused unless every port is "
+     "a net_pcap or net_null vdev and without --fail-open; never use it inline"},
     {"check", 0, false, nullptr,
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
@@ -470,6 +477,8 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
                 out.fail_open = true;
             } else if (std::string_view(o->name) == "bench-fresh-syns") {
                 out.bench_fresh_syns = true;
+            } else if (std::string_view(o->name) == "bench-stop-at-end") {
+                out.bench_stop_at_end = true;
             } else if (std::string_view(o->name) == "no-extra-dissection") {
                 out.dpi_no_extra = true;
             } else {
@@ -489,6 +498,9 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
     }
     if (out.bench_fresh_syns && out.bench_fresh_flows == 0) {
         return "--bench-fresh-syns needs --bench-fresh-flows N";
+    }
+    if (out.bench_stop_at_end && out.fail_open) {
+        return "--bench-stop-at-end cannot be used with --fail-open";
     }
     return {};
 }

@@ -119,6 +119,17 @@ TEST(Options, FreshSynsNeedFreshFlows) {
     EXPECT_FALSE(c.bench_fresh_syns);
 }
 
+TEST(Options, StopAtEndIsForBenchmarksOnly) {
+    ctl::Options a;
+    ASSERT_EQ(parse({"--bench-stop-at-end"}, a), "");
+    EXPECT_TRUE(a.bench_stop_at_end);
+    ctl::Options b;
+    EXPECT_FALSE(b.bench_stop_at_end);
+    ctl::Options c;
+    EXPECT_NE(parse({"--bench-stop-at-end", "--fail-open"}, c), "");
+    EXPECT_NE(ctl::usage("l7gate").find("--bench-stop-at-end"), std::string::npos);
+}
+
 TEST(Options, HelpDocumentsEveryOption) {
     const std::string u = ctl::usage("l7gate");
     for (const char* opt : {"--pairs", "--rxq", "--rss", "--flows", "--frags", "--timeouts",
