@@ -64,6 +64,10 @@ constexpr OptSpec kOpts[] = {
     {"flow-log", 0, true, "FILE",
      "write one JSON object per line for every flow when it ends (FIN/RST + grace, idle "
      "timeout, or l7gate stopping, which flushes every active flow); - for stdout"},
+    {"flow-log-ring", 0, true, "N",
+     "records the flow-log ring of each worker holds until the control thread writes them (a "
+     "power of two, default 65536); a flow ending when it is full loses its record (counted "
+     "as lost), except at stop, when the worker waits for room"},
     {"event-log", 0, true, "FILE",
      "write host block / release events (hosts.auto_block) as JSON lines to FILE instead of "
      "the flow log; - for stdout"},
@@ -411,6 +415,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected a count from 16 to 67108864");
         }
         opt.dpi_flows = static_cast<uint32_t>(n);
+    } else if (key == "flow-log-ring") {
+        if (!parse_u64(v, 1u << 24, n) || n < 1024 || (n & (n - 1)) != 0) {
+            return bad("expected a power of two from 1024 to 16777216");
+        }
+        opt.flow_log_ring = static_cast<uint32_t>(n);
     } else if (key == "meta-records") {
         if (!parse_u64(v, 1u << 28, n) || n < 16) {
             return bad("expected a count from 16 to 268435456");
