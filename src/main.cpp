@@ -223,6 +223,17 @@ int main(int argc, char** argv) {
         }
     }
 
+    // --bench-stop-at-end stops a worker whenever its ports have nothing: only for replays.
+    if (opt.bench_stop_at_end) {
+        for (uint16_t p : ports) {
+            const std::string drv = dp::port_driver(p);
+            if (drv != "net_pcap" && drv != "net_null") {
+                fail("--bench-stop-at-end is for replayed captures only: port " + std::to_string(p) +
+                     " is " + drv + ", not a net_pcap or net_null vdev");
+            }
+        }
+    }
+
     // Workers: the first rxq worker lcores, in order.
     std::vector<unsigned> lcores;
     unsigned lc;
@@ -375,6 +386,7 @@ int main(int argc, char** argv) {
             wc.test_stall_after = opt.test_stall_packets;
             wc.test_stall_ms = opt.test_stall_ms;
         }
+        wc.stop_at_end = opt.bench_stop_at_end;
         {
             const std::string sname = "l7g_scores_" + std::to_string(q);
             wc.scores = rte_ring_create_elem(sname.c_str(), sizeof(dp::ScoreEvent), 16384, sock,

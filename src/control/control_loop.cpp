@@ -95,6 +95,15 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
             idle_for += now - last_tick;
         }
         last_tick = now;
+        if (opt.bench_stop_at_end) {
+            bool all_finished = true;
+            for (const dp::Worker* w : workers) {
+                all_finished = all_finished && w->finished();
+            }
+            if (all_finished) {
+                return "end of the capture (--bench-stop-at-end)";
+            }
+        }
         if (opt.idle_exit_ms > 0 && rx > 0 && idle_for >= std::chrono::milliseconds(opt.idle_exit_ms)) {
             return "idle for " + std::to_string(opt.idle_exit_ms) + " ms";
         }

@@ -64,6 +64,10 @@ constexpr OptSpec kOpts[] = {
     {"flow-log", 0, true, "FILE",
      "write one JSON object per line for every flow when it ends (FIN/RST + grace, idle "
      "timeout, or l7gate stopping, which flushes every active flow); - for stdout"},
+    {"flow-log-ring", 0, true, "N",
+     "records the flow-log ring of each worker holds until the control thread writes them (a "
+     "power of two, default 65536); a flow ending when it is full loses its record (counted "
+     "as lost), except at stop, when the worker waits for room"},
     {"event-log", 0, true, "FILE",
      "write host block / release events (hosts.auto_block) as JSON lines to FILE instead of "
      "the flow log; - for stdout"},
@@ -120,6 +124,13 @@ constexpr OptSpec kOpts[] = {
      "benchmarks only, with --bench-fresh-flows: rewrite only TCP SYNs without ACK, so a "
      "replayed SYN flood is new flows every pass while the established connections around it "
      "stay known flows"},
+    {"bench-stop-at-end", 0, false, nullptr,
+     "benchmarks and tests only: a worker stops at its first idle poll (no port of it "
+     "received anything) after it has received packets, flushes its flows and l7gate exits "
+     "once every worker has; with captures replayed once (net_pcap rx_pcap without "
+     "infinite_rx) that is the end of the capture, so a run does exactly the same work "
+     "every time (perf/callgrind.sh counts instructions so). Refused unless every port is "
+     "a net_pcap or net_null vdev and without --fail-open; never use it inline"},
     {"check", 0, false, nullptr,
      "validate --policy (with --geoip and the nDPI files if given) and exit: 0 when valid, 1 "
      "with every error as FILE:LINE:COLUMN: message"},
@@ -404,6 +415,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected a count from 16 to 67108864");
         }
         opt.dpi_flows = static_cast<uint32_t>(n);
+    } else if (key == "flow-log-ring") {
+        if (!parse_u64(v, 1u << 24, n) || n < 1024 || (n & (n - 1)) != 0) {
+            return bad("expected a power of two from 1024 to 16777216");
+        }
+        opt.flow_log_ring = static_cast<uint32_t>(n);
     } else if (key == "meta-records") {
         if (!parse_u64(v, 1u << 28, n) || n < 16) {
             return bad("expected a count from 16 to 268435456");
@@ -470,6 +486,8 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
                 out.fail_open = true;
             } else if (std::string_view(o->name) == "bench-fresh-syns") {
                 out.bench_fresh_syns = true;
+            } else if (std::string_view(o->name) == "bench-stop-at-end") {
+                out.bench_stop_at_end = true;
             } else if (std::string_view(o->name) == "no-extra-dissection") {
                 out.dpi_no_extra = true;
             } else {
@@ -489,6 +507,9 @@ std::string parse_options(int argc, char** argv, int first, Options& out) {
     }
     if (out.bench_fresh_syns && out.bench_fresh_flows == 0) {
         return "--bench-fresh-syns needs --bench-fresh-flows N";
+    }
+    if (out.bench_stop_at_end && out.fail_open) {
+        return "--bench-stop-at-end cannot be used with --fail-open";
     }
     return {};
 }

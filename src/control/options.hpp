@@ -49,6 +49,7 @@ struct Options {
     int test_stall_queue = -1;       // --test-stall-worker Q:PACKETS:MS (testing only)
     uint32_t bench_fresh_flows = 0;  // --bench-fresh-flows N (benchmarks only)
     bool bench_fresh_syns = false;   // --bench-fresh-syns: only bare SYNs are rewritten
+    bool bench_stop_at_end = false;  // --bench-stop-at-end: workers stop at the end of a replay
     uint64_t test_stall_packets = 0;
     uint32_t test_stall_ms = 0;
     std::string metrics = "127.0.0.1:9777";  // --metrics HOST:PORT ("" = off)

@@ -856,6 +856,9 @@ int Worker::run() noexcept {
             // No reference into policy_ survives this point (it is reloaded at the top).
             rte_rcu_qsbr_quiescent(cfg_.qsbr, q);
         }
+        if (idle && cfg_.stop_at_end && counters_.rx_packets.get() != 0) {
+            break;  // --bench-stop-at-end: the replay is over
+        }
     }
     flush_flows();
     flush_shaper();
@@ -864,6 +867,7 @@ int Worker::run() noexcept {
         rte_rcu_qsbr_thread_unregister(cfg_.qsbr, q);
     }
     NdpiArena::attach(nullptr);
+    finished_.store(true, std::memory_order_release);
     return 0;
 }
 

@@ -67,6 +67,9 @@ struct WorkerConfig {
     // received, holding the burst, without a heartbeat.
     uint64_t test_stall_after = 0;
     uint32_t test_stall_ms = 0;
+    // Benchmarks and tests only (--bench-stop-at-end): leave the loop at the first idle poll
+    // after packets were received (the end of a capture replayed once), as if stopped.
+    bool stop_at_end = false;
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -91,8 +94,11 @@ public:
     // Returns nullptr or an error line.
     const char* init(const WorkerConfig& cfg) noexcept;
 
-    // lcore entry point; returns when stop is requested, after the last tx.
+    // lcore entry point; returns when stop is requested (or, with stop_at_end, at the end of
+    // the input), after the last tx and the flush of every flow.
     int run() noexcept;
+    // cp: run() has returned (its flows flushed); acquire pairs with its release store.
+    bool finished() const noexcept { return finished_.load(std::memory_order_acquire); }
 
     // cp -> dp: relaxed is enough, the worker only needs to see it eventually.
     void request_stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
@@ -214,6 +220,7 @@ private:
     alignas(64) std::atomic<uint32_t> in_rx_{0};  // dp: rw, cp: ro
     std::atomic<uint32_t> rx_owner_{kOwnerWorker};  // cp: rw, dp: ro
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
+    std::atomic<bool> finished_{false};  // dp: rw (once, at the end of run), cp: ro
     std::atomic<TopFlowsQuery*> query_{nullptr};  // cp: sets when empty, dp: clears when done
 };
 

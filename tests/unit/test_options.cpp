@@ -119,6 +119,29 @@ TEST(Options, FreshSynsNeedFreshFlows) {
     EXPECT_FALSE(c.bench_fresh_syns);
 }
 
+TEST(Options, FlowLogRingIsAPowerOfTwo) {
+    ctl::Options a;
+    EXPECT_EQ(a.flow_log_ring, 65536u);
+    ASSERT_EQ(parse({"--flow-log-ring", "262144"}, a), "");
+    EXPECT_EQ(a.flow_log_ring, 262144u);
+    for (const char* bad : {"1000", "512", "0", "33554432", "x"}) {
+        ctl::Options b;
+        EXPECT_NE(parse({"--flow-log-ring", bad}, b), "") << bad;
+    }
+    EXPECT_NE(ctl::usage("l7gate").find("--flow-log-ring"), std::string::npos);
+}
+
+TEST(Options, StopAtEndIsForBenchmarksOnly) {
+    ctl::Options a;
+    ASSERT_EQ(parse({"--bench-stop-at-end"}, a), "");
+    EXPECT_TRUE(a.bench_stop_at_end);
+    ctl::Options b;
+    EXPECT_FALSE(b.bench_stop_at_end);
+    ctl::Options c;
+    EXPECT_NE(parse({"--bench-stop-at-end", "--fail-open"}, c), "");
+    EXPECT_NE(ctl::usage("l7gate").find("--bench-stop-at-end"), std::string::npos);
+}
+
 TEST(Options, HelpDocumentsEveryOption) {
     const std::string u = ctl::usage("l7gate");
     for (const char* opt : {"--pairs", "--rxq", "--rss", "--flows", "--frags", "--timeouts",
