@@ -75,8 +75,9 @@ for kind in "${builds[@]}"; do
   fi
 done
 
-# The instruction budgets of the whole worker loop per packet, all four mixes (deterministic,
-# unlike timings): a mix over its committed budget in perf/callgrind-budget.txt fails.
+# The instruction budgets of the whole worker loop per packet (Worker::run: RX to TX,
+# housekeeping, flow ends and their records, nDPI give-up), all four mixes, deterministic unlike
+# timings: more than 3% over a budget in perf/callgrind-budget.txt, or a missing key, fails.
 if [ $quick -eq 0 ]; then
   echo "==== callgrind budgets (perf/callgrind.sh --mix all)"
   if perf/callgrind.sh --no-build --mix all --results "$results"; then
