@@ -69,10 +69,13 @@ void on_sighup(int) { g_reload.store(true, std::memory_order_relaxed); }
 bool g_eal_up = false;
 
 // Start-up failure: one line on stderr, exit 2. After EAL is up, the ports are closed first
-// so vdevs release their files (and no output pcap gets frames that never moved).
+// so vdevs release their files (and no output pcap gets frames that never moved). The
+// telemetry commands are detached before: they read the ports and the workers, which
+// rte_eal_cleanup() unmaps, while DPDK's telemetry threads keep answering until the end.
 [[noreturn]] void fail(const std::string& msg, int code = 2) {
     std::fprintf(stderr, "l7gate: %s\n", msg.c_str());
     std::fflush(stderr);
+    ctl::telemetry_detach();
     if (g_eal_up) {
         uint16_t p;
         RTE_ETH_FOREACH_DEV(p) {
@@ -571,6 +574,12 @@ int main(int argc, char** argv) {
         }
     }
 
+    // From here on the ports, workers and names go away (and tctx with main's frame), while
+    // DPDK's telemetry threads may still be running a command: wait for it, then fail the
+    // later ones. Nothing else outside the main lcore reads them: the metrics exporter's HTTP
+    // threads serve the copy made by the last update(), the prompt's reader thread only
+    // reads lines.
+    ctl::telemetry_detach();
     if (pdump) {
         rte_pdump_uninit();
     }

@@ -63,13 +63,13 @@ Prompt::Prompt(PromptContext ctx) : ctx_(std::move(ctx)) {}
 
 Prompt::~Prompt() {
     if (thread_.joinable()) {
-        thread_.detach();  // blocked in a read; the process is exiting
+        thread_.detach();  // blocked in a read; the process is exiting (it keeps inbox_)
     }
 }
 
-void Prompt::start() { thread_ = std::thread([this] { reader(); }); }
+void Prompt::start() { thread_ = std::thread(reader, inbox_); }
 
-void Prompt::reader() {
+void Prompt::reader(std::shared_ptr<Inbox> inbox) {
     const bool tty = isatty(STDIN_FILENO) != 0;
     for (;;) {
         std::string line;
@@ -93,23 +93,23 @@ void Prompt::reader() {
                 line.pop_back();
             }
         }
-        std::lock_guard<std::mutex> g(mutex_);
-        lines_.push_back(line);
+        std::lock_guard<std::mutex> g(inbox->mutex);
+        inbox->lines.push_back(line);
     }
-    std::lock_guard<std::mutex> g(mutex_);
-    eof_ = true;
+    std::lock_guard<std::mutex> g(inbox->mutex);
+    inbox->eof = true;
 }
 
 bool Prompt::poll() {
     for (;;) {
         std::string line;
         {
-            std::lock_guard<std::mutex> g(mutex_);
-            if (lines_.empty()) {
-                return !(quit_ || eof_);
+            std::lock_guard<std::mutex> g(inbox_->mutex);
+            if (inbox_->lines.empty()) {
+                return !(quit_ || inbox_->eof);
             }
-            line = std::move(lines_.front());
-            lines_.pop_front();
+            line = std::move(inbox_->lines.front());
+            inbox_->lines.pop_front();
         }
         const std::string out = execute(line);
         std::fputs(out.c_str(), stdout);

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -50,7 +51,15 @@ public:
     std::string execute(const std::string& line);
 
 private:
-    void reader();
+    // What the reader thread shares with the control thread. The thread holds a reference:
+    // it is detached (blocked in a read) when the Prompt goes at exit and may still queue a
+    // line or the end of input after that.
+    struct Inbox {
+        std::mutex mutex;
+        std::deque<std::string> lines;
+        bool eof = false;
+    };
+    static void reader(std::shared_ptr<Inbox> inbox);
     std::string show_port_stats();
     std::string show_flows(unsigned n);
     std::string show_policy();
@@ -58,9 +67,7 @@ private:
 
     PromptContext ctx_;
     std::thread thread_;
-    std::mutex mutex_;
-    std::deque<std::string> lines_;
-    bool eof_ = false;
+    std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
     bool quit_ = false;
     StatsSnapshot last_;
     bool have_last_ = false;

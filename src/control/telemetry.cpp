@@ -1,6 +1,7 @@
 #include "control/telemetry.hpp"
 
 #include <mutex>
+#include <type_traits>
 
 #include <rte_telemetry.h>
 
@@ -12,12 +13,22 @@ namespace l7gate::ctl {
 
 namespace {
 
-const TelemetryContext* g_ctx = nullptr;
-std::mutex g_status_mutex;
-ReloadStatus g_status;
-bool g_has_policy = false;
+// Held by every callback for its whole run, by telemetry_detach() and by the status setter.
+// A std::mutex has no destructor to run at exit: a callback arriving during static
+// destruction still finds it usable, and g_ctx null.
+std::mutex g_mutex;
+static_assert(std::is_trivially_destructible_v<std::mutex>);
+const TelemetryContext* g_ctx = nullptr;  // null: not registered yet, or detached
+ReloadStatus g_status;                    // read only while g_ctx is set
+
+// A callback's answer when g_ctx is null (DPDK sends the client null): it touches nothing else.
+constexpr int kDetached = -1;
 
 int cmd_stats(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard<std::mutex> g(g_mutex);
+    if (g_ctx == nullptr) {
+        return kDetached;
+    }
     const StatsSnapshot s = collect_stats(g_ctx->ports, g_ctx->workers, false);
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_u64(d, "rx_packets", s.rx_packets);
@@ -43,6 +54,10 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
 }
 
 int cmd_flows(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard<std::mutex> g(g_mutex);
+    if (g_ctx == nullptr) {
+        return kDetached;
+    }
     const StatsSnapshot s = collect_stats(g_ctx->ports, g_ctx->workers, false);
     rte_tel_data_start_dict(d);
     for (const WorkerStats& w : s.workers) {
@@ -65,9 +80,13 @@ int cmd_flows(const char*, const char*, rte_tel_data* d) {
 }
 
 int cmd_policy(const char*, const char*, rte_tel_data* d) {
-    std::lock_guard<std::mutex> g(g_status_mutex);
+    std::lock_guard<std::mutex> g(g_mutex);
+    if (g_ctx == nullptr) {
+        return kDetached;
+    }
     rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_string(d, "source", g_has_policy ? g_ctx->policy_file.c_str() : "(none: pass all)");
+    const std::string& source = g_ctx->policy_file;
+    rte_tel_data_add_dict_string(d, "source", !source.empty() ? source.c_str() : "(none: pass all)");
     rte_tel_data_add_dict_u64(d, "generation", g_status.generation);
     rte_tel_data_add_dict_u64(d, "reloads_ok", g_status.reloads_ok);
     rte_tel_data_add_dict_u64(d, "reloads_failed", g_status.reloads_failed);
@@ -79,10 +98,9 @@ int cmd_policy(const char*, const char*, rte_tel_data* d) {
 } // namespace
 
 std::string telemetry_register(const TelemetryContext& ctx) {
-    g_ctx = &ctx;
     {
-        std::lock_guard<std::mutex> g(g_status_mutex);
-        g_has_policy = !ctx.policy_file.empty();
+        std::lock_guard<std::mutex> g(g_mutex);
+        g_ctx = &ctx;
     }
     if (rte_telemetry_register_cmd("/l7gate/stats", cmd_stats, "l7gate packet, drop and flow counters") != 0 ||
         rte_telemetry_register_cmd("/l7gate/flows", cmd_flows, "l7gate flow tables and top protocols") != 0 ||
@@ -92,9 +110,16 @@ std::string telemetry_register(const TelemetryContext& ctx) {
     return {};
 }
 
+void telemetry_detach() {
+    std::lock_guard<std::mutex> g(g_mutex);
+    g_ctx = nullptr;
+}
+
 void telemetry_set_policy_status(const ReloadStatus& s) {
-    std::lock_guard<std::mutex> g(g_status_mutex);
-    g_status = s;
+    std::lock_guard<std::mutex> g(g_mutex);
+    if (g_ctx != nullptr) {
+        g_status = s;
+    }
 }
 
 } // namespace l7gate::ctl
