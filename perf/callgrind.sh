@@ -20,6 +20,15 @@
 # known flow, the fast path (worker_loop_ir_per_packet_established_known; about two thirds
 # of it is net_pcap's RX, so l7gate's own part, Worker::process_burst and below, is checked
 # too: process_burst_ir_per_packet_established_known).
+# Two runs on cuts measure what no whole mix reaches (no flow expires inside a mix, and no mix
+# is shaped): expiry, the first 10,000 SYNs of the syn mix then the same as new flows (the
+# low 16 bits of both addresses changed) 31 s later, past the 30 s tcp-syn timeout, so that
+# housekeeping's scan expires the first copy's flows during the second: the Ir of the second
+# copy / its packets, against a run of the first copy alone (worker_loop_ir_per_packet_syn_
+# expiry; fails unless every first-copy flow expired); and the shaper, the first 30,000
+# packets of the established mix with perf/callgrind-policy.yaml (TLS through a 100 Mbit/s
+# shaper, about half the packets): Ir / packet of that run (..._established_shaped; fails
+# unless packets were delayed and drained, dropped by max_delay and by a full queue).
 #
 # Every key is compared with perf/callgrind-budget.txt: more than 3% over its budget fails,
 # more than 3% under passes with a hint to lower the budget; a key with no budget fails.
@@ -44,7 +53,7 @@ while [ $# -gt 0 ]; do
     --results) results=${2:?--results needs a file}; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "perf/callgrind.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
