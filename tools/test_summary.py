@@ -52,7 +52,8 @@ def junit_cases(path):
                 msg = failure.get("message") or (failure.text or "").strip().splitlines()[-1:] or [""]
                 cases.append((name, "fail", msg if isinstance(msg, str) else msg[0]))
             elif skipped is not None:
-                cases.append((name, "skip", skipped.get("message") or (skipped.text or "").strip()))
+                msg = skipped.get("message") or (skipped.text or "").strip()
+                cases.append((name, "skip", " ".join(msg.split("\n"))))
             elif c.get("status") == "notrun" or c.get("result") == "suppressed":
                 cases.append((name, "skip", "disabled"))
             else:
@@ -104,7 +105,7 @@ def collect(builddirs, results_files):
                     except ET.ParseError as e:
                         rows.append(("%s/%s" % (tag, name), "fail", "unreadable case report %s: %s" % (f, e)))
                         cases, figs = [], []
-                    figures += figs
+                    figures += [("%s: %s" % (tag, n), v) for n, v in figs]
                     break
             if cases is None:
                 outcome = {"OK": "pass", "EXPECTEDFAIL": "pass", "SKIP": "skip"}.get(result, "fail")

@@ -44,7 +44,7 @@ def gtest_xml(suites):
                 out.append(head + '>\n      <failure message="x.cpp:1\nExpected: 1" type="">'
                            '<![CDATA[x.cpp:1\nExpected: 1]]></failure>\n    </testcase>')
             elif outcome == "skip":
-                out.append(head + '>\n      <skipped message="no ring PMD"/>\n    </testcase>')
+                out.append(head + '>\n      <skipped message="x.cpp:9&#10;no ring PMD"/>\n    </testcase>')
             else:
                 out.append(head + " />")
         out.append("  </testsuite>")
@@ -161,7 +161,7 @@ class SummaryCounts(unittest.TestCase):
         self.assertEqual(rc, 0)
         # Partial skips are listed by name with their reason.
         self.assertIn("build/partial/__main__.T.test_c: no ../shared captures", out)
-        self.assertIn("build/gskip/S.B: no ring PMD", out)
+        self.assertIn("build/gskip/S.B: x.cpp:9 no ring PMD", out)  # on one line
 
     def test_fixture_failure_and_skip_count_per_case(self):
         rc, text, out = run_module(self.work, "fixtures", """
@@ -276,7 +276,7 @@ class SummaryCounts(unittest.TestCase):
         b = FakeBuild(self.work, "build")
         b.test("fig", "OK", cases_xml=text)
         rc, line, out = self.line(b.write())
-        self.assertIn("ndpiReader agreement on shared captures: 604 of 606 flows", out)
+        self.assertIn("build: ndpiReader agreement on shared captures: 604 of 606 flows", out)
         self.assertEqual(line, "1 passed, 0 failed, 0 skipped", out)
 
     def test_missing_build_log_fails(self):
