@@ -49,8 +49,8 @@ def junit_cases(path):
                 failure = c.find("error")
             skipped = c.find("skipped")
             if failure is not None:
-                msg = failure.get("message") or (failure.text or "").strip().splitlines()[-1:] or [""]
-                cases.append((name, "fail", msg if isinstance(msg, str) else msg[0]))
+                text_lines = (failure.text or "").strip().splitlines()
+                cases.append((name, "fail", failure.get("message") or (text_lines[-1] if text_lines else "")))
             elif skipped is not None:
                 msg = skipped.get("message") or (skipped.text or "").strip()
                 cases.append((name, "skip", " ".join(msg.split("\n"))))

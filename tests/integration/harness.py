@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -396,20 +397,42 @@ def read_text(path):
         return ""
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def telemetry_connect(prefix):
+    """A connection to the DPDK telemetry socket of the l7gate running with --file-prefix
+    `prefix`, its greeting read; raises OSError while the socket is not up."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.settimeout(5)
+        s.connect(os.path.join("/var/run/dpdk", prefix, "dpdk_telemetry.v2"))
+        json.loads(s.recv(4096))  # the greeting
+    except (OSError, ValueError):
+        s.close()
+        raise
+    return s
+
+
+def telemetry_ask(s, command):
+    """The answer to one telemetry command on a telemetry_connect() socket (None: the command
+    failed, as l7gate's do once it is exiting)."""
+    s.send(command.encode())
+    data = s.recv(1 << 20)
+    if not data:
+        raise OSError("telemetry connection closed")
+    return json.loads(data)[command]
+
+
 def telemetry(prefix, *commands):
     """{command: answer} of DPDK telemetry commands (/l7gate/stats...) asked of the l7gate
     running with --file-prefix `prefix`; raises OSError while its socket is not up."""
-    import socket
-    path = os.path.join("/var/run/dpdk", prefix, "dpdk_telemetry.v2")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-        s.settimeout(5)
-        s.connect(path)
-        json.loads(s.recv(4096))  # the greeting
-        answers = {}
-        for c in commands:
-            s.send(c.encode())
-            answers[c] = json.loads(s.recv(1 << 20))[c]
-    return answers
+    with telemetry_connect(prefix) as s:
+        return {c: telemetry_ask(s, c) for c in commands}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -122,12 +121,6 @@ def remove_work():
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url, timeout=5):
@@ -395,9 +388,9 @@ def start_prometheus(run):
         f.write("global:\n  scrape_interval: %ds\n  scrape_timeout: %ds\n"
                 "scrape_configs:\n  - job_name: l7gate\n    static_configs:\n"
                 "      - targets: ['127.0.0.1:%d']\n" % (SCRAPE_INTERVAL, SCRAPE_INTERVAL, run["metrics_port"]))
-    run["prom_port"] = free_port()
+    run["prom_port"] = harness.free_port()
     while run["prom_port"] == run["metrics_port"]:
-        run["prom_port"] = free_port()
+        run["prom_port"] = harness.free_port()
     run["prom_url"] = "http://127.0.0.1:%d" % run["prom_port"]
     log = open(os.path.join(pdir, "prometheus.log"), "w")
     cmd = [PROMETHEUS, "--config.file=" + cfg, "--storage.tsdb.path=" + os.path.join(pdir, "data"),
@@ -442,7 +435,7 @@ def do_run():
         else:
             run["error"] = err
         return run
-    run["metrics_port"] = free_port()
+    run["metrics_port"] = harness.free_port()
     why = ensure_prometheus()
     if why:
         run["prom_skip"] = why

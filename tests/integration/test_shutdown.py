@@ -33,12 +33,6 @@ COMMANDS = ("/l7gate/stats", "/l7gate/flows", "/l7gate/policy")
 TELEMETRY_THREADS = 3
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Hammer:
     """Threads asking the telemetry commands and scraping /metrics until `proc` exits."""
 
@@ -61,21 +55,12 @@ class Hammer:
             setattr(self, name, getattr(self, name) + 1)
 
     def telemetry_loop(self):
-        import json
-        path = os.path.join("/var/run/dpdk", self.prefix, "dpdk_telemetry.v2")
         while self.running():
             try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                    s.settimeout(5)
-                    s.connect(path)
-                    json.loads(s.recv(4096))  # the greeting
+                with harness.telemetry_connect(self.prefix) as s:
                     while self.running():
                         for c in COMMANDS:
-                            s.send(c.encode())
-                            data = s.recv(1 << 20)
-                            if not data:
-                                raise OSError("connection closed")
-                            answer = json.loads(data)[c]
+                            answer = harness.telemetry_ask(s, c)
                             self.count("telemetry_answered" if answer is not None else "telemetry_refused")
             except (OSError, ValueError):
                 time.sleep(0.001)  # socket not up yet, or going away
@@ -142,7 +127,7 @@ class ShutdownTest(unittest.TestCase):
     def test_requests_while_exiting(self):
         totals = [0, 0, 0]
         for i in range(RUNS):
-            port = free_port()
+            port = harness.free_port()
             url = "http://127.0.0.1:%d/metrics" % port
             rc, h = self.run_hammered(i, ["--duration", "2", "--metrics", "127.0.0.1:%d" % port], url)
             self.assertEqual(rc, 0, "run %d: l7gate's exit code with requests arriving while it exits "

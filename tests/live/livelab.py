@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -356,12 +355,6 @@ def accounted(st):
 def iperf_result(log):
     with open(log) as f:
         return json.load(f)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveCase(unittest.TestCase):
