@@ -4,6 +4,8 @@
     bench.py parse-l7gate MIX RUN STATS_JSON STDOUT MIXJSON [replay|fresh|single-pass]
     bench.py parse-testpmd MIX RUN STDOUT MIXJSON
     bench.py parse-ndpireader MIX RUN STDOUT MIXJSON
+    bench.py parse-suricata MIX RUN TOOL EVE_JSON T_START T_STOP MIXJSON
+    bench.py parse-file MIX RUN l7gate|suricata HEAD_STATS T0 T1 FULL_STATS T0 T1 MIXJSON
     bench.py report RAW_JSONL META_JSON
 
 parse-* print one JSON object (one run of one tool on one mix) on stdout; run.sh appends it to
@@ -17,7 +19,13 @@ Definitions (the same for every tool, so the ratios compare like with like):
             out the first display (no interval yet); run.sh lets testpmd forward for at least
             3 s so that there are intervals;
             ndpiReader: sum of packets / sum of per-loop processing times (packets / "nDPI
-            throughput") over its loops after the first (each loop is a fresh nDPI module).
+            throughput") over its loops after the first (each loop is a fresh nDPI module);
+            Suricata: its own decoder.pkts (final stats record of eve.json, written at
+            shutdown) / the time from its "Engine started" line to the SIGINT.
+  file      (l7gate-file, suricata-file) one pass over the one-pass capture read from the
+            file, and one over its first 10%: new flows/s = (flows of the whole - flows of the
+            head) / (wall time of the whole - wall time of the head), each tool's own flow
+            count (l7gate flows.created, Suricata flow.total); Mpps likewise with packets.
   Gbit/s    Mpps x the capture's average frame size x 8 (Ethernet frames without CRC,
             preamble or gap: the same bytes for every tool).
   cyc/pkt   l7gate: workers[].busy_cycles / rx_packets (TSC cycles from the end of the RX
@@ -43,7 +51,8 @@ def _num(s):
     return float(s.replace(",", ""))
 
 
-def parse_l7gate(mix, run, stats_path, stdout_path, mix_json, single=False, fresh=False):
+def parse_l7gate(mix, run, stats_path, stdout_path, mix_json, single=False, fresh=False,
+                 tool="l7gate"):
     with open(stats_path) as f:
         st = json.load(f)
     info = _mix_info(mix_json)
@@ -60,7 +69,7 @@ def parse_l7gate(mix, run, stats_path, stdout_path, mix_json, single=False, fres
                 per_sec.append(int(m.group(2)))
     tsc = st["tsc_hz"]
     out = {
-        "tool": "l7gate-1pass" if single else "l7gate", "mix": mix, "run": run,
+        "tool": "l7gate-1pass" if single else tool, "mix": mix, "run": run,
         "tsc_hz": tsc, "rx_packets": rx, "elapsed_s": el,
         "dropped": st["totals"].get("dropped", 0),
         "busy_cycles": busy,
@@ -131,6 +140,72 @@ def parse_testpmd(mix, run, stdout_path, mix_json):
     }
 
 
+def _eve_last_stats(path):
+    last = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            if '"stats"' not in line:
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a record torn by the SIGINT
+            if ev.get("event_type") == "stats":
+                last = ev["stats"]
+    if last is None:
+        raise SystemExit("bench.py: no stats record in %s" % path)
+    return last
+
+
+def parse_suricata(mix, run, tool, eve_path, t0, t1, mix_json):
+    info = _mix_info(mix_json)
+    st = _eve_last_stats(eve_path)
+    pk = st["decoder"]["pkts"]
+    window = float(t1) - float(t0)
+    det = st.get("detect", {})
+    eng = (det.get("engines") or [{}])[0]
+    pps = pk / window if window > 0 else None
+    return {
+        "tool": tool, "mix": mix, "run": run, "pps": pps, "rx_packets": pk,
+        "elapsed_s": window, "tsc_hz": None, "cyc_pkt": None, "loop_cyc": None,
+        "new_flows_s": st["flow"]["total"] / window if window > 0 else None,
+        "flows": st["flow"]["total"], "alerts": det.get("alert", 0),
+        "rules_loaded": eng.get("rules_loaded", 0), "rules_failed": eng.get("rules_failed", 0),
+        "drops": st.get("capture", {}).get("dpdk", {}).get("imissed", 0),
+        "app_layer_flows": {k: v for k, v in st.get("app_layer", {}).get("flow", {}).items() if v},
+        "avg_frame": info["avg_frame_bytes"],
+    }
+
+
+def _file_counts(who, path):
+    """(packets, flows) one tool saw in one pass over a capture."""
+    if who == "suricata":
+        st = _eve_last_stats(path)
+        return st["decoder"]["pkts"], st["flow"]["total"]
+    with open(path) as f:
+        st = json.load(f)
+    if st["flows"].get("table_full", 0):
+        raise SystemExit("bench.py: l7gate's flow table filled during the one-pass run (%s)" % path)
+    return st["totals"]["rx_packets"], st["flows"]["created"]
+
+
+def parse_file(mix, run, who, head, h0, h1, full, f0, f1, mix_json):
+    info = _mix_info(mix_json)
+    hp, hf = _file_counts(who, head)
+    fp, ff = _file_counts(who, full)
+    th = float(h1) - float(h0)
+    tf = float(f1) - float(f0)
+    dt = tf - th
+    return {
+        "tool": who + "-file", "mix": mix, "run": run,
+        "pps": (fp - hp) / dt if dt > 0 else None,
+        "new_flows_s": (ff - hf) / dt if dt > 0 else None,
+        "rx_packets": fp, "flows": ff, "flows_head": hf, "wall_s": tf, "wall_head_s": th,
+        "tsc_hz": None, "cyc_pkt": None, "loop_cyc": None,
+        "avg_frame": info["avg_frame_bytes"],
+    }
+
+
 _UNIT = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
 
 
@@ -171,13 +246,22 @@ def parse_ndpireader(mix, run, stdout_path, mix_json, tsc_hz=None):
 # ---------------------------------------------------------------------------------------------
 # report
 
-TOOLS = ["testpmd", "l7gate", "ndpiReader", "l7gate-1pass"]
+TOOLS = ["testpmd", "l7gate", "suricata", "l7gate-policy", "suricata-policy", "ndpiReader",
+         "l7gate-1pass", "l7gate-file", "suricata-file"]
 TOOL_LABEL = {
     "testpmd": "testpmd io (I/O limit)",
     "l7gate": "l7gate (replay, known flows)",
     "ndpiReader": "ndpiReader (fresh flows every loop)",
     "l7gate-1pass": "l7gate one pass (fresh flows)",
+    "suricata": "Suricata 7 IDS, no rules",
+    "l7gate-policy": "l7gate, shipped policy",
+    "suricata-policy": "Suricata 7 IDS, the shipped policy as rules",
+    "l7gate-file": "l7gate, one-pass capture read from the file",
+    "suricata-file": "Suricata 7 -r, one-pass capture read from the file",
 }
+# "l7gate / this" compares each peer with the l7gate run doing the same work, same run number.
+PEER_OF = {"testpmd": "l7gate", "ndpiReader": "l7gate", "suricata": "l7gate",
+           "suricata-policy": "l7gate-policy", "suricata-file": "l7gate-file"}
 
 
 def _mmm(vals, fmt):
@@ -243,9 +327,11 @@ def report(raw_path, meta_path):
             mpps = [r["pps"] / 1e6 if r.get("pps") else None for r in rs]
             gbps = [r["pps"] * r["avg_frame"] * 8 / 1e9 if r.get("pps") else None for r in rs]
             ratio = "-"
-            if tool in ("testpmd", "ndpiReader"):
-                pairs = [l7[k]["pps"] / runs[k]["pps"] for k in sorted(runs)
-                         if k in l7 and l7[k].get("pps") and runs[k].get("pps")]
+            if tool in PEER_OF:
+                ours = by.get((mix, PEER_OF[tool]), {})
+                key = "new_flows_s" if tool.endswith("-file") else "pps"
+                pairs = [ours[k][key] / runs[k][key] for k in sorted(runs)
+                         if k in ours and ours[k].get(key) and runs[k].get(key)]
                 ratio = _mmm(pairs, "%.2f")
             ndpi = _med([r.get("ndpi_cyc_pkt") for r in rs], "%.0f") if tool.startswith("l7gate") else "-"
             nf = _mmm([r.get("new_flows_s") for r in rs], "%.0f")
@@ -299,7 +385,17 @@ def report(raw_path, meta_path):
       "included; its Mpps is the mean per-second RX rate after the first second, its new "
       "flows/s that rate times the mix's flows per packet. flood: the attack capture with only "
       "its bare SYNs rewritten (--bench-fresh-syns).")
-    p("")
+    if any(r["tool"].startswith("suricata") for r in rows):
+        p("Suricata (--peers suricata): perf/suricata/suricata.yaml, IDS mode (copy-mode none: "
+          "it receives and never transmits, which spares it the TX work l7gate does), one "
+          "worker thread on core 1, stream and TLS/SSH bypass, no checksum checks, logging off "
+          "but stats. Its Mpps: decoder.pkts / the time from \"Engine started\" to the "
+          "SIGINT. suricata-policy: config/policy.yaml's hostname, address and protocol "
+          "markers as rules (perf/suricata/policy_rules.py); categories, risks, the score and "
+          "shaping have no Suricata equivalent there (not the same work). *-file: the "
+          "one-pass capture read from the file, new flows/s from the difference with its "
+          "first 10% (start-up cancels out).")
+        p("")
     p("<details><summary>Raw per-run figures</summary>")
     p("")
     p("| mix | tool | run | Mpps | cyc/pkt | per-second / per-loop Mpps |")
@@ -323,7 +419,13 @@ def main(argv):
     if cmd == "parse-l7gate":
         mode = argv[7] if len(argv) > 7 else "replay"
         print(json.dumps(parse_l7gate(argv[2], int(argv[3]), argv[4], argv[5], argv[6],
-                                      mode == "single-pass", mode == "fresh")))
+                                      mode == "single-pass", mode == "fresh",
+                                      argv[8] if len(argv) > 8 else "l7gate")))
+    elif cmd == "parse-suricata":
+        print(json.dumps(parse_suricata(argv[2], int(argv[3]), argv[4], argv[5], argv[6],
+                                        argv[7], argv[8])))
+    elif cmd == "parse-file":
+        print(json.dumps(parse_file(argv[2], int(argv[3]), argv[4], *argv[5:12])))
     elif cmd == "parse-testpmd":
         print(json.dumps(parse_testpmd(argv[2], int(argv[3]), argv[4], argv[5])))
     elif cmd == "parse-ndpireader":

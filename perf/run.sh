@@ -7,6 +7,22 @@
 #   perf/run.sh [--runs N] [--duration S] [--mixes established,real,attack,newflow]
 #               [--flows N] [--hugepages N] [--no-build] [--keep]   (also: --mixes syn,flood)
 #               [--l7gate-args "ARGS"]  (added to every l7gate run, e.g. --no-extra-dissection)
+#               [--peers suricata] [--onepass-flows N]
+#
+# --peers suricata adds Suricata 7 (installed by perf/install-suricata.sh from
+# bookworm-backports when missing; perf/ only) in the same rotation, configured by
+# perf/suricata/suricata.yaml (IDS mode, one worker core), in two configurations of equal work:
+#   suricata         no rules (flow tracking and protocol identification), beside l7gate's
+#                    pass-all run;
+#   suricata-policy  config/policy.yaml's enforceable markers as rules
+#                    (perf/suricata/policy_rules.py), beside l7gate-policy (l7gate with
+#                    --policy config/policy.yaml).
+# Both replay the established and real mixes on the same net_pcap vdev; Suricata's rate is its
+# own decoder.pkts over the time from "Engine started" to the SIGINT (start-up left out, as
+# l7gate's elapsed_seconds leaves it out). On the newflow mix, l7gate-file and suricata-file
+# read a one-pass capture of --onepass-flows (200,000) new flows from the file (Suricata with
+# -r, l7gate with net_pcap and --bench-stop-at-end): new flows/s = (flows of the capture -
+# flows of its first 10%) / (wall time of the capture - wall time of its first 10%).
 #
 # The new-flow mixes (newflow, attack, syn) run l7gate with --bench-fresh-flows: every pass of
 # the replay rewrites the addresses, so every pass is new flows, with short idle timeouts and
@@ -35,7 +51,9 @@ hugepages=2048
 build=1
 keep=0
 l7args=()
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+peers=""
+onepass_flows=200000
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -44,13 +62,19 @@ while [ $# -gt 0 ]; do
     --flows) flows=$2; shift 2 ;;
     --hugepages) hugepages=$2; shift 2 ;;
     --l7gate-args) read -r -a l7args <<< "$2"; shift 2 ;;
+    --peers) peers=$2; shift 2 ;;
+    --onepass-flows) onepass_flows=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "perf/run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in "$runs" "$duration" "$flows" "$hugepages"; do
+case ",$peers," in
+  ,,|,suricata,) ;;
+  *) echo "perf/run.sh: unknown --peers '$peers' (suricata)" >&2; exit 2 ;;
+esac
+for v in "$runs" "$duration" "$flows" "$hugepages" "$onepass_flows"; do
   if ! [[ "$v" =~ ^[0-9]+$ ]] || [ "$v" -eq 0 ]; then
     echo "perf/run.sh: bad number '$v'" >&2
     exit 2
@@ -67,6 +91,12 @@ need taskset util-linux
 need timeout coreutils
 $PY -c 'import scapy, cryptography' 2>/dev/null ||
   { echo "perf/run.sh: $PY needs scapy and cryptography (apt-get install python3-scapy python3-cryptography)" >&2; exit 2; }
+
+if [ "$peers" = suricata ]; then
+  # Installs it when missing (root); fails with the reason otherwise.
+  perf/install-suricata.sh >&2
+  need suricata suricata
+fi
 
 if [ "$build" = 1 ]; then
   builddir=$(tools/build.sh release | tail -n 1)
@@ -126,6 +156,10 @@ for mix in "${mix_list[@]}"; do
   active+=("$mix")
 done
 [ ${#active[@]} -gt 0 ] || { echo "perf/run.sh: no traffic mix available" >&2; exit 1; }
+onepass=""
+if [ "$peers" = suricata ] && [[ " ${active[*]} " == *" newflow "* ]]; then
+  onepass=$(dirname "$(perf/traffic.sh onepass --flows "$onepass_flows")")
+fi
 packets_of() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["packets"])' "$cache/$1.json"; }
 
 # ---- memory: hugepages when we can have them ------------------------------------------------
@@ -193,8 +227,8 @@ PY
 FRESH_ARGS=(--flows 8388608 --dpi-flows 65536 --timeouts tcp-syn=1,tcp=2,tcp-closed=1,udp=1,other=1)
 fresh_mix() { case "$1" in newflow|attack|syn|flood) return 0 ;; esac; return 1; }
 
-run_l7gate() {  # MIX RUN
-  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-l7gate-$2 n extra=() mode=replay
+run_l7gate() {  # MIX RUN [policy]
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-l7gate-$2 n extra=() mode=replay tool=l7gate
   n=$(packets_of "$mix")
   if fresh_mix "$mix"; then
     extra=(--bench-fresh-flows "$n" "${FRESH_ARGS[@]}")
@@ -203,6 +237,11 @@ run_l7gate() {  # MIX RUN
   if [ "$mix" = flood ]; then
     extra+=(--bench-fresh-syns)
   fi
+  if [ "${3:-}" = policy ]; then
+    extra+=(--policy "$ROOT/config/policy.yaml")
+    out=$tmp/$1-l7gate-policy-$2
+    tool=l7gate-policy
+  fi
   if ! timeout -s INT $((duration + 180)) "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
       --file-prefix "l7perf-$$-$mix-$run-g" --log-level='*:warning' \
       --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null1,no-rx=1 \
@@ -210,7 +249,7 @@ run_l7gate() {  # MIX RUN
       --mbufs $((n + 16384)) "${extra[@]}" "${l7args[@]+"${l7args[@]}"}" > "$out.txt" 2>&1; then
     echo "perf/run.sh: l7gate failed on $mix (run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
   fi
-  record "$mix" l7gate "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json" "$mode")"
+  record "$mix" "$tool" "$run" "$($PY perf/bench.py parse-l7gate "$mix" "$run" "$out.json" "$out.txt" "$cache/$mix.json" "$mode" "$tool")"
 }
 
 run_l7gate_1pass() {  # MIX RUN: one pass, no infinite_rx: every flow is new
@@ -270,7 +309,142 @@ run_ndpireader() {  # MIX RUN
   record "$mix" ndpiReader "$run" "$($PY perf/bench.py parse-ndpireader "$mix" "$run" "$out.txt" "$cache/$mix.json")"
 }
 
+# ---- the Suricata peer (--peers suricata) ---------------------------------------------------
+SURICATA_CONF=$ROOT/perf/suricata/suricata.yaml
+if [ "$peers" = suricata ]; then
+  # The shipped policy's enforceable markers as rules; every rule must load (a rule Suricata
+  # refused would be work it silently skips).
+  $PY perf/suricata/policy_rules.py config/policy.yaml > "$tmp/policy.rules"
+  mkdir -p "$tmp/suricata-check"
+  if ! suricata -T -c "$SURICATA_CONF" -S "$tmp/policy.rules" -l "$tmp/suricata-check" \
+      > "$tmp/suricata-check/out.txt" 2>&1 || grep -q '^E: ' "$tmp/suricata-check/out.txt"; then
+    echo "perf/run.sh: Suricata refused the configuration or a rule:" >&2
+    grep -E '^(E|W): ' "$tmp/suricata-check/out.txt" >&2 || tail -n 20 "$tmp/suricata-check/out.txt" >&2
+    exit 1
+  fi
+fi
+
+suricata_dpdk_yaml() {  # PCAP MEMPOOL FILE_PREFIX: the per-run dpdk: section, on stdout
+  local memyaml
+  if [ "${mem[0]}" = --in-memory ]; then
+    memyaml='    in-memory: ""'
+  else
+    memyaml=$(printf '    no-huge: ""\n    m: "4096"')
+  fi
+  cat <<YAML
+%YAML 1.1
+---
+# Written by perf/run.sh for one run: the same EAL and vdev as the other tools.
+dpdk:
+  eal-params:
+    proc-type: primary
+    l: "0-1"
+$memyaml
+    no-pci: ""
+    file-prefix: "$3"
+    vdev: "net_pcap0,rx_pcap=$1,infinite_rx=1"
+  interfaces:
+    - interface: net_pcap0
+      threads: 1
+      # net_pcap cannot change these; Suricata refuses to start when asked to.
+      promisc: true
+      multicast: true
+      # No checksum validation (l7gate does not verify checksums).
+      checksum-checks: false
+      checksum-checks-offload: false
+      mtu: 1500
+      # The preloaded capture plus room for the RX ring, as for testpmd and l7gate.
+      mempool-size: $2
+      mempool-cache-size: auto
+      rx-descriptors: 1024
+      tx-descriptors: 1024
+      # IDS: no transmit (see perf/README.md: this spares Suricata l7gate's TX work).
+      copy-mode: none
+      copy-iface: none
+YAML
+}
+
+run_suricata() {  # MIX RUN none|policy
+  local mix=$1 run=$2 conf=$3 pcap=$cache/$1.pcap out n rules=/dev/null i t0 t1 tool=suricata
+  out=$tmp/$mix-suricata-$conf-$run
+  n=$(packets_of "$mix")
+  if [ "$conf" = policy ]; then
+    rules=$tmp/policy.rules
+    tool=suricata-policy
+  fi
+  mkdir -p "$out"
+  suricata_dpdk_yaml "$pcap" $((n + 16384)) "l7perf-$$-$mix-$run-s$conf" > "$out/dpdk.yaml"
+  suricata -c "$SURICATA_CONF" --include "$out/dpdk.yaml" --dpdk -l "$out" -S "$rules" \
+    < /dev/null > "$out/stdout.txt" 2>&1 &
+  child=$!
+  # The worker receives from "Engine started" on (the capture is preloaded before).
+  for ((i = 0; i < 6000; i++)); do
+    grep -q "Engine started" "$out/stdout.txt" 2>/dev/null && break
+    kill -0 "$child" 2>/dev/null || break
+    sleep 0.02
+  done
+  t0=$(date +%s.%N)
+  if ! kill -0 "$child" 2>/dev/null || ! grep -q "Engine started" "$out/stdout.txt"; then
+    kill -KILL "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+    child=""
+    echo "perf/run.sh: suricata failed on $mix ($conf, run $run):" >&2; tail -n 20 "$out/stdout.txt" >&2; exit 1
+  fi
+  sleep "$duration"
+  t1=$(date +%s.%N)
+  kill -INT "$child"
+  wait_child 60 || true
+  record "$mix" "$tool" "$run" "$($PY perf/bench.py parse-suricata "$mix" "$run" "$tool" "$out/eve.json" "$t0" "$t1" "$cache/$mix.json")"
+}
+
+# One pass over the one-pass capture and over its first 10%, read from the file; the
+# difference of the two cancels start-up and shutdown (see the header).
+run_file() {  # MIX RUN l7gate|suricata
+  local mix=$1 run=$2 who=$3 part out t0 t1 args=()
+  for part in onepass-head onepass; do
+    out=$tmp/$mix-$who-file-$run-$part
+    t0=$(date +%s.%N)
+    if [ "$who" = suricata ]; then
+      mkdir -p "$out"
+      if ! timeout -s INT 600 suricata -c "$SURICATA_CONF" --runmode single -k none \
+          -r "$onepass/$part.pcap" -l "$out" -S /dev/null > "$out/stdout.txt" 2>&1; then
+        echo "perf/run.sh: suricata -r failed ($part, run $run):" >&2; tail -n 20 "$out/stdout.txt" >&2; exit 1
+      fi
+      args+=("$out/eve.json")
+    else
+      # A table with room for every flow of the capture (they end within seconds of each
+      # other, faster than any idle timeout).
+      if ! timeout -s INT 600 "$L7GATE" -l 0-1 "${mem[@]}" --no-pci \
+          --file-prefix "l7perf-$$-$mix-$run-f" --log-level='*:warning' \
+          --vdev "net_pcap0,rx_pcap=$onepass/$part.pcap" --vdev net_null1,no-rx=1 \
+          -- --metrics off --bench-stop-at-end --flows 1048576 --stats-json "$out.json" \
+          "${l7args[@]+"${l7args[@]}"}" > "$out.txt" 2>&1; then
+        echo "perf/run.sh: l7gate (file) failed ($part, run $run):" >&2; tail -n 20 "$out.txt" >&2; exit 1
+      fi
+      args+=("$out.json")
+    fi
+    t1=$(date +%s.%N)
+    args+=("$t0" "$t1")
+  done
+  record "$mix" "$who-file" "$run" "$($PY perf/bench.py parse-file "$mix" "$run" "$who" "${args[@]}" "$onepass/onepass.json")"
+}
+
+# Which tool runs on which mix: Suricata cannot rewrite addresses on every pass, so it replays
+# only the mixes whose flows stay known (established, real); its new-flow figure is the
+# one-pass read of the file, on the newflow mix.
+applies() {  # TOOL MIX
+  case "$1" in
+    ndpiReader|l7gate-1pass) [ "$2" != flood ] ;;
+    suricata|suricata-policy|l7gate-policy) ! fresh_mix "$2" ;;
+    l7gate-file|suricata-file) [ "$2" = newflow ] ;;
+    *) return 0 ;;
+  esac
+}
+
 tools=(testpmd l7gate ndpiReader l7gate-1pass)
+if [ "$peers" = suricata ]; then
+  tools+=(suricata l7gate-policy suricata-policy l7gate-file suricata-file)
+fi
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 start_s=$(date +%s)
 echo "perf/run.sh: ${#active[@]} mix(es) x ${#tools[@]} tools x $runs runs, ${duration}s each" >&2
@@ -280,12 +454,15 @@ for ((run = 1; run <= runs; run++)); do
     for ((k = 0; k < ${#tools[@]}; k++)); do
       tool=${tools[$(( (k + run - 1) % ${#tools[@]} ))]}
       # flood: the attack capture again, only l7gate's steady state beside the I/O limit.
-      if [ "$mix" = flood ] && { [ "$tool" = ndpiReader ] || [ "$tool" = l7gate-1pass ]; }; then
-        continue
-      fi
+      applies "$tool" "$mix" || continue
       case "$tool" in
         testpmd) run_testpmd "$mix" "$run" ;;
         l7gate) run_l7gate "$mix" "$run" ;;
+        l7gate-policy) run_l7gate "$mix" "$run" policy ;;
+        suricata) run_suricata "$mix" "$run" none ;;
+        suricata-policy) run_suricata "$mix" "$run" policy ;;
+        l7gate-file) run_file "$mix" "$run" l7gate ;;
+        suricata-file) run_file "$mix" "$run" suricata ;;
         ndpiReader) run_ndpireader "$mix" "$run" ;;
         l7gate-1pass) run_l7gate_1pass "$mix" "$run" ;;
       esac
