@@ -31,6 +31,9 @@ struct KeySet {
     std::vector<uint32_t> hashes;
 };
 
+// One fixed hash secret, so that every table and every precomputed hash agree.
+const dp::HashKey kBenchSecret{0x0123456789abcdefull, 0xfedcba9876543210ull};
+
 KeySet make_keys(uint32_t n) {
     KeySet s;
     s.keys.resize(n);
@@ -41,7 +44,7 @@ KeySet make_keys(uint32_t n) {
                                 static_cast<uint8_t>(c)};
         const uint8_t dst[4] = {198, 19, static_cast<uint8_t>((i * 7) >> 8), static_cast<uint8_t>(i * 7)};
         dp::make_flow_key(s.keys[i], 4, 6, 0, src, dst, static_cast<uint16_t>(1024 + (i >> 17)), 443);
-        s.hashes[i] = dp::flow_key_hash(s.keys[i]);
+        s.hashes[i] = dp::flow_key_hash(s.keys[i], kBenchSecret);
     }
     return s;
 }
@@ -60,7 +63,7 @@ Filled& filled(uint32_t n) {
         slot = std::make_unique<Filled>();
         slot->ks = make_keys(n);
         slot->table = std::make_unique<FlowTable>();
-        if (!slot->table->init(n, dp::FlowTimeouts{}, 0)) {
+        if (!slot->table->init(n, dp::FlowTimeouts{}, 0, kBenchSecret)) {
             std::fprintf(stderr, "bench_flow_table: cannot allocate a table of %u\n", n);
             std::abort();
         }
@@ -138,7 +141,7 @@ void BM_LookupBurstMiss(benchmark::State& state) {
             k.port[1] = 8443;  // another server port: none of these is resident
         }
         for (size_t i = 0; i < s.keys.size(); ++i) {
-            s.hashes[i] = dp::flow_key_hash(s.keys[i]);
+            s.hashes[i] = dp::flow_key_hash(s.keys[i], kBenchSecret);
         }
         return s;
     }();
@@ -169,7 +172,7 @@ void BM_Insert(benchmark::State& state) {
     for (auto _ : state) {
         state.PauseTiming();
         auto t = std::make_unique<FlowTable>();
-        if (!t->init(n, dp::FlowTimeouts{}, 0)) {
+        if (!t->init(n, dp::FlowTimeouts{}, 0, kBenchSecret)) {
             state.SkipWithError("cannot allocate");
             break;
         }
@@ -199,7 +202,7 @@ void BM_Expire(benchmark::State& state) {
     for (auto _ : state) {
         state.PauseTiming();
         auto t = std::make_unique<FlowTable>();
-        if (!t->init(n, dp::FlowTimeouts{}, 0)) {
+        if (!t->init(n, dp::FlowTimeouts{}, 0, kBenchSecret)) {
             state.SkipWithError("cannot allocate");
             break;
         }

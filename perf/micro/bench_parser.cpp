@@ -17,6 +17,8 @@ namespace {
 using dp::PacketKind;
 using dp::PacketMeta;
 
+const dp::HashKey kBenchSecret{0x0123456789abcdefull, 0xfedcba9876543210ull};
+
 constexpr unsigned kRing = 256;  // distinct frames per shape, cycled through
 
 struct FrameSet {
@@ -78,7 +80,7 @@ void BM_FlowKeyHash(benchmark::State& state) {
     }
     unsigned i = 0;
     for (auto _ : state) {
-        benchmark::DoNotOptimize(dp::flow_key_hash(keys[i++ & 4095]));
+        benchmark::DoNotOptimize(dp::flow_key_hash(keys[i++ & 4095], kBenchSecret));
     }
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }

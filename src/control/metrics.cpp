@@ -407,6 +407,8 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Flows ended by their idle timeout (--timeouts).", d(s.flows_expired));
     single(out, "l7gate_flow_table_full_total", C,
         "Packets whose new flow found the flow table full; forwarded without a flow or dropped (--on-flow-table-full).", d(s.table_full));
+    single(out, "l7gate_flow_bucket_full_total", C,
+        "Packets whose new flow found both its hash buckets full while the table had free entries; forwarded without a flow or dropped (--on-flow-table-full).", d(s.bucket_full));
 
     // -- application protocols, categories, risks ---------------------------------------------
     std::array<MetricFamily, 4> l7_families = families({

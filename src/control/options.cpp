@@ -41,7 +41,8 @@ constexpr OptSpec kOpts[] = {
      "(established, 300), tcp-closed (after RST or FIN both ways, 10), udp (60), other "
      "(ICMP and other protocols, 30), frag (fragment entries, 5)"},
     {"on-flow-table-full", 0, true, "pass|drop",
-     "what to do with a packet whose new flow finds the table full; counted either way "
+     "what to do with a packet whose new flow finds the table full (or both its buckets "
+     "full); counted either way, as table_full or bucket_full "
      "(default pass: the gateway stays open)"},
     {"malformed", 0, true, "pass|drop",
      "what to do with malformed packets and fragments with no first fragment; counted by "

@@ -67,6 +67,7 @@ int cmd_flows(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, "created", s.flows_created);
     rte_tel_data_add_dict_u64(d, "expired", s.flows_expired);
     rte_tel_data_add_dict_u64(d, "table_full", s.table_full);
+    rte_tel_data_add_dict_u64(d, "bucket_full", s.bucket_full);
     rte_tel_data_add_dict_u64(d, "asymmetric", s.flows_asymmetric);
     size_t shown = 0;
     for (const ProtoStats& p : s.protocols) {

@@ -65,6 +65,7 @@ struct alignas(64) WorkerCounters {
     Counter flows_asymmetric;  // TCP flows opened here by the server's SYN-ACK: the SYN went elsewhere
     Counter flows_active;  // gauge
     Counter table_full;
+    Counter bucket_full;   // new flows whose two buckets were full while entries were free
     Counter frag_tracked;
     Counter frag_matched;
     Counter frag_table_full;

@@ -35,6 +35,7 @@ namespace l7gate::dp {
     X(Police, "police", false, "out of profile for a police: marker's bucket")                 \
     X(ShaperFlush, "shaper_flush", false, "still queued in a shaper when l7gate stopped")       \
     X(TableFull, "table_full", false, "flow table full and --on-flow-table-full drop")         \
+    X(BucketFull, "bucket_full", false, "both buckets of a new flow full and --on-flow-table-full drop") \
     X(TxFull, "tx_full", false, "the peer port's TX queue did not accept the packet")          \
     X(NoMbuf, "no_mbuf", false, "no mbuf available for a packet l7gate had to build")
 

@@ -99,11 +99,16 @@ inline bool make_flow_key(FlowKey& k, uint8_t ip_version, uint8_t proto, uint32_
     return reversed;
 }
 
-// A fast 32-bit hash of the key (CRC32C where the CPU has it, see hash.hpp). Inline: it runs
-// for every packet. An IPv4 key is zero beyond the first 4 bytes of each address, so only the
-// bytes that can differ are hashed (3 CRC steps instead of 6); an IPv6 key is hashed whole.
-inline uint32_t flow_key_hash(const FlowKey& k) noexcept {
-    constexpr uint32_t kSeed = 0x9e3779b9u;
+// The flow table's hash of a key: SipHash-1-3 under the table's secret key (drawn from
+// getrandom(2) at start-up, see FlowTable::init), folded to 32 bits. Both buckets of a key
+// and its stored signature come from this one value, so without the secret nobody can
+// compute 5-tuples that share a flow's buckets (CRC32C, used before, is affine over GF(2):
+// such tuples were computed in seconds, whatever the seed). Inline: it runs once per
+// packet. An IPv4 key is zero beyond the first 4 bytes of each address, so only the 20 bytes
+// that can differ are hashed (two blocks and the final one); an IPv6 key is hashed whole
+// (44 bytes). The lengths differ, and ip_version is hashed too, so the two never mix.
+inline uint32_t flow_key_hash(const FlowKey& k, const HashKey& secret) noexcept {
+    uint64_t h;
     if (k.ip_version == 4) {
         uint32_t a0, a1, tail;
         uint64_t ports_vlan;
@@ -111,11 +116,14 @@ inline uint32_t flow_key_hash(const FlowKey& k) noexcept {
         std::memcpy(&a1, k.addr[1], 4);
         std::memcpy(&ports_vlan, k.port, 8);  // port[0], port[1], vlan: contiguous
         std::memcpy(&tail, &k.proto, 4);      // proto, ip_version, pad
-        uint32_t h = crc32c_u64(uint64_t{a0} | uint64_t{a1} << 32, kSeed);
-        h = crc32c_u64(ports_vlan, h);
-        return crc32c_u32(tail, h);
+        SipHash13 s(secret);
+        s.block(uint64_t{a0} | uint64_t{a1} << 32);
+        s.block(ports_vlan);
+        h = s.finish(uint64_t{tail} | uint64_t{20} << 56);
+    } else {
+        h = siphash_bytes<sizeof(FlowKey)>(&k, secret);
     }
-    return crc32c_key<sizeof(FlowKey)>(&k, kSeed);
+    return static_cast<uint32_t>(h ^ h >> 32);
 }
 
 } // namespace l7gate::dp

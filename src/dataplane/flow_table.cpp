@@ -1,6 +1,9 @@
 #include "dataplane/flow_table.hpp"
 
+#include <cerrno>
 #include <cstring>
+
+#include <sys/random.h>
 
 #include <rte_prefetch.h>
 
@@ -27,6 +30,27 @@ FlowTable::~FlowTable() {
 }
 
 bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket) noexcept {
+    // A secret per table (so per worker), from the kernel's CSPRNG; blocks only until the
+    // pool is initialised at boot.
+    HashKey secret;
+    auto* p = reinterpret_cast<uint8_t*>(&secret);
+    size_t got = 0;
+    while (got < sizeof(secret)) {
+        const ssize_t r = getrandom(p + got, sizeof(secret) - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        got += static_cast<size_t>(r);
+    }
+    return init(capacity, timeouts, socket, secret);
+}
+
+bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket,
+                     const HashKey& secret) noexcept {
+    secret_ = secret;
     if (capacity == 0 || capacity > (1u << 30)) {
         return false;
     }
@@ -216,11 +240,10 @@ void FlowTable::set_class(FlowEntry& e, TimeoutClass c, uint64_t now_ns) noexcep
     e.queued_s = static_cast<uint32_t>(now_ns / 1000000000u);
 }
 
-void FlowTable::free_entry(FlowEntry& e) noexcept {
+void FlowTable::free_entry(FlowEntry& e, uint32_t hash) noexcept {
     const uint32_t idx = index_of(e);
     unlink(idx);
     e.flags = 0;
-    const uint32_t hash = flow_key_hash(e.key);
     const uint32_t bs[2] = {primary(hash), alternative(hash)};
     for (uint32_t b : bs) {
         Bucket& bk = buckets_[b];

@@ -4,7 +4,12 @@
 // Index: 2-choice bucketised hash. Each 64-byte bucket holds 8 (signature, entry index)
 // slots; a key lives in its primary bucket, or in its alternative one when the primary is
 // full; when both are full one resident moves to its own other bucket (a single cuckoo
-// step). Slots = 2 x capacity, so the load factor never exceeds 50%.
+// step). Slots = 2 x capacity, so the load factor never exceeds 50%. Buckets come from a
+// keyed hash (flow_key_hash, SipHash-1-3) whose secret each table draws at init from
+// getrandom(2): nobody outside can compute keys that share a flow's buckets. When both
+// buckets of a new key are full while entries are free (chance at 50% load, or a key
+// collision attack that guessed the secret) the insert fails and the worker counts it as
+// `bucket_full`, apart from `table_full`.
 // Entries live in one array and are recycled through a free stack.
 //
 // Expiry: one intrusive doubly-linked list per timeout class, ordered by `queued_s`, the
@@ -134,15 +139,27 @@ public:
     FlowTable& operator=(const FlowTable&) = delete;
     ~FlowTable();
 
-    // Allocates for `capacity` entries on `socket`. Returns false when out of memory.
+    // Allocates for `capacity` entries on `socket` and draws the hash secret from
+    // getrandom(2). Returns false when out of memory or when no random bytes came.
     bool init(uint32_t capacity, const FlowTimeouts& timeouts, int socket) noexcept;
+    // The same with a given secret (tests, benchmarks).
+    bool init(uint32_t capacity, const FlowTimeouts& timeouts, int socket, const HashKey& secret) noexcept;
+
+    // The hash lookup() and insert() expect for a key (once per packet).
+    uint32_t hash(const FlowKey& key) const noexcept { return flow_key_hash(key, secret_); }
+    const HashKey& secret() const noexcept { return secret_; }
+    // The two buckets a hash selects (tests: which keys share a bucket pair).
+    uint32_t primary_bucket(uint32_t h) const noexcept { return primary(h); }
+    uint32_t alternative_bucket(uint32_t h) const noexcept { return alternative(h); }
+    uint32_t bucket_count() const noexcept { return bucket_mask_ + 1; }
 
     // Looks up n keys; out[i] = entry or nullptr. Prefetches buckets, then entries.
     void lookup_burst(const FlowKey* const keys[], const uint32_t hashes[], unsigned n,
                       FlowEntry* out[]) noexcept;
     FlowEntry* lookup(const FlowKey& key, uint32_t hash) noexcept;
 
-    // Inserts a key known to be absent. Returns nullptr when the table is full.
+    // Inserts a key known to be absent. Returns nullptr when the table is full (full() is
+    // then true) or when both buckets of the key are full (full() false).
     FlowEntry* insert(const FlowKey& key, uint32_t hash, uint64_t now_ns, uint8_t client_slot) noexcept;
 
     // Records a packet of `bytes` from key slot `slot` at now_ns; keeps the expiry order.
@@ -176,6 +193,7 @@ public:
 
     uint32_t capacity() const noexcept { return capacity_; }
     uint32_t active() const noexcept { return capacity_ - free_top_; }
+    bool full() const noexcept { return free_top_ == 0; }
     uint32_t index_of(const FlowEntry& e) const noexcept { return static_cast<uint32_t>(&e - entries_); }
     FlowEntry& at(uint32_t idx) noexcept { return entries_[idx]; }
     size_t memory_bytes() const noexcept { return memory_bytes_; }
@@ -199,7 +217,8 @@ private:
     void link_tail(uint32_t idx, TimeoutClass c) noexcept;
     void unlink(uint32_t idx) noexcept;
     void requeue(FlowEntry& e, uint32_t now_s) noexcept;
-    void free_entry(FlowEntry& e) noexcept;
+    void free_entry(FlowEntry& e) noexcept { free_entry(e, hash(e.key)); }
+    void free_entry(FlowEntry& e, uint32_t hash) noexcept;
 
     Bucket* buckets_ = nullptr;
     FlowEntry* entries_ = nullptr;
@@ -209,6 +228,7 @@ private:
     uint32_t bucket_mask_ = 0;
     size_t memory_bytes_ = 0;
     FlowTimeouts timeouts_{};
+    HashKey secret_{};
     List lists_[kTimeoutClasses];
 };
 
@@ -216,20 +236,28 @@ template <typename Fn>
 unsigned FlowTable::expire(uint64_t now_ns, unsigned budget, Fn&& fn) noexcept {
     const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000u);
     unsigned expired = 0;
+    // The hash computed to prefetch the next head's bucket, kept for freeing it.
+    uint32_t next_idx = kNil;
+    uint32_t next_hash = 0;
     for (unsigned c = 0; c < kTimeoutClasses && budget > 0; ++c) {
         const uint32_t to = timeouts_.seconds[c];
+        next_idx = kNil;
         while (budget > 0 && lists_[c].head != kNil) {
             --budget;
-            FlowEntry& e = entries_[lists_[c].head];
+            const uint32_t idx = lists_[c].head;
+            FlowEntry& e = entries_[idx];
             if (uint64_t{e.queued_s} + to > now_s) {
                 break;  // the list is ordered by queued_s: nothing behind is older
             }
+            const uint32_t h = idx == next_idx ? next_hash : hash(e.key);
             // The list is a pointer chase through cold entries: fetch ahead. The next entry
             // arrived while this one was handled last time round, so its key and link can be
             // read now: prefetch its bucket (freeing it clears a slot there) and the entry after.
+            next_idx = e.next;
             if (e.next != kNil) {
                 const FlowEntry& n1 = entries_[e.next];
-                rte_prefetch0(&buckets_[primary(flow_key_hash(n1.key))]);
+                next_hash = hash(n1.key);
+                rte_prefetch0(&buckets_[primary(next_hash)]);
                 if (n1.next != kNil) {
                     rte_prefetch0(&entries_[n1.next]);
                     rte_prefetch0(reinterpret_cast<const uint8_t*>(&entries_[n1.next]) + 64);
@@ -237,7 +265,7 @@ unsigned FlowTable::expire(uint64_t now_ns, unsigned budget, Fn&& fn) noexcept {
             }
             if (e.last_ns + uint64_t{to} * 1000000000u <= now_ns) {
                 fn(e);
-                free_entry(e);
+                free_entry(e, h);
                 ++expired;
             } else {
                 requeue(e, now_s);

@@ -32,8 +32,9 @@ namespace l7gate::dp {
 
 const char* Worker::init(const WorkerConfig& cfg) noexcept {
     cfg_ = cfg;
-    if (!flows_.init(cfg.flows, cfg.timeouts, cfg.socket)) {
-        return "cannot allocate the flow table (lower --flows or give EAL more memory)";
+    if (cfg.flow_secret == nullptr ? !flows_.init(cfg.flows, cfg.timeouts, cfg.socket)
+                                   : !flows_.init(cfg.flows, cfg.timeouts, cfg.socket, *cfg.flow_secret)) {
+        return "cannot allocate the flow table or draw its hash secret (lower --flows or give EAL more memory)";
     }
     isn_ = static_cast<uint32_t*>(table_alloc(sizeof(uint32_t) * flows_.capacity(), cfg.socket));
     if (isn_ == nullptr) {
@@ -483,7 +484,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
         b.flows[i] = nullptr;
         if (pm.kind == PacketKind::Ip && (!pm.is_fragment || pm.first_fragment)) {
-            pm.hash = flow_key_hash(pm.key);
+            pm.hash = flows_.hash(pm.key);
             b.keys[nlook] = &pm.key;
             b.hashes[nlook] = pm.hash;
             b.lookup_slot[nlook] = static_cast<uint8_t>(i);
@@ -573,9 +574,12 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                                                             (tcp_flag::kSyn | tcp_flag::kAck);
                 e = flows_.insert(pm.key, pm.hash, b.time_ns[i], synack ? slot ^ 1u : slot);
                 if (e == nullptr) {
-                    counters_.table_full.inc();
+                    // Every entry taken, or only this key's two buckets full (a collision
+                    // attack would show here, not as a full table): counted apart, one policy.
+                    const bool table_full = flows_.full();
+                    (table_full ? counters_.table_full : counters_.bucket_full).inc();
                     if (cfg_.table_full_drop) {
-                        drop(m, DropReason::TableFull);
+                        drop(m, table_full ? DropReason::TableFull : DropReason::BucketFull);
                     } else {
                         b.out[nout++] = m;
                     }

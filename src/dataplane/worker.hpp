@@ -42,6 +42,8 @@ struct WorkerConfig {
     uint32_t frag_timeout_s = 5;
     bool malformed_drop = true;
     bool table_full_drop = false;
+    // Tests only: the flow table's hash secret (nullptr: drawn from getrandom(2)).
+    const HashKey* flow_secret = nullptr;
     bool capture_clock = false;        // time from the mbuf RX timestamp (pcap replays)
     int timestamp_offset = -1;         // mbuf dynfield offset of the RX timestamp
     uint64_t timestamp_flag = 0;       // ol_flags bit saying the field is valid

@@ -30,6 +30,9 @@ using dp::PacketMeta;
 
 using KeyBytes = std::array<uint8_t, sizeof(FlowKey)>;
 
+// A fixed secret for the hash-quality tests (the flow table draws its own).
+const dp::HashKey kTestSecret{0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull};
+
 KeyBytes bytes_of(const FlowKey& k) {
     KeyBytes b;
     std::memcpy(b.data(), &k, sizeof(k));
@@ -142,8 +145,8 @@ TEST(FlowKey, DifferentPortsVlanProtocolOrVersionGiveDifferentKeys) {
     patched.ip_version = 4;
     EXPECT_EQ(base, patched);
 
-    EXPECT_NE(dp::flow_key_hash(base), dp::flow_key_hash(v4(ipproto::kTcp, 10, 40001, 80)));
-    EXPECT_NE(dp::flow_key_hash(base), dp::flow_key_hash(as_v6));
+    EXPECT_NE(dp::flow_key_hash(base, kTestSecret), dp::flow_key_hash(v4(ipproto::kTcp, 10, 40001, 80), kTestSecret));
+    EXPECT_NE(dp::flow_key_hash(base, kTestSecret), dp::flow_key_hash(as_v6, kTestSecret));
 }
 
 TEST(FlowKey, Ipv4AddressesOccupyTheFirstFourBytes) {
@@ -212,7 +215,7 @@ TEST(FlowKey, HashOfAFlowIsTheSameFromEitherEndpoint) {
         ASSERT_EQ(rep.kind, PacketKind::Ip);
         ASSERT_EQ(rep.key.vlan, e.vlan);
         ASSERT_EQ(fwd, rep.key);
-        EXPECT_EQ(dp::flow_key_hash(fwd), dp::flow_key_hash(rep.key));
+        EXPECT_EQ(dp::flow_key_hash(fwd, kTestSecret), dp::flow_key_hash(rep.key, kTestSecret));
     }
 }
 
@@ -229,7 +232,7 @@ TEST(FlowKey, HashReadsOnlyTheKey) {
             alignas(16) uint8_t buf[sizeof(FlowKey) + 64];
             std::memset(buf, i == 0 ? 0x00 : 0xff, sizeof(buf));
             std::memcpy(buf + 32, &k, sizeof(k));
-            hashes[i] = dp::flow_key_hash(*reinterpret_cast<const FlowKey*>(buf + 32));
+            hashes[i] = dp::flow_key_hash(*reinterpret_cast<const FlowKey*>(buf + 32), kTestSecret);
         }
         EXPECT_EQ(hashes[0], hashes[1]);
     }
@@ -238,14 +241,14 @@ TEST(FlowKey, HashReadsOnlyTheKey) {
 // Flips one bit (the lowest, then the highest) of each listed byte of `base`: every flip must
 // change the hash.
 void expect_hash_depends_on(const FlowKey& base, const std::vector<size_t>& offsets) {
-    const uint32_t h = dp::flow_key_hash(base);
+    const uint32_t h = dp::flow_key_hash(base, kTestSecret);
     for (size_t i : offsets) {
         for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}}) {
             KeyBytes b = bytes_of(base);
             b[i] ^= flip;
             FlowKey k;
             std::memcpy(&k, b.data(), sizeof(k));
-            EXPECT_NE(dp::flow_key_hash(k), h) << "byte " << i << " flip " << unsigned{flip};
+            EXPECT_NE(dp::flow_key_hash(k, kTestSecret), h) << "byte " << i << " flip " << unsigned{flip};
         }
     }
 }
@@ -344,7 +347,7 @@ size_t hash_collisions(const std::vector<FlowKey>& keys) {
     std::vector<uint32_t> hashes;
     hashes.reserve(keys.size());
     for (const FlowKey& k : keys) {
-        hashes.push_back(dp::flow_key_hash(k));
+        hashes.push_back(dp::flow_key_hash(k, kTestSecret));
     }
     std::sort(hashes.begin(), hashes.end());
     const auto unique_end = std::unique(hashes.begin(), hashes.end());
@@ -356,7 +359,7 @@ double worst_bucket_ratio(const std::vector<FlowKey>& keys, size_t* empty_bucket
     constexpr size_t kBuckets = 1024;
     std::vector<size_t> count(kBuckets, 0);
     for (const FlowKey& k : keys) {
-        ++count[dp::flow_key_hash(k) % kBuckets];
+        ++count[dp::flow_key_hash(k, kTestSecret) % kBuckets];
     }
     const double mean = static_cast<double>(keys.size()) / kBuckets;
     *empty_buckets = static_cast<size_t>(std::count(count.begin(), count.end(), size_t{0}));
@@ -448,7 +451,7 @@ TEST(FlowKey, ParsedRequestAndReplyShareKeyAndHash) {
         ASSERT_EQ(rep.kind, PacketKind::Ip);
         EXPECT_EQ(req.key, rep.key);
         EXPECT_EQ(bytes_of(req.key), bytes_of(rep.key));
-        EXPECT_EQ(dp::flow_key_hash(req.key), dp::flow_key_hash(rep.key));
+        EXPECT_EQ(dp::flow_key_hash(req.key, kTestSecret), dp::flow_key_hash(rep.key, kTestSecret));
         EXPECT_NE(req.reversed, rep.reversed);
         EXPECT_EQ(req.key.pad, 0);
     }
@@ -468,9 +471,40 @@ TEST(FlowKey, ParsedKeysOfDifferentFlowsDiffer) {
     EXPECT_NE(a.key, b.key);
     EXPECT_NE(a.key, c.key);
     EXPECT_NE(a.key, d.key);
-    EXPECT_NE(dp::flow_key_hash(a.key), dp::flow_key_hash(b.key));
-    EXPECT_NE(dp::flow_key_hash(a.key), dp::flow_key_hash(c.key));
-    EXPECT_NE(dp::flow_key_hash(a.key), dp::flow_key_hash(d.key));
+    EXPECT_NE(dp::flow_key_hash(a.key, kTestSecret), dp::flow_key_hash(b.key, kTestSecret));
+    EXPECT_NE(dp::flow_key_hash(a.key, kTestSecret), dp::flow_key_hash(c.key, kTestSecret));
+    EXPECT_NE(dp::flow_key_hash(a.key, kTestSecret), dp::flow_key_hash(d.key, kTestSecret));
 }
 
 } // namespace
+
+namespace l7gate::test {
+namespace {
+
+// The SipHash implementation (hash.hpp) against the paper's test vectors (SipHash-2-4, key
+// 00..0f): the same code with one compression and three finalisation rounds is the flow hash.
+TEST(SipHash, MatchesThePapersVectors) {
+    dp::HashKey k;
+    uint8_t kb[16];
+    for (unsigned i = 0; i < 16; ++i) {
+        kb[i] = static_cast<uint8_t>(i);
+    }
+    std::memcpy(&k.k0, kb, 8);
+    std::memcpy(&k.k1, kb + 8, 8);
+    uint8_t msg[15];
+    for (unsigned i = 0; i < 15; ++i) {
+        msg[i] = static_cast<uint8_t>(i);
+    }
+    EXPECT_EQ((dp::siphash_bytes<15, 2, 4>(msg, k)), 0xa129ca6149be45e5ull);
+    EXPECT_EQ((dp::siphash_bytes<0, 2, 4>(msg, k)), 0x726fdb47dd0e0e31ull);
+}
+
+// The flow hash depends on the secret: the same key under two secrets hashes differently.
+TEST(FlowKeyHash, DependsOnTheSecret) {
+    const FlowKey k = key_v4(kV4A, 40000, kV4B, 80, ipproto::kTcp);
+    const dp::HashKey other{kTestSecret.k0 ^ 1, kTestSecret.k1};
+    EXPECT_NE(dp::flow_key_hash(k, kTestSecret), dp::flow_key_hash(k, other));
+}
+
+} // namespace
+} // namespace l7gate::test

@@ -26,7 +26,7 @@ FlowKey key_v4(uint32_t a, uint32_t b, uint16_t sp, uint16_t dp, uint8_t proto =
 }
 
 FlowEntry* add(FlowTable& t, const FlowKey& k, uint64_t now) {
-    const uint32_t h = dp::flow_key_hash(k);
+    const uint32_t h = t.hash(k);
     EXPECT_EQ(t.lookup(k, h), nullptr);
     return t.insert(k, h, now, 0);
 }
@@ -37,11 +37,11 @@ TEST(FlowTable, InsertThenLookupFindsTheSameEntry) {
     const FlowKey k = key_v4(1, 2, 1000, 53);
     FlowEntry* e = add(t, k, 5 * kSec);
     ASSERT_NE(e, nullptr);
-    EXPECT_EQ(t.lookup(k, dp::flow_key_hash(k)), e);
+    EXPECT_EQ(t.lookup(k, t.hash(k)), e);
     EXPECT_TRUE(e->key == k);
     EXPECT_EQ(e->first_ns, 5 * kSec);
     EXPECT_EQ(t.active(), 1u);
-    EXPECT_EQ(t.lookup(key_v4(1, 2, 1000, 54), dp::flow_key_hash(key_v4(1, 2, 1000, 54))), nullptr);
+    EXPECT_EQ(t.lookup(key_v4(1, 2, 1000, 54), t.hash(key_v4(1, 2, 1000, 54))), nullptr);
 }
 
 TEST(FlowTable, BulkLookupMatchesScalarLookup) {
@@ -61,7 +61,7 @@ TEST(FlowTable, BulkLookupMatchesScalarLookup) {
     for (unsigned base = 0; base < 64; base += 32) {
         for (unsigned i = 0; i < 32; ++i) {
             kp[i] = &keys[base + i];
-            hs[i] = dp::flow_key_hash(keys[base + i]);
+            hs[i] = t.hash(keys[base + i]);
         }
         t.lookup_burst(kp, hs, 32, out);
         for (unsigned i = 0; i < 32; ++i) {
@@ -87,13 +87,13 @@ TEST(FlowTable, FullTableRefusesInsertAndRecoversAfterRemove) {
     EXPECT_EQ(add(t, key_v4(500, 0, 1, 2), kSec), nullptr);
     t.remove(*es[42]);
     EXPECT_EQ(t.active(), 99u);
-    EXPECT_EQ(t.lookup(key_v4(42, 0, 1, 2), dp::flow_key_hash(key_v4(42, 0, 1, 2))), nullptr);
+    EXPECT_EQ(t.lookup(key_v4(42, 0, 1, 2), t.hash(key_v4(42, 0, 1, 2))), nullptr);
     EXPECT_NE(add(t, key_v4(500, 0, 1, 2), kSec), nullptr);
     // Every other entry is still found.
     for (uint32_t i = 0; i < 100; ++i) {
         if (i != 42) {
             const FlowKey k = key_v4(i, 0, 1, 2);
-            EXPECT_EQ(t.lookup(k, dp::flow_key_hash(k)), es[i]);
+            EXPECT_EQ(t.lookup(k, t.hash(k)), es[i]);
         }
     }
 }
@@ -134,7 +134,7 @@ TEST(FlowTable, ActiveFlowIsNotExpiredWhileIdleOnesAre) {
     }
     (void)idle;
     EXPECT_EQ(t.active(), 1u);
-    EXPECT_NE(t.lookup(busy_key, dp::flow_key_hash(busy_key)), nullptr);
+    EXPECT_NE(t.lookup(busy_key, t.hash(busy_key)), nullptr);
     EXPECT_EQ(busy->packets[0], 30u);
     EXPECT_EQ(busy->bytes[0], 3000u);
 }
@@ -191,14 +191,14 @@ TEST(FlowTable, ManyInsertsAndRemovesKeepIndexConsistent) {
         seed = seed * 1103515245u + 12345u;
         if (live.size() < 2000 && (seed >> 16) % 3 != 0) {
             FlowKey k = key_v4(seed & 0xffff, (seed >> 8) & 0xffff, static_cast<uint16_t>(round), 99);
-            const uint32_t h = dp::flow_key_hash(k);
+            const uint32_t h = t.hash(k);
             if (t.lookup(k, h) == nullptr) {
                 ASSERT_NE(t.insert(k, h, kSec, 0), nullptr);
                 live.push_back(k);
             }
         } else if (!live.empty()) {
             const size_t i = (seed >> 4) % live.size();
-            FlowEntry* e = t.lookup(live[i], dp::flow_key_hash(live[i]));
+            FlowEntry* e = t.lookup(live[i], t.hash(live[i]));
             ASSERT_NE(e, nullptr);
             t.remove(*e);
             live[i] = live.back();
@@ -207,7 +207,7 @@ TEST(FlowTable, ManyInsertsAndRemovesKeepIndexConsistent) {
     }
     EXPECT_EQ(t.active(), live.size());
     for (const FlowKey& k : live) {
-        EXPECT_NE(t.lookup(k, dp::flow_key_hash(k)), nullptr);
+        EXPECT_NE(t.lookup(k, t.hash(k)), nullptr);
     }
 }
 
@@ -232,6 +232,172 @@ TEST(FlowTable, MemoryIsBoundedByCapacity) {
     ASSERT_TRUE(t.init(1000, {}, 0));
     // Buckets at load factor <= 50% plus entries plus free stack: bounded by capacity.
     EXPECT_LE(t.memory_bytes(), 1000u * (128 + 4) + 2 * 1000u * 8 + 8192);
+}
+
+
+// -- keyed bucket selection ---------------------------------------------------------------
+
+// Fixture: the flow hash l7gate used before (CRC32C, fixed seed), kept to show what the
+// keyed hash defends against. CRC is affine over GF(2): with everything but the ports fixed,
+// hash(ports) = hash(0) ^ L * ports for a 32x32 bit matrix L, so ports giving any wanted hash
+// are found by solving a linear system.
+uint32_t crc_flow_key_hash(const FlowKey& k) {
+    constexpr uint32_t kSeed = 0x9e3779b9u;
+    if (k.ip_version == 4) {
+        uint32_t a0, a1, tail;
+        uint64_t ports_vlan;
+        std::memcpy(&a0, k.addr[0], 4);
+        std::memcpy(&a1, k.addr[1], 4);
+        std::memcpy(&ports_vlan, k.port, 8);
+        std::memcpy(&tail, &k.proto, 4);
+        uint32_t h = dp::crc32c_u64(uint64_t{a0} | uint64_t{a1} << 32, kSeed);
+        h = dp::crc32c_u64(ports_vlan, h);
+        return dp::crc32c_u32(tail, h);
+    }
+    return dp::crc32c_key<sizeof(FlowKey)>(&k, kSeed);
+}
+
+FlowKey with_ports(FlowKey k, uint32_t ports) {
+    std::memcpy(k.port, &ports, 4);
+    return k;
+}
+
+// Ports for `base` (other fields kept) whose CRC hash is `target`; false when L is singular.
+bool solve_ports(const FlowKey& base, uint32_t target, uint32_t& ports) {
+    const uint32_t h0 = crc_flow_key_hash(with_ports(base, 0));
+    // Augmented rows: row r holds bit r of each column (bits 0-31) and of the right side (bit 32).
+    uint64_t rows[32] = {};
+    for (unsigned j = 0; j < 32; ++j) {
+        const uint32_t col = crc_flow_key_hash(with_ports(base, 1u << j)) ^ h0;
+        for (unsigned r = 0; r < 32; ++r) {
+            rows[r] |= uint64_t{(col >> r) & 1u} << j;
+        }
+    }
+    for (unsigned r = 0; r < 32; ++r) {
+        rows[r] |= uint64_t{((target ^ h0) >> r) & 1u} << 32;
+    }
+    for (unsigned c = 0; c < 32; ++c) {  // Gauss-Jordan elimination
+        unsigned p = c;
+        while (p < 32 && ((rows[p] >> c) & 1u) == 0) {
+            ++p;
+        }
+        if (p == 32) {
+            return false;
+        }
+        std::swap(rows[c], rows[p]);
+        for (unsigned r = 0; r < 32; ++r) {
+            if (r != c && ((rows[r] >> c) & 1u) != 0) {
+                rows[r] ^= rows[c];
+            }
+        }
+    }
+    ports = 0;
+    for (unsigned c = 0; c < 32; ++c) {
+        ports |= static_cast<uint32_t>((rows[c] >> 32) & 1u) << c;
+    }
+    return true;
+}
+
+// 24 UDP flows from other office hosts whose old hash equals the victim's (a TLS connection),
+// as in the attack of issue 18: computed, not searched.
+std::vector<FlowKey> crc_colliders(const FlowKey& victim, unsigned n) {
+    std::vector<FlowKey> out;
+    for (uint32_t i = 1; out.size() < n && i < 1000; ++i) {
+        FlowKey k = key_v4(i, 2, 0, 0, 17);
+        uint32_t ports;
+        if (solve_ports(k, crc_flow_key_hash(victim), ports)) {
+            out.push_back(with_ports(k, ports));
+        }
+    }
+    return out;
+}
+
+TEST(FlowTableKeyedHash, OldCrcCollisionsSpreadOverBuckets) {
+    const FlowKey victim = key_v4(1, 2, 40000, 443, 6);
+    const std::vector<FlowKey> coll = crc_colliders(victim, 24);
+    ASSERT_EQ(coll.size(), 24u);
+    FlowTable t;
+    ASSERT_TRUE(t.init(1024, {}, 0));  // 256 buckets, secret from getrandom(2)
+    std::set<uint32_t> crc_hashes, primaries, pairs_like_victim;
+    const uint32_t vh = t.hash(victim);
+    unsigned share_victim_pair = 0;
+    for (const FlowKey& k : coll) {
+        EXPECT_FALSE(k == victim);
+        crc_hashes.insert(crc_flow_key_hash(k));
+        const uint32_t h = t.hash(k);
+        primaries.insert(t.primary_bucket(h));
+        const bool same = (t.primary_bucket(h) == t.primary_bucket(vh) && t.alternative_bucket(h) == t.alternative_bucket(vh)) ||
+                          (t.primary_bucket(h) == t.alternative_bucket(vh) && t.alternative_bucket(h) == t.primary_bucket(vh));
+        share_victim_pair += same ? 1 : 0;
+    }
+    // The fixture is real: all 24 have the victim's CRC hash, so its two buckets under CRC.
+    EXPECT_EQ(crc_hashes.size(), 1u);
+    EXPECT_EQ(*crc_hashes.begin(), crc_flow_key_hash(victim));
+    // Under the keyed hash they spread: 24 keys in 256 buckets (about 23 distinct expected).
+    EXPECT_GE(primaries.size(), 16u);
+    EXPECT_LE(share_victim_pair, 2u);
+}
+
+TEST(FlowTableKeyedHash, OldCrcCollisionsNoLongerBlockTheVictimsInsert) {
+    const FlowKey victim = key_v4(1, 2, 40000, 443, 6);
+    const std::vector<FlowKey> coll = crc_colliders(victim, 24);
+    ASSERT_EQ(coll.size(), 24u);
+    {
+        // Under the old hash: 16 of them fill the victim's two buckets and its insert fails
+        // although 1,008 of 1,024 entries are free.
+        FlowTable old;
+        ASSERT_TRUE(old.init(1024, {}, 0));
+        unsigned placed = 0;
+        for (const FlowKey& k : coll) {
+            placed += old.insert(k, crc_flow_key_hash(k), kSec, 0) != nullptr ? 1 : 0;
+        }
+        EXPECT_EQ(placed, 2 * FlowTable::kBucketSlots);
+        EXPECT_EQ(old.insert(victim, crc_flow_key_hash(victim), kSec, 0), nullptr);
+        EXPECT_FALSE(old.full());
+    }
+    FlowTable t;
+    ASSERT_TRUE(t.init(1024, {}, 0));
+    for (const FlowKey& k : coll) {
+        EXPECT_NE(add(t, k, kSec), nullptr);
+    }
+    FlowEntry* e = add(t, victim, kSec);
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(t.lookup(victim, t.hash(victim)), e);
+}
+
+// With the secret known (the test's), 16 flows sharing a victim's bucket pair can be found;
+// its insert then fails with free entries left: full() says which failure it was, and the
+// worker counts it as bucket_full (tests/eal/test_bucket_full.cpp), not table_full.
+TEST(FlowTableKeyedHash, FilledBucketPairIsNotAFullTable) {
+    const dp::HashKey secret{0x1111222233334444ull, 0x5555666677778888ull};
+    FlowTable t;
+    ASSERT_TRUE(t.init(256, {}, 0, secret));  // 64 buckets
+    EXPECT_EQ(t.bucket_count(), 64u);
+    const FlowKey victim = key_v4(1, 2, 40000, 443, 6);
+    EXPECT_EQ(t.hash(victim), dp::flow_key_hash(victim, secret));
+    const uint32_t vh = t.hash(victim);
+    const uint32_t v0 = t.primary_bucket(vh), v1 = t.alternative_bucket(vh);
+    ASSERT_NE(v0, v1);
+    unsigned placed = 0;
+    for (uint32_t i = 0; placed < 2 * FlowTable::kBucketSlots && i < (1u << 22); ++i) {
+        const FlowKey k = key_v4(3 + (i >> 16), 2, static_cast<uint16_t>(i), 53, 17);
+        const uint32_t h = t.hash(k);
+        const uint32_t b0 = t.primary_bucket(h), b1 = t.alternative_bucket(h);
+        if ((b0 == v0 && b1 == v1) || (b0 == v1 && b1 == v0)) {
+            ASSERT_NE(add(t, k, kSec), nullptr);
+            ++placed;
+        }
+    }
+    ASSERT_EQ(placed, 2 * FlowTable::kBucketSlots);
+    EXPECT_EQ(t.insert(victim, vh, kSec, 0), nullptr);
+    EXPECT_FALSE(t.full());
+    EXPECT_EQ(t.active(), 16u);
+    // Filling the rest: a really full table says so.
+    for (uint32_t i = 0; t.active() < t.capacity() && i < 100000; ++i) {
+        add(t, key_v4(5000 + i, 7, 1, 2, 17), kSec);
+    }
+    EXPECT_EQ(t.active(), t.capacity());
+    EXPECT_TRUE(t.full());
 }
 
 } // namespace
