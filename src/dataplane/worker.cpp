@@ -263,6 +263,10 @@ void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) no
     if (cfg_.reject_rate == 0) {
         return;
     }
+    if (reject_forbidden(rte_pktmbuf_mtod(m, const uint8_t*), pm)) {
+        counters_.reject_suppressed.inc();  // dropped in silence (RFC 793, RFC 1122)
+        return;
+    }
     // Token bucket in nanoseconds of credit: one packet costs 1e9 / rate; at most a tenth of
     // a second of credit (and at least two packets) builds up, so a flood of rejected flows
     // cannot turn the gateway into an amplifier.
