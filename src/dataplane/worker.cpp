@@ -619,7 +619,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 if (!classifier_.has_free_state()) {
                     reclaim_half_open(*e, t);
                 }
-                classifier_.begin(*e);
+                classifier_.begin(*e, m->pkt_len);
             }
         }
         if (e->dpi_state() == DpiState::Classifying) {
@@ -635,7 +635,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     emit_scores(*e, t);  // the flow's risks are final now
                 }
             }
-        } else {
+        } else if (e->dpi_state() != DpiState::Pending) {
+            // Done or None. A Classifying or Pending flow's packets are counted once, when its
+            // classification ends (under its final protocol), never as Unknown before that.
             classifier_.count_packet(*e, m->pkt_len);
         }
         if (policy_ != nullptr) {
