@@ -173,8 +173,8 @@ void Worker::free_dropped() noexcept {
 
 bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept {
     const uint8_t si = cached::shaper(e.action);
-    if (policy_ == nullptr || si >= policy_->shapers.size()) {
-        return true;  // cannot happen: the verdict came from this snapshot
+    if (policy_ == nullptr || si >= policy_->shapers.size() || !policy_->shapers[si].defined) {
+        return true;  // a verdict kept from an older snapshot whose shaper is gone: unshaped
     }
     const ShaperProfile& sp = policy_->shapers[si];
     const uint8_t port = static_cast<uint8_t>(cfg_.peer[pi]);
