@@ -82,6 +82,10 @@ for v in "$runs" "$duration" "$flows" "$hugepages" "$onepass_flows"; do
 done
 
 PY=/usr/bin/python3
+# A fresh machine: the project's packages first (idempotent; quick when all are there).
+if [ "$(id -u)" -eq 0 ]; then
+  tools/install-deps.sh >&2
+fi
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "perf/run.sh: $1 not found (apt-get install $2)" >&2; exit 2; }
 }
