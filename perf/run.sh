@@ -510,7 +510,7 @@ res=perf/results/$stamp.md
 {
   echo "# l7gate benchmark $stamp"
   echo
-  echo "Command: \`perf/run.sh --runs $runs --duration $duration --mixes $(IFS=,; echo "${active[*]}") --flows $flows${l7args[0]+ --l7gate-args \"${l7args[*]}\"}\`"
+  echo "Command: \`perf/run.sh --runs $runs --duration $duration --mixes $(IFS=,; echo "${active[*]}") --flows $flows${peers:+ --peers $peers --onepass-flows $onepass_flows}${l7args[0]+ --l7gate-args \"${l7args[*]}\"}\`"
   echo "(git $($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["git"])' "$meta"),"\
        "DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null), nDPI $(dpkg-query -W -f='${Version}' libndpi-bin 2>/dev/null),"\
        "load average $loadavg_start at start, $loadavg_end at end, $(( $(date +%s) - start_s )) s)"
@@ -523,6 +523,11 @@ res=perf/results/$stamp.md
   echo "- l7gate one pass: \`$builddir/l7gate EAL(without infinite_rx) -- --idle-exit 300 --stats-json F\`"
   echo "- testpmd: \`dpdk-testpmd EAL -- --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs PACKETS+16384 --stats-period 1 --record-core-cycles\`, SIGINT after $duration s of forwarding"
   echo "- ndpiReader: \`taskset -c 1 ndpiReader -i MIX.pcap -l LOOPS\` (first loop left out)"
+  if [ "$peers" = suricata ]; then
+    echo "- l7gate-policy: as l7gate, plus \`--policy config/policy.yaml\`"
+    echo "- suricata: \`$(suricata -V 2>&1 | head -n 1)\`: \`suricata -c perf/suricata/suricata.yaml --include DPDK.yaml --dpdk -l DIR -S /dev/null\` (DPDK.yaml: the same EAL and vdev, written by run.sh), SIGINT $duration s after \"Engine started\"; suricata-policy: \`-S policy.rules\` (\`perf/suricata/policy_rules.py config/policy.yaml\`)"
+    echo "- l7gate-file: \`build/l7gate EAL(vdev net_pcap0,rx_pcap=ONEPASS.pcap, no infinite_rx) -- --bench-stop-at-end --flows 1048576 --stats-json F\`; suricata-file: \`suricata -c perf/suricata/suricata.yaml --runmode single -k none -r ONEPASS.pcap -S /dev/null\`; each on onepass.pcap and onepass-head.pcap ($(basename "$onepass"))"
+  fi
   echo
   cat "$report"
 } > "$res"
