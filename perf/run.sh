@@ -210,6 +210,16 @@ wait_child() {  # wait_child SECONDS: wait for $child, kill it after SECONDS
   return $rc
 }
 
+wait_output() {  # FILE PATTERN SECONDS: until FILE holds PATTERN (0) or $child is gone (1)
+  local i
+  for ((i = 0; i < $3 * 50; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$child" 2>/dev/null || break
+    sleep 0.02
+  done
+  grep -q "$2" "$1" 2>/dev/null
+}
+
 record() {  # record MIX TOOL RUN JSON_LINE
   echo "$4" >> "$raw"
   $PY - "$4" <<'PY' >&2
@@ -268,7 +278,7 @@ run_l7gate_1pass() {  # MIX RUN: one pass, no infinite_rx: every flow is new
 }
 
 run_testpmd() {  # MIX RUN
-  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-testpmd-$2 n i
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-testpmd-$2 n
   n=$(packets_of "$mix")
   dpdk-testpmd -l 0-1 "${mem[@]}" --no-pci --file-prefix "l7perf-$$-$mix-$run-t" \
     --log-level='*:warning' \
@@ -277,11 +287,7 @@ run_testpmd() {  # MIX RUN
     --stats-period 1 --record-core-cycles < /dev/null > "$out.txt" 2>&1 &
   child=$!
   # Forwarding has started once the first statistics display is out (after the preload).
-  for ((i = 0; i < 1200; i++)); do
-    grep -q "NIC statistics for port 0" "$out.txt" 2>/dev/null && break
-    kill -0 "$child" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_output "$out.txt" "NIC statistics for port 0" 120 || true
   if ! kill -0 "$child" 2>/dev/null; then
     wait "$child" || true
     child=""
@@ -369,7 +375,7 @@ YAML
 }
 
 run_suricata() {  # MIX RUN none|policy
-  local mix=$1 run=$2 conf=$3 pcap=$cache/$1.pcap out n rules=/dev/null i t0 t1 tool=suricata
+  local mix=$1 run=$2 conf=$3 pcap=$cache/$1.pcap out n rules=/dev/null t0 t1 tool=suricata started
   out=$tmp/$mix-suricata-$conf-$run
   n=$(packets_of "$mix")
   if [ "$conf" = policy ]; then
@@ -382,13 +388,10 @@ run_suricata() {  # MIX RUN none|policy
     < /dev/null > "$out/stdout.txt" 2>&1 &
   child=$!
   # The worker receives from "Engine started" on (the capture is preloaded before).
-  for ((i = 0; i < 6000; i++)); do
-    grep -q "Engine started" "$out/stdout.txt" 2>/dev/null && break
-    kill -0 "$child" 2>/dev/null || break
-    sleep 0.02
-  done
+  started=0
+  wait_output "$out/stdout.txt" "Engine started" 120 && started=1
   t0=$(date +%s.%N)
-  if ! kill -0 "$child" 2>/dev/null || ! grep -q "Engine started" "$out/stdout.txt"; then
+  if [ "$started" = 0 ] || ! kill -0 "$child" 2>/dev/null; then
     kill -KILL "$child" 2>/dev/null || true
     wait "$child" 2>/dev/null || true
     child=""
