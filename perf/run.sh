@@ -82,6 +82,10 @@ for v in "$runs" "$duration" "$flows" "$hugepages" "$onepass_flows"; do
 done
 
 PY=/usr/bin/python3
+# A fresh machine: the project's packages first (idempotent; quick when all are there).
+if [ "$(id -u)" -eq 0 ]; then
+  tools/install-deps.sh >&2
+fi
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "perf/run.sh: $1 not found (apt-get install $2)" >&2; exit 2; }
 }
@@ -206,6 +210,16 @@ wait_child() {  # wait_child SECONDS: wait for $child, kill it after SECONDS
   return $rc
 }
 
+wait_output() {  # FILE PATTERN SECONDS: until FILE holds PATTERN (0) or $child is gone (1)
+  local i
+  for ((i = 0; i < $3 * 50; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$child" 2>/dev/null || break
+    sleep 0.02
+  done
+  grep -q "$2" "$1" 2>/dev/null
+}
+
 record() {  # record MIX TOOL RUN JSON_LINE
   echo "$4" >> "$raw"
   $PY - "$4" <<'PY' >&2
@@ -264,7 +278,7 @@ run_l7gate_1pass() {  # MIX RUN: one pass, no infinite_rx: every flow is new
 }
 
 run_testpmd() {  # MIX RUN
-  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-testpmd-$2 n i
+  local mix=$1 run=$2 pcap=$cache/$1.pcap out=$tmp/$1-testpmd-$2 n
   n=$(packets_of "$mix")
   dpdk-testpmd -l 0-1 "${mem[@]}" --no-pci --file-prefix "l7perf-$$-$mix-$run-t" \
     --log-level='*:warning' \
@@ -273,11 +287,7 @@ run_testpmd() {  # MIX RUN
     --stats-period 1 --record-core-cycles < /dev/null > "$out.txt" 2>&1 &
   child=$!
   # Forwarding has started once the first statistics display is out (after the preload).
-  for ((i = 0; i < 1200; i++)); do
-    grep -q "NIC statistics for port 0" "$out.txt" 2>/dev/null && break
-    kill -0 "$child" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_output "$out.txt" "NIC statistics for port 0" 120 || true
   if ! kill -0 "$child" 2>/dev/null; then
     wait "$child" || true
     child=""
@@ -365,7 +375,7 @@ YAML
 }
 
 run_suricata() {  # MIX RUN none|policy
-  local mix=$1 run=$2 conf=$3 pcap=$cache/$1.pcap out n rules=/dev/null i t0 t1 tool=suricata
+  local mix=$1 run=$2 conf=$3 pcap=$cache/$1.pcap out n rules=/dev/null t0 t1 tool=suricata started
   out=$tmp/$mix-suricata-$conf-$run
   n=$(packets_of "$mix")
   if [ "$conf" = policy ]; then
@@ -378,13 +388,10 @@ run_suricata() {  # MIX RUN none|policy
     < /dev/null > "$out/stdout.txt" 2>&1 &
   child=$!
   # The worker receives from "Engine started" on (the capture is preloaded before).
-  for ((i = 0; i < 6000; i++)); do
-    grep -q "Engine started" "$out/stdout.txt" 2>/dev/null && break
-    kill -0 "$child" 2>/dev/null || break
-    sleep 0.02
-  done
+  started=0
+  wait_output "$out/stdout.txt" "Engine started" 120 && started=1
   t0=$(date +%s.%N)
-  if ! kill -0 "$child" 2>/dev/null || ! grep -q "Engine started" "$out/stdout.txt"; then
+  if [ "$started" = 0 ] || ! kill -0 "$child" 2>/dev/null; then
     kill -KILL "$child" 2>/dev/null || true
     wait "$child" 2>/dev/null || true
     child=""
@@ -506,7 +513,7 @@ res=perf/results/$stamp.md
 {
   echo "# l7gate benchmark $stamp"
   echo
-  echo "Command: \`perf/run.sh --runs $runs --duration $duration --mixes $(IFS=,; echo "${active[*]}") --flows $flows${l7args[0]+ --l7gate-args \"${l7args[*]}\"}\`"
+  echo "Command: \`perf/run.sh --runs $runs --duration $duration --mixes $(IFS=,; echo "${active[*]}") --flows $flows${peers:+ --peers $peers --onepass-flows $onepass_flows}${l7args[0]+ --l7gate-args \"${l7args[*]}\"}\`"
   echo "(git $($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["git"])' "$meta"),"\
        "DPDK $(dpkg-query -W -f='${Version}' dpdk 2>/dev/null), nDPI $(dpkg-query -W -f='${Version}' libndpi-bin 2>/dev/null),"\
        "load average $loadavg_start at start, $loadavg_end at end, $(( $(date +%s) - start_s )) s)"
@@ -519,6 +526,11 @@ res=perf/results/$stamp.md
   echo "- l7gate one pass: \`$builddir/l7gate EAL(without infinite_rx) -- --idle-exit 300 --stats-json F\`"
   echo "- testpmd: \`dpdk-testpmd EAL -- --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs PACKETS+16384 --stats-period 1 --record-core-cycles\`, SIGINT after $duration s of forwarding"
   echo "- ndpiReader: \`taskset -c 1 ndpiReader -i MIX.pcap -l LOOPS\` (first loop left out)"
+  if [ "$peers" = suricata ]; then
+    echo "- l7gate-policy: as l7gate, plus \`--policy config/policy.yaml\`"
+    echo "- suricata: \`$(suricata -V 2>&1 | head -n 1)\`: \`suricata -c perf/suricata/suricata.yaml --include DPDK.yaml --dpdk -l DIR -S /dev/null\` (DPDK.yaml: the same EAL and vdev, written by run.sh), SIGINT $duration s after \"Engine started\"; suricata-policy: \`-S policy.rules\` (\`perf/suricata/policy_rules.py config/policy.yaml\`)"
+    echo "- l7gate-file: \`build/l7gate EAL(vdev net_pcap0,rx_pcap=ONEPASS.pcap, no infinite_rx) -- --bench-stop-at-end --flows 1048576 --stats-json F\`; suricata-file: \`suricata -c perf/suricata/suricata.yaml --runmode single -k none -r ONEPASS.pcap -S /dev/null\`; each on onepass.pcap and onepass-head.pcap ($(basename "$onepass"))"
+  fi
   echo
   cat "$report"
 } > "$res"

@@ -5,13 +5,14 @@
 # to tools/gen_perf_traffic.py or tools/gen_traffic.py makes fresh ones. `real` is derived
 # from ../shared/pcaps/mix-shared.pcap (or $L7GATE_PCAPS/mix-shared.pcap); exit status 3 when
 # that capture is not there.
-# onepass: the newflow mix's templates with --flows short flows (perf/run.sh asks for
-# 200,000), read once from the file by l7gate and Suricata (perf/run.sh --peers suricata); in
+# onepass: --flows new short flows of the newflow mix's templates (perf/run.sh asks for
+# 200,000; tools/gen_perf_traffic.py --mix onepass), read once from the file by l7gate and
+# Suricata (perf/run.sh --peers suricata); in
 # its own cache folder, beside onepass-head.pcap, the same capture's first 10% of packets
 # (start-up and shutdown cost cancel out between the two: see perf/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mix=${1:?usage: perf/traffic.sh established|attack|syn|newflow|flood|real [--flows N]}
+mix=${1:?usage: perf/traffic.sh established|attack|syn|newflow|flood|real|onepass [--flows N]}
 flows=10000
 if [ "${2:-}" = "--flows" ]; then
   flows=${3:?--flows needs a number}
@@ -40,16 +41,12 @@ case "$mix" in
     cache=$PWD/perf/.cache/traffic-$key-onepass-f$flows
     mkdir -p "$cache"
     if [ ! -f "$cache/onepass.pcap" ] || [ ! -f "$cache/onepass.json" ] || [ ! -f "$cache/onepass-head.pcap" ]; then
-      echo "generating the one-pass capture ($flows new flows) in $cache (once; about 1 minute per 10,000 flows)..." >&2
-      $PY tools/gen_perf_traffic.py "$cache" --mix newflow --flows "$flows" >&2
-      mv "$cache/newflow.pcap" "$cache/onepass.tmp"
-      $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); d["mix"]="onepass"; json.dump(d, open(sys.argv[2], "w"), indent=1)' \
-        "$cache/newflow.json" "$cache/onepass.json"
-      rm -f "$cache/newflow.json"
+      echo "generating the one-pass capture ($flows new flows) in $cache (once; about 2 minutes)..." >&2
+      $PY tools/gen_perf_traffic.py "$cache" --mix onepass --flows "$flows" >&2
       # The first 10% of the records of the classic pcap file (24-byte file header, 16-byte
       # record headers).
-      $PY - "$cache/onepass.tmp" "$cache/onepass-head.pcap" "$cache/onepass.json" <<'PY'
-import json, struct, sys
+      $PY - "$cache/onepass.pcap" "$cache/onepass-head.pcap" "$cache/onepass.json" <<'PY'
+import json, os, struct, sys
 src, dst, meta = sys.argv[1:4]
 n = json.load(open(meta))["packets"] // 10
 with open(src, "rb") as f, open(dst + ".tmp", "wb") as g:
@@ -57,10 +54,8 @@ with open(src, "rb") as f, open(dst + ".tmp", "wb") as g:
     for _ in range(n):
         h = f.read(16)
         g.write(h + f.read(struct.unpack("<I", h[8:12])[0]))
-import os
 os.rename(dst + ".tmp", dst)
 PY
-      mv "$cache/onepass.tmp" "$cache/onepass.pcap"
     fi ;;
   flood)
     # The attack capture; run.sh has l7gate rewrite only its bare SYNs on every pass.

@@ -313,6 +313,7 @@ int main(int argc, char** argv) {
         }
     }
     ctl::ReasonRegistry reasons;
+    ctl::ShaperSlots shaper_slots;  // shaper name -> slot, stable across reloads
     // Quiescent-state tracking for policy snapshots: one thread id per worker (= queue).
     const size_t qsbr_size = rte_rcu_qsbr_get_memsize(opt.rxq);
     auto* qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("l7gate_qsbr", qsbr_size, RTE_CACHE_LINE_SIZE));
@@ -327,6 +328,7 @@ int main(int argc, char** argv) {
         ctx.geoip = geo.is_open() ? &geo : nullptr;
         ctx.reasons = &reasons;
         ctx.workers = opt.rxq;
+        ctx.shaper_slots = &shaper_slots;
         policy = std::make_unique<ctl::PolicyManager>(opt.policy, opt.policy_format, ctx, qsbr);
         std::vector<ctl::PolicyError> errors;
         if (!policy->load_initial(errors)) {

@@ -26,6 +26,13 @@ Mixes:
                FIN exchange (55%); a DNS query and answer (30%); a QUIC Initial exchange
                (15%); 10% over IPv6. Replayed with l7gate's --bench-fresh-flows, every pass
                is new flows: the steady state of flow setup and classification.
+  onepass      onepass.pcap: --flows new flows of the newflow mix's templates, for reading
+               once from the file (perf/run.sh --peers suricata). Built from at most 10,000
+               flows generated as for newflow, repeated with the addresses rewritten (the
+               third octet of both IPv4 addresses XORed with 8 x the copy's index, byte 5 of
+               both IPv6 addresses with the index; still in 198.18.0.0/15 and 2001:db8::/32;
+               checksums updated), each copy after the previous one: every flow of the file is
+               new, and 200,000 flows take seconds instead of a quarter of an hour.
   syn          syn.pcap: the attack mix's SYNs alone (as many as established.pcap has
                packets): every packet a new flow, the cost of flow creation.
   real         real.pcap, with --real-capture FILE (a classic pcap, e.g. the shared
@@ -264,6 +271,78 @@ def syn_frames(n, seed=0x5F1D):
     return out
 
 
+def _fold(s):
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def _csum_update(csum, old, new):
+    """RFC 1624: a 16-bit one's complement checksum after one 16-bit word went old -> new."""
+    return ~_fold((~csum & 0xFFFF) + (~old & 0xFFFF) + new) & 0xFFFF
+
+
+def readdress(frame, copy):
+    """The frame with both addresses moved into copy `copy` (see onepass in the docstring):
+    the IPv4 header checksum and the TCP/UDP/ICMPv6 checksum (their pseudo-header holds the
+    addresses) updated in place. Frames that are not plain Ethernet IPv4/IPv6 are returned
+    as they are."""
+    if copy == 0:
+        return frame
+    f = bytearray(frame)
+    et = struct.unpack_from("!H", f, 12)[0]
+    if et == 0x0800:
+        ihl = (f[14] & 0x0F) * 4
+        proto = f[23]
+        words = (14 + 14, 14 + 18)  # low 16-bit words of the source and destination
+        delta = (copy * 8) << 8     # the third octet
+        l4 = 14 + ihl
+        hc_off = 14 + 10
+    elif et == 0x86DD:
+        proto = f[20]
+        words = (14 + 8 + 4, 14 + 24 + 4)  # bytes 4-5 of each address
+        delta = copy                        # byte 5
+        l4 = 14 + 40
+        hc_off = None
+    else:
+        return frame
+    if proto == 6:
+        l4c = l4 + 16
+    elif proto == 17:
+        l4c = l4 + 6
+    elif proto == 58:
+        l4c = l4 + 2
+    else:
+        l4c = None
+    for off in words:
+        old = struct.unpack_from("!H", f, off)[0]
+        new = old ^ delta
+        struct.pack_into("!H", f, off, new)
+        if hc_off is not None:
+            struct.pack_into("!H", f, hc_off, _csum_update(struct.unpack_from("!H", f, hc_off)[0], old, new))
+        if l4c is not None and l4c + 2 <= len(f):
+            c = struct.unpack_from("!H", f, l4c)[0]
+            if not (proto == 17 and et == 0x0800 and c == 0):  # IPv4 UDP without checksum
+                struct.pack_into("!H", f, l4c, _csum_update(c, old, new))
+    return bytes(f)
+
+
+def gen_onepass(nflows, base_max=10000):
+    copies = (nflows + base_max - 1) // base_max
+    if copies > 32:
+        raise SystemExit("onepass: at most %d flows" % (32 * base_max))
+    base = nflows // copies
+    frames, stats = gen_established(base, seed=0x4E57, templates=NEWFLOW_TEMPLATES,
+                                    build=build_newflow, longest=0.01)
+    out = []
+    for c in range(copies):
+        out.extend(readdress(fr, c) for fr in frames)
+    stats = dict(stats, flows=base * copies, copies=copies, base_flows=base,
+                 flows_per_template={k: v * copies for k, v in stats["flows_per_template"].items()},
+                 packets_per_family={k: v * copies for k, v in stats["packets_per_family"].items()})
+    return out, stats
+
+
 def write_pcap(path, frames):
     """Classic pcap, microsecond timestamps, fixed times; written directly (fast)."""
     tmp = path + ".tmp"
@@ -349,7 +428,8 @@ def summary(frames, extra):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir")
-    ap.add_argument("--mix", choices=["established", "attack", "syn", "newflow", "real", "all"], default="all",
+    ap.add_argument("--mix", choices=["established", "attack", "syn", "newflow", "onepass", "real", "all"],
+                    default="all",
                     help="all = established, attack, syn and newflow (and real when --real-capture is given)")
     ap.add_argument("--real-capture", help="classic pcap to derive real.pcap from")
     ap.add_argument("--max-frame", type=int, default=2048,
@@ -370,6 +450,12 @@ def main(argv=None):
     except ImportError:
         raise SystemExit("gen_perf_traffic.py needs python3-cryptography (apt-get install "
                          "python3-cryptography)")
+    if args.mix == "onepass":
+        op, ostats = gen_onepass(args.flows)
+        digest = write_pcap(os.path.join(args.outdir, "onepass.pcap"), op)
+        gt.write_json(os.path.join(args.outdir, "onepass.json"),
+                      summary(op, dict(ostats, sha256=digest, mix="onepass")))
+        return 0
     if args.mix in ("newflow", "all"):
         nf, nstats = gen_established(args.flows, seed=0x4E57, templates=NEWFLOW_TEMPLATES,
                                      build=build_newflow, longest=0.01)

@@ -243,6 +243,7 @@ PolicyStatus policy_status(const PolicyManager* pm) {
         for (const dp::ShaperProfile& sh : cur->shapers) {
             p.shaper_names.push_back(sh.name);
             p.shaper_rate_bps.push_back(sh.rate_bps);
+            p.shaper_defined.push_back(sh.defined ? 1 : 0);
         }
     }
     return p;
@@ -511,6 +512,9 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     MetricFamily shaper = family("l7gate_shaper_rate_bits", G,
         "Configured rate of each shaper of the policy in force, in bits per second.");
     for (size_t i = 0; i < std::min(policy.shaper_names.size(), policy.shaper_rate_bps.size()); ++i) {
+        if (i < policy.shaper_defined.size() && policy.shaper_defined[i] == 0) {
+            continue;  // removed by a reload: no configured rate
+        }
         add(shaper, {{"shaper", policy.shaper_names[i]}}, d(policy.shaper_rate_bps[i]));
     }
     append(out, shaper, true);

@@ -37,8 +37,9 @@ struct PolicyStatus {
     uint64_t reloads_ok = 0, reloads_failed = 0;
     double last_reload_unix = 0;              // Unix time of the last load attempt (0: none)
     bool last_reload_success = true;
-    std::vector<std::string> shaper_names;    // shapers of the policy in force
+    std::vector<std::string> shaper_names;    // shapers by slot (stable per name since start)
     std::vector<uint64_t> shaper_rate_bps;    // their configured rates, same order
+    std::vector<uint8_t> shaper_defined;      // 0: a slot whose shaper this policy no longer has
 };
 
 // The status of `pm` (null: no policy): its reload counters and the shapers of the snapshot

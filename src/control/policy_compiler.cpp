@@ -26,6 +26,19 @@ size_t ReasonRegistry::size() const {
     return names_.size();
 }
 
+int ShaperSlots::slot(const std::string& name) {
+    if (auto it = slots_.find(name); it != slots_.end()) {
+        return it->second;
+    }
+    if (names_.size() >= dp::kMaxShapers) {
+        return -1;
+    }
+    const auto v = static_cast<uint8_t>(names_.size());
+    names_.push_back(name);
+    slots_.emplace(name, v);
+    return v;
+}
+
 uint16_t ReasonRegistry::id(const std::string& reason) {
     std::lock_guard<std::mutex> g(mutex_);
     if (auto it = ids_.find(reason); it != ids_.end()) {
@@ -190,17 +203,26 @@ private:
     void error(const SourcePos& p, const std::string& m) { errors_.push_back({p, m}); }
 
     void shapers() {
+        // Each shaper at its slot, stable per name across reloads (ShaperSlots); the slots of
+        // names this policy does not define are named holes.
+        ShaperSlots local;
+        ShaperSlots& slots = ctx_.shaper_slots != nullptr ? *ctx_.shaper_slots : local;
         for (const ShaperSpec& s : cfg_.shapers) {
             if (shaper_idx_.count(s.name) != 0) {
                 error(s.pos, "duplicate shaper '" + s.name + "'");
                 continue;
             }
-            if (snap_->shapers.size() >= dp::kMaxShapers) {
-                error(s.pos, "too many shapers (at most " + std::to_string(dp::kMaxShapers) + ")");
+            const int slot = slots.slot(s.name);
+            if (slot < 0) {
+                error(s.pos, "too many shapers (at most " + std::to_string(dp::kMaxShapers) +
+                                 " names since l7gate started, removed ones included)");
                 continue;
             }
-            shaper_idx_[s.name] = static_cast<uint8_t>(snap_->shapers.size());
-            dp::ShaperProfile p;
+            shaper_idx_[s.name] = static_cast<uint8_t>(slot);
+            if (snap_->shapers.size() <= static_cast<size_t>(slot)) {
+                snap_->shapers.resize(static_cast<size_t>(slot) + 1);
+            }
+            dp::ShaperProfile& p = snap_->shapers[static_cast<size_t>(slot)];
             p.name = s.name;
             p.rate_bps = s.rate_bps;
             p.burst_bytes = s.burst_bytes;
@@ -208,7 +230,17 @@ private:
             p.max_delay_us = s.max_delay_us;
             p.per_host = s.per_host;
             dp::shaper_derive(p);
-            snap_->shapers.push_back(p);
+        }
+        // Every slot named, so counters kept under a removed shaper keep its name.
+        if (snap_->shapers.size() < slots.size()) {
+            snap_->shapers.resize(slots.size());
+        }
+        for (size_t i = 0; i < snap_->shapers.size(); ++i) {
+            dp::ShaperProfile& p = snap_->shapers[i];
+            if (p.name.empty()) {
+                p.name = slots.name(i);
+                p.defined = false;
+            }
         }
     }
 

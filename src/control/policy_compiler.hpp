@@ -32,12 +32,30 @@ private:
     std::vector<std::string> names_;
 };
 
+// Shaper slots (name -> index into PolicySnapshot::shapers, the cached verdict and the
+// per-shaper counters, queues and buckets) are stable for the life of the process, so
+// reordering or removing shapers in a reload relabels nothing. At most dp::kMaxShapers names
+// since start. Control thread only (the compiler).
+class ShaperSlots {
+public:
+    // The name's slot, a new one for a new name; -1 when every slot is taken.
+    int slot(const std::string& name);
+    size_t size() const { return names_.size(); }
+    const std::string& name(size_t slot) const { return names_[slot]; }
+
+private:
+    std::map<std::string, uint8_t> slots_;
+    std::vector<std::string> names_;
+};
+
 struct CompileContext {
     const NdpiNames* names = nullptr;   // required: protocol, category and risk names
     const GeoIpDb* geoip = nullptr;     // optional: countries and continents need it
     ReasonRegistry* reasons = nullptr;  // required
     unsigned workers = 1;               // Hyperscan scratch spaces to prepare
     uint64_t generation = 1;
+    // Stable shaper slots across reloads; null: slots in file order for this compile only.
+    ShaperSlots* shaper_slots = nullptr;
 };
 
 // Returns the snapshot, or nullptr with every problem in `errors`.

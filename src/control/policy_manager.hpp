@@ -8,7 +8,8 @@
 // control thread, once every worker has reported a quiescent state after the store (DPDK's
 // rte_rcu_qsbr: workers mark one per loop iteration, where they hold no snapshot reference),
 // so no worker can still be reading it. Workers re-evaluate each flow lazily on its next
-// packet, when the flow's cached generation differs from the snapshot's.
+// packet: a worker moves its verdict epoch when it sees another snapshot, and a flow whose
+// cached epoch differs is decided again.
 //
 // Triggers: SIGHUP and the prompt call request_reload(); an inotify watch on the directories
 // of the policy file and of every list file it uses notices writes and renames (editors'

@@ -302,7 +302,8 @@ std::string Prompt::show_policy() {
     std::ostringstream o;
     o << "source " << p->source << "\ngeneration " << s.generation << "\npolicies " << p->policies.size()
       << ", pools " << p->pool_names.size() << ", markers " << p->markers.size() << ", shapers "
-      << p->shapers.size() << ", hostname regexes " << p->regex_count << ", countries " << p->countries.size()
+      << std::count_if(p->shapers.begin(), p->shapers.end(), [](const dp::ShaperProfile& s) { return s.defined; })
+      << ", hostname regexes " << p->regex_count << ", countries " << p->countries.size()
       << "\nreloads ok " << s.reloads_ok << ", failed " << s.reloads_failed << ", last "
       << (s.last_reload_success ? "succeeded" : "failed: " + s.last_error) << "\n";
     return o.str();

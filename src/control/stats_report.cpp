@@ -132,6 +132,7 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.policy_evaluations += c.policy_evaluations.get();
         s.injected += c.injected.get();
         s.inject_limited += c.inject_limited.get();
+        s.reject_suppressed += c.reject_suppressed.get();
         s.inject_failed += c.inject_failed.get();
         s.shaper_backlog += c.shaper_backlog.get();
         for (unsigned i = 0; i < dp::kShaperCounters; ++i) {
@@ -318,7 +319,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     }
     o << "]";
     o << ",\"injected\":{\"sent\":" << s.injected << ",\"limited\":" << s.inject_limited
-      << ",\"failed\":" << s.inject_failed << "}";
+      << ",\"failed\":" << s.inject_failed << ",\"suppressed\":" << s.reject_suppressed << "}";
     if (s.has_policy) {
         o << ",\"policy\":{\"generation\":" << s.policy_generation << ",\"reloads_ok\":" << s.reloads_ok
           << ",\"reloads_failed\":" << s.reloads_failed

@@ -64,7 +64,7 @@ struct StatsSnapshot {
     uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_heap_fallbacks = 0;
     uint64_t flow_log_records = 0, flow_log_lost = 0;
     uint64_t policy_evaluations = 0;
-    uint64_t injected = 0, inject_limited = 0, inject_failed = 0;
+    uint64_t injected = 0, inject_limited = 0, inject_failed = 0, reject_suppressed = 0;
     // Every mbuf pool (with_pmd only): mbufs in the pool and how many are out of it (in RX
     // rings, in flight, queued in shapers, or leaked: zero once traffic has stopped).
     struct MempoolStats {

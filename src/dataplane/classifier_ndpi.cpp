@@ -293,11 +293,20 @@ void AppClassifier::prime(ndpi_flow_struct* f, const FlowKey& k, uint32_t r, boo
     f->protocol_id_already_guessed = 1;
 }
 
-void AppClassifier::begin(FlowEntry& e) noexcept {
+void AppClassifier::begin(FlowEntry& e, uint32_t bytes) noexcept {
     const uint32_t rec = e.ext;  // the record, before the state's index takes its place
     if (ndpi_flow_struct* f = take_state(e, static_cast<uint16_t>(rec & pending::kCount)); f != nullptr) {
         prime(f, e.key, rec, false);
+        return;
     }
+    // None: never classified, so its packets count per packet from this one on; the
+    // payload-less ones before it (Pending, not counted yet) count now, under the same Unknown.
+    const uint64_t packets = e.packets[0] + e.packets[1] - 1;
+    const uint64_t before = e.bytes[0] + e.bytes[1] - bytes;
+    const unsigned p = (e.app_proto != 0 ? e.app_proto : e.master_proto) & (kMaxNdpiProtocols - 1);
+    counters_.proto_packets[p].add(packets);
+    counters_.proto_bytes[p].add(before);
+    counters_.category_bytes[e.category].add(before);
 }
 
 bool AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uint64_t time_ms) noexcept {

@@ -106,8 +106,9 @@ public:
     // A payload-less packet of a Pending flow (from key slot `sender`): recorded as nDPI would.
     static void skip(FlowEntry& e, uint8_t tcp_flags, uint8_t sender) noexcept;
     // The first payload of a Pending flow: take an nDPI state and prime it from the record
-    // (Classifying), or None when the pool is empty. The packet is then fed as usual.
-    void begin(FlowEntry& e) noexcept;
+    // (Classifying), or None when the pool is empty. The packet (`bytes` long) is then fed as
+    // usual.
+    void begin(FlowEntry& e, uint32_t bytes) noexcept;
     bool has_free_state() const noexcept { return dpi_free_top_ != 0; }
     // Pool pressure: end the classification of `victim` now (give-up, results kept) so its
     // state can serve a new flow.

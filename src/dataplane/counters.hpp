@@ -81,6 +81,7 @@ struct alignas(64) WorkerCounters {
     Counter score_events_lost; // ... lost because the ring was full
     Counter injected;          // RST / ICMP packets sent for reject verdicts
     Counter inject_limited;    // not sent: over --reject-rate
+    Counter reject_suppressed; // not sent: a RST, or to/from a broadcast or multicast address
     Counter inject_failed;     // not sent: no mbuf, or the TX queue was full
     Counter policy_generation; // generation of the snapshot this worker last used (ack)
     Counter shaper_backlog;    // gauge: packets waiting in this worker's shaper queues

@@ -108,7 +108,7 @@ struct alignas(64) FlowEntry {
     uint8_t category;       // nDPI category id
     uint8_t action;         // Action of the cached verdict (+ shaper index for Shape)
     uint16_t reason;        // verdict reason id (stable across policy reloads)
-    uint16_t generation;    // low 16 bits of the policy generation the verdict came from
+    uint16_t generation;    // the worker's verdict epoch the verdict came from (0: never decided)
 
     TimeoutClass tclass() const noexcept { return static_cast<TimeoutClass>(state >> 5); }
     void set_tclass(TimeoutClass c) noexcept {

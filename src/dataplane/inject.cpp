@@ -148,6 +148,26 @@ rte_mbuf* port_unreachable(const rte_mbuf* orig, const PacketMeta& pm, bool& nom
 
 } // namespace
 
+bool reject_forbidden(const uint8_t* frame, const PacketMeta& pm) noexcept {
+    if (pm.l4_proto == 6 && (pm.tcp_flags & tcp_flag::kRst) != 0) {
+        return true;  // RFC 793: a reset is never sent in response to a reset
+    }
+    if ((frame[0] & 1u) != 0) {
+        return true;  // Ethernet group address (broadcast ff:ff:ff:ff:ff:ff or multicast)
+    }
+    const uint8_t* ip = frame + pm.l3_offset;
+    if (pm.ip_version == 4) {
+        for (const unsigned off : {16u, 12u}) {  // destination, then source
+            const uint8_t* a = ip + off;
+            if ((a[0] & 0xf0u) == 0xe0u || (a[0] == 255 && a[1] == 255 && a[2] == 255 && a[3] == 255)) {
+                return true;  // 224.0.0.0/4 multicast, limited broadcast
+            }
+        }
+        return false;
+    }
+    return ip[24] == 0xff || ip[8] == 0xff;  // ff00::/8, destination or source
+}
+
 unsigned build_reject(const rte_mbuf* orig, const PacketMeta& pm, RejectPackets& out, bool& nomem) noexcept {
     out = RejectPackets{};
     nomem = false;

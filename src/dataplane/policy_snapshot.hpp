@@ -58,6 +58,11 @@ inline constexpr uint32_t kNoPos = UINT32_MAX;
 
 struct ShaperProfile {
     std::string name;
+    // PolicySnapshot::shapers is indexed by the shaper's slot, stable per name for the life of
+    // the process (ctl::ShaperSlots), so counters, queues and buckets follow the name across
+    // reloads. A slot whose name this policy does not define is a hole: named, not defined;
+    // its packets leave unshaped.
+    bool defined = true;
     uint64_t rate_bps = 0;     // bits per second
     uint64_t burst_bytes = 0;
     uint32_t queue_packets = 512;

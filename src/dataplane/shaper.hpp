@@ -143,7 +143,9 @@ void Shaper::drain(const PolicySnapshot* pol, uint64_t now_ns, Emit&& emit, Expi
     uint32_t keep = 0;
     for (uint32_t k = 0; k < nactive_; ++k) {
         ShapeQueue& q = queues_[active_[k]];
-        const ShaperProfile* p = pol != nullptr && q.shaper < pol->shapers.size() ? &pol->shapers[q.shaper] : nullptr;
+        const ShaperProfile* p = pol != nullptr && q.shaper < pol->shapers.size() && pol->shapers[q.shaper].defined
+                                     ? &pol->shapers[q.shaper]
+                                     : nullptr;
         const uint64_t max_wait = p != nullptr ? uint64_t{p->max_delay_us} * 1000u : 0;
         while (q.head != nullptr && budget != 0) {
             rte_mbuf* m = q.head;

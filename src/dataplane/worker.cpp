@@ -174,8 +174,8 @@ void Worker::free_dropped() noexcept {
 
 bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept {
     const uint8_t si = cached::shaper(e.action);
-    if (policy_ == nullptr || si >= policy_->shapers.size()) {
-        return true;  // cannot happen: the verdict came from this snapshot
+    if (policy_ == nullptr || si >= policy_->shapers.size() || !policy_->shapers[si].defined) {
+        return true;  // a verdict kept from an older snapshot whose shaper is gone: unshaped
     }
     const ShaperProfile& sp = policy_->shapers[si];
     const uint8_t port = static_cast<uint8_t>(cfg_.peer[pi]);
@@ -262,6 +262,10 @@ void Worker::flush_shaper() noexcept {
 
 void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {
     if (cfg_.reject_rate == 0) {
+        return;
+    }
+    if (reject_forbidden(rte_pktmbuf_mtod(m, const uint8_t*), pm)) {
+        counters_.reject_suppressed.inc();  // dropped in silence (RFC 793, RFC 1122)
         return;
     }
     // Token bucket in nanoseconds of credit: one packet costs 1e9 / rate; at most a tenth of
@@ -387,7 +391,7 @@ void Worker::emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept {
 
 void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept {
     const bool snapshots_only = !changed && e.generation != 0;  // a reload or a new blocked set
-    e.generation = verdict_generation();
+    e.generation = epoch_;
     if (cached::drops(e.action)) {
         return;  // a dropped (or rejected) flow stays so, across reloads too
     }
@@ -515,7 +519,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
 #endif
 
     // Stage 3: per packet: create flows, account, decide.
-    const uint16_t generation = verdict_generation();  // the snapshots change between bursts only
+    const uint16_t generation = epoch_;  // the snapshots change between bursts only
     unsigned nout = 0;
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = b.mbufs[i];
@@ -619,7 +623,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 if (!classifier_.has_free_state()) {
                     reclaim_half_open(*e, t);
                 }
-                classifier_.begin(*e);
+                classifier_.begin(*e, m->pkt_len);
             }
         }
         if (e->dpi_state() == DpiState::Classifying) {
@@ -635,12 +639,14 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     emit_scores(*e, t);  // the flow's risks are final now
                 }
             }
-        } else {
+        } else if (e->dpi_state() != DpiState::Pending) {
+            // Done or None. A Classifying or Pending flow's packets are counted once, when its
+            // classification ends (under its final protocol), never as Unknown before that.
             classifier_.count_packet(*e, m->pkt_len);
         }
         if (policy_ != nullptr) {
             // Decide when something the verdict depends on changed: a new flow (generation 0
-            // never matches a snapshot's), the protocol or risks, or the policy itself.
+            // never matches the epoch, which skips 0), the protocol or risks, or a snapshot.
             if (changed || e->generation != generation) {
                 L7G_TSC(tp0);
                 decide(*e, *policy_, m, slot, changed);
@@ -771,6 +777,16 @@ void Worker::load_snapshots() noexcept {
     blocked_ = cfg_.blocked != nullptr ? cfg_.blocked->load(std::memory_order_acquire) : nullptr;
     if (policy_ != nullptr && counters_.policy_generation.get() != policy_->generation) {
         counters_.policy_generation.set(policy_->generation);  // ack for the control thread
+    }
+    const uint64_t pg = policy_ != nullptr ? policy_->generation : 0;
+    const uint64_t bg = blocked_ != nullptr ? blocked_->generation : 0;
+    if (policy_ != epoch_policy_ || blocked_ != epoch_blocked_ || pg != epoch_policy_gen_ || bg != epoch_blocked_gen_) {
+        epoch_policy_ = policy_;
+        epoch_blocked_ = blocked_;
+        epoch_policy_gen_ = pg;
+        epoch_blocked_gen_ = bg;
+        // Every flow is decided again on its next packet. 0 is skipped: new flows start there.
+        epoch_ = static_cast<uint16_t>(epoch_ == UINT16_MAX ? 1 : epoch_ + 1);
     }
 }
 

@@ -144,8 +144,10 @@ public:
 
     void housekeeping(uint64_t now_ns) noexcept;
     // Takes the published policy and blocked-host snapshots for the next bursts (run() does
-    // it every iteration, outside any burst). Public for tests.
+    // it every iteration, outside any burst), and moves the verdict epoch when either is
+    // another one. Public for tests.
     void load_snapshots() noexcept;
+    uint16_t verdict_epoch() const noexcept { return epoch_; }
 
     // Sends what the shaper queues may release at now_ns (run() calls it every iteration
     // while they hold packets). Public for tests.
@@ -175,10 +177,6 @@ private:
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept;
     void answer_query() noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
-    uint16_t verdict_generation() const noexcept {
-        return static_cast<uint16_t>((policy_ != nullptr ? policy_->generation : 0) +
-                                     (blocked_ != nullptr ? blocked_->generation : 0));
-    }
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
     // A TCP flow's FIN/RST bits and timeout class after a packet from `slot` with `flags`
@@ -201,6 +199,16 @@ private:
     uint64_t last_time_ns_ = 0;      // capture clock: latest packet time (never goes back)
     const PolicySnapshot* policy_ = nullptr;  // snapshot in use for the current burst
     const BlockedSet* blocked_ = nullptr;      // blocked hosts in use for the current burst
+    // Verdict epoch: a flow whose FlowEntry::generation differs is decided again. Bumped by
+    // load_snapshots() whenever the policy or the blocked set it sees is another one (pointer
+    // or generation), and never 0, the value a new flow starts with, so no combination of
+    // generations can leave a new flow undecided. (A flow idle across exactly a multiple of
+    // 65,535 epoch changes would keep its verdict: FlowEntry has no room for a wider field.)
+    uint16_t epoch_ = 1;
+    const PolicySnapshot* epoch_policy_ = nullptr;  // what the epoch was last bumped for
+    const BlockedSet* epoch_blocked_ = nullptr;
+    uint64_t epoch_policy_gen_ = 0;
+    uint64_t epoch_blocked_gen_ = 0;
     rte_mbuf* inj_back_[2 * kMaxBurst] = {};  // to the senders (their own port)
     rte_mbuf* inj_fwd_[2 * kMaxBurst] = {};   // to the receivers (the peer port)
     unsigned inj_back_n_ = 0;

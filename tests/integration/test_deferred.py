@@ -134,6 +134,12 @@ class DeferredTest(unittest.TestCase):
         t = r.stats["totals"]
         self.assertEqual(t["rx_packets"], len(cap.recs))
         self.assertEqual(t["rx_packets"], t["tx_packets"] + t["dropped"])
+        # Per-protocol counters count every packet once, under its flow's final protocol: a
+        # deferred handshake is not counted as Unknown and again when the flow is classified.
+        protos = r.stats["protocols"]
+        self.assertEqual(sum(p["packets"] for p in protos.values()), len(cap.recs), protos)
+        self.assertEqual(sum(p["bytes"] for p in protos.values()), sum(len(f) for _, f in cap.recs), protos)
+        self.assertEqual(sum(p["flows"] for p in protos.values()), 14, protos)
 
 
 if __name__ == "__main__":

@@ -154,5 +154,91 @@ class RejectTest(unittest.TestCase):
         self.assertEqual(read_pcap(r.outs[0][0]), [])
 
 
+# Every packet here is rejected by the policy; only the two controls may be answered.
+SILENT_POLICY = """
+version: 1
+default_policy: lan
+policies:
+  lan: {default: reject}
+"""
+
+LAN_MAC = "02:00:00:00:00:01"
+WAN_MAC = "02:00:00:00:00:02"
+
+
+class RejectSilenceTest(unittest.TestCase):
+    """RFC 793 and RFC 1122: a reject never answers a RST with a RST, nor sends anything for a
+    packet to (or from) a broadcast or multicast address; such packets are dropped and counted
+    as injected.suppressed."""
+
+    def setUp(self):
+        if Ether is None:
+            self.skipTest("scapy missing for %s" % PY)
+        require_binary(self)
+        self.work = tempfile.mkdtemp(prefix="l7gate-reject-silent-")
+        self.policy = os.path.join(self.work, "policy.yaml")
+        with open(self.policy, "w") as f:
+            f.write(SILENT_POLICY)
+        self.empty = os.path.join(self.work, "empty.pcap")
+        write_pcap(self.empty, [])
+
+    def tearDown(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def test_no_answer_to_a_rst_or_to_broadcast_and_multicast(self):
+        from scapy.all import Raw
+        a4, b4, a6 = "198.18.0.10", "198.19.0.20", "2001:db8::10"
+        silent = [
+            # RSTs hitting the reject rule: no RST back, none forward.
+            Ether(src=LAN_MAC, dst=WAN_MAC) / IP(src=a4, dst=b4) / TCP(sport=40001, dport=443, flags="R", seq=1000),
+            Ether(src=LAN_MAC, dst=WAN_MAC) / IP(src=a4, dst=b4) / TCP(sport=40002, dport=443, flags="RA",
+                                                                      seq=2000, ack=3000),
+            Ether(src=LAN_MAC, dst=WAN_MAC) / IPv6(src=a6, dst="2001:db8::20") / TCP(sport=40003, dport=443,
+                                                                                      flags="R", seq=1),
+            # UDP to broadcast and multicast: no ICMP / ICMPv6 error.
+            Ether(src=LAN_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src=a4, dst="255.255.255.255") /
+            UDP(sport=68, dport=67) / Raw(b"x" * 20),
+            Ether(src=LAN_MAC, dst="01:00:5e:00:00:fb") / IP(src=a4, dst="224.0.0.251") /
+            UDP(sport=5353, dport=5353) / Raw(b"y" * 20),
+            Ether(src=LAN_MAC, dst="33:33:00:00:00:fb") / IPv6(src=a6, dst="ff02::fb") /
+            UDP(sport=5353, dport=5353) / Raw(b"z" * 20),
+            # Multicast IP behind a unicast MAC, and a unicast IP behind the broadcast MAC.
+            Ether(src=LAN_MAC, dst=WAN_MAC) / IP(src=a4, dst="239.1.2.3") / UDP(sport=4000, dport=4001) /
+            Raw(b"m" * 20),
+            Ether(src=LAN_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src=a4, dst=b4) / UDP(sport=4002, dport=4003) /
+            Raw(b"b" * 20),
+        ]
+        controls = [
+            # The rule does answer ordinary packets: a SYN gets RST|ACK, unicast UDP an ICMP error.
+            Ether(src=LAN_MAC, dst=WAN_MAC) / IP(src=a4, dst=b4) / TCP(sport=40009, dport=443, flags="S", seq=5000),
+            Ether(src=LAN_MAC, dst=WAN_MAC) / IP(src=a4, dst=b4) / UDP(sport=4010, dport=4011) / Raw(b"u" * 20),
+        ]
+        frames = [raw(p) for p in silent + controls]
+        inp = os.path.join(self.work, "silent.pcap")
+        write_pcap(inp, frames)
+        r = run_l7gate(self.work, "silent", [[inp], [self.empty]],
+                       ["--clock", "capture", "--policy", self.policy])
+        self.assertEqual(r.rc, 0, r.describe())
+        back = [Ether(f) for f in read_pcap(r.outs[0][0])]
+        fwd = [Ether(f) for f in read_pcap(r.outs[1][0])]
+        self.assertEqual(fwd, [], "nothing passes or is sent on: " + ", ".join(p.summary() for p in fwd))
+        # Exactly the controls' answers went back.
+        self.assertEqual(len(back), 2, "answers: " + ", ".join(p.summary() for p in back))
+        rst = [p for p in back if TCP in p]
+        icmp = [p for p in back if ICMP in p]
+        self.assertEqual(len(rst), 1)
+        self.assertEqual((rst[0][TCP].dport, rst[0][TCP].flags), (40009, 0x14))
+        self.assertEqual(len(icmp), 1)
+        self.assertEqual(icmp[0][IP].dst, a4)
+        self.assertEqual(bytes(icmp[0][ICMP].payload)[20:22], (4010).to_bytes(2, "big"))
+        st = r.stats
+        self.assertEqual(st["drops"]["policy"], len(frames), "every packet is still dropped")
+        self.assertEqual(st["injected"]["sent"], 2)
+        self.assertEqual(st["injected"]["suppressed"], len(silent))
+        self.assertEqual(st["injected"]["limited"], 0)
+        self.assertEqual(st["totals"]["rx_packets"], len(frames))
+        self.assertEqual(st["totals"]["tx_packets"], 0)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -108,6 +108,52 @@ class Arithmetic(unittest.TestCase):
             "| 2.00 / **3.00** / 4.00 |"), text)
 
 
+class OnePassCapture(unittest.TestCase):
+    """tools/gen_perf_traffic.py --mix onepass repeats flows with rewritten addresses: every
+    copy must be new flows with valid checksums, inside the test ranges."""
+
+    def test_readdress_moves_addresses_and_keeps_checksums_valid(self):
+        sys.path.insert(0, os.path.join(ROOT, "tools"))
+        import ipaddress
+        import gen_perf_traffic as g
+        from scapy.all import IP, TCP, UDP, Ether, IPv6
+        eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+        frames = [
+            eth / IP(src="198.18.5.79", dst="198.19.1.201") / TCP(sport=32774, dport=443, flags="S"),
+            eth / IP(src="198.18.7.250", dst="198.19.1.1") / UDP(sport=40000, dport=53) / b"query",
+            eth / IPv6(src="2001:db8:100::7", dst="2001:db8:200::1") / TCP(sport=1, dport=443) / (b"x" * 33),
+            eth / IPv6(src="2001:db8:100::7", dst="2001:db8:200::1") / UDP(sport=2, dport=443) / (b"y" * 50),
+        ]
+        nets = [ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32")]
+        for fr in frames:
+            raw = bytes(fr)
+            seen = set()
+            for copy in range(20):
+                out = g.readdress(raw, copy)
+                pkt = Ether(out)
+                ip = pkt[IP] if IP in pkt else pkt[IPv6]
+                seen.add((ip.src, ip.dst))
+                for a in (ip.src, ip.dst):
+                    self.assertTrue(any(ipaddress.ip_address(a) in n for n in nets), a)
+                # Checksums as scapy computes them for the rewritten packet.
+                again = Ether(out)
+                for layer in (IP, TCP, UDP):
+                    if layer in again:
+                        del again[layer].chksum
+                self.assertEqual(bytes(Ether(bytes(again))).hex(), out.hex(), (copy, fr.summary()))
+            self.assertEqual(len(seen), 20, fr.summary())
+
+    def test_ipv4_udp_without_checksum_keeps_zero(self):
+        sys.path.insert(0, os.path.join(ROOT, "tools"))
+        import gen_perf_traffic as g
+        from scapy.all import IP, UDP, Ether
+        raw = bytearray(bytes(Ether() / IP(src="198.18.0.1", dst="198.19.0.1") / UDP(sport=1, dport=2)))
+        raw[14 + 20 + 6:14 + 20 + 8] = b"\0\0"
+        out = g.readdress(bytes(raw), 3)
+        self.assertEqual(out[14 + 20 + 6:14 + 20 + 8], b"\0\0")
+        self.assertNotEqual(out[26:34], bytes(raw[26:34]))
+
+
 class Rules(unittest.TestCase):
     def generate(self, policy_text, files=None):
         d = tempfile.mkdtemp(prefix="peer-rules-")
