@@ -29,14 +29,11 @@ FlowTable::~FlowTable() {
     table_free(free_stack_);
 }
 
-bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket) noexcept {
-    // A secret per table (so per worker), from the kernel's CSPRNG; blocks only until the
-    // pool is initialised at boot.
-    HashKey secret;
-    auto* p = reinterpret_cast<uint8_t*>(&secret);
+bool random_hash_key(HashKey& out) noexcept {
+    auto* p = reinterpret_cast<uint8_t*>(&out);
     size_t got = 0;
-    while (got < sizeof(secret)) {
-        const ssize_t r = getrandom(p + got, sizeof(secret) - got, 0);
+    while (got < sizeof(out)) {
+        const ssize_t r = getrandom(p + got, sizeof(out) - got, 0);
         if (r < 0) {
             if (errno == EINTR) {
                 continue;
@@ -45,12 +42,23 @@ bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket
         }
         got += static_cast<size_t>(r);
     }
-    return init(capacity, timeouts, socket, secret);
+    return true;
+}
+
+bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket) noexcept {
+    // A secret per table (so per worker), from the kernel's CSPRNG.
+    HashKey secret;
+    return random_hash_key(secret) && init(capacity, timeouts, socket, FlowHasher(secret));
 }
 
 bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket,
                      const HashKey& secret) noexcept {
-    secret_ = secret;
+    return init(capacity, timeouts, socket, FlowHasher(secret));
+}
+
+bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket,
+                     const FlowHasher& hasher) noexcept {
+    hasher_ = hasher;
     if (capacity == 0 || capacity > (1u << 30)) {
         return false;
     }

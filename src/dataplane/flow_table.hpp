@@ -5,8 +5,9 @@
 // slots; a key lives in its primary bucket, or in its alternative one when the primary is
 // full; when both are full one resident moves to its own other bucket (a single cuckoo
 // step). Slots = 2 x capacity, so the load factor never exceeds 50%. Buckets come from a
-// keyed hash (flow_key_hash, SipHash-1-3) whose secret each table draws at init from
-// getrandom(2): nobody outside can compute keys that share a flow's buckets. When both
+// keyed hash (FlowHasher: AES rounds with AES-NI, SipHash-1-3 without) whose secret each
+// table draws at init from getrandom(2): nobody outside can compute keys that share a flow's
+// buckets. When both
 // buckets of a new key are full while entries are free (chance at 50% load, or a key
 // collision attack that guessed the secret) the insert fails and the worker counts it as
 // `bucket_full`, apart from `table_full`.
@@ -27,6 +28,10 @@
 #include "dataplane/flow_key.hpp"
 
 namespace l7gate::dp {
+
+// 128 bits from getrandom(2) (the kernel's CSPRNG; blocks only until its pool is initialised
+// at boot). False when no random bytes came.
+bool random_hash_key(HashKey& out) noexcept;
 
 enum class TimeoutClass : uint8_t {
     TcpSyn,    // TCP seen in one direction only (handshake / half-open / SYN flood)
@@ -142,12 +147,15 @@ public:
     // Allocates for `capacity` entries on `socket` and draws the hash secret from
     // getrandom(2). Returns false when out of memory or when no random bytes came.
     bool init(uint32_t capacity, const FlowTimeouts& timeouts, int socket) noexcept;
-    // The same with a given secret (tests, benchmarks).
+    // The same with a given secret (tests, benchmarks), the construction this CPU gets.
     bool init(uint32_t capacity, const FlowTimeouts& timeouts, int socket, const HashKey& secret) noexcept;
+    // The same with a given hasher (tests: each construction).
+    bool init(uint32_t capacity, const FlowTimeouts& timeouts, int socket, const FlowHasher& hasher) noexcept;
 
     // The hash lookup() and insert() expect for a key (once per packet).
-    uint32_t hash(const FlowKey& key) const noexcept { return flow_key_hash(key, secret_); }
-    const HashKey& secret() const noexcept { return secret_; }
+    uint32_t hash(const FlowKey& key) const noexcept { return hasher_(key); }
+    const HashKey& secret() const noexcept { return hasher_.secret(); }
+    FlowHasher::Kind hash_kind() const noexcept { return hasher_.kind(); }
     // The two buckets a hash selects (tests: which keys share a bucket pair).
     uint32_t primary_bucket(uint32_t h) const noexcept { return primary(h); }
     uint32_t alternative_bucket(uint32_t h) const noexcept { return alternative(h); }
@@ -228,7 +236,7 @@ private:
     uint32_t bucket_mask_ = 0;
     size_t memory_bytes_ = 0;
     FlowTimeouts timeouts_{};
-    HashKey secret_{};
+    FlowHasher hasher_{};
     List lists_[kTimeoutClasses];
 };
 

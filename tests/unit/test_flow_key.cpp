@@ -33,6 +33,28 @@ using KeyBytes = std::array<uint8_t, sizeof(FlowKey)>;
 // A fixed secret for the hash-quality tests (the flow table draws its own).
 const dp::HashKey kTestSecret{0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull};
 
+// Every hash test runs for each construction the flow table may use (FlowHasher): the
+// AES-round hash (skipped on a CPU without AES-NI) and SipHash-1-3.
+dp::FlowHasher::Kind g_kind = dp::FlowHasher::best_kind();
+uint32_t khash(const FlowKey& k, const dp::HashKey& secret = kTestSecret) {
+    return dp::FlowHasher(secret, g_kind)(k);
+}
+class FlowKeyHashKinds : public ::testing::TestWithParam<dp::FlowHasher::Kind> {
+protected:
+    void SetUp() override {
+        if (GetParam() == dp::FlowHasher::Kind::AesRounds && !dp::FlowHasher::cpu_has_aes()) {
+            GTEST_SKIP() << "no AES-NI on this CPU";
+        }
+        g_kind = GetParam();
+    }
+    void TearDown() override { g_kind = dp::FlowHasher::best_kind(); }
+};
+INSTANTIATE_TEST_SUITE_P(Each, FlowKeyHashKinds,
+                         ::testing::Values(dp::FlowHasher::Kind::AesRounds, dp::FlowHasher::Kind::SipHash13),
+                         [](const ::testing::TestParamInfo<dp::FlowHasher::Kind>& i) {
+                             return std::string(i.param == dp::FlowHasher::Kind::AesRounds ? "AesRounds" : "SipHash13");
+                         });
+
 KeyBytes bytes_of(const FlowKey& k) {
     KeyBytes b;
     std::memcpy(b.data(), &k, sizeof(k));
@@ -115,7 +137,7 @@ TEST(FlowKey, LowerEndpointGoesIntoSlotZero) {
     EXPECT_EQ(k, key_v4(kV4A, 9, kV4A, 9, ipproto::kUdp));
 }
 
-TEST(FlowKey, DifferentPortsVlanProtocolOrVersionGiveDifferentKeys) {
+TEST_P(FlowKeyHashKinds, DifferentPortsVlanProtocolOrVersionGiveDifferentKeys) {
     // Each key starts from different garbage, so two equal keys are equal in every byte
     // make_flow_key wrote, not because they share a stack slot.
     uint8_t fill = 0x10;
@@ -145,8 +167,8 @@ TEST(FlowKey, DifferentPortsVlanProtocolOrVersionGiveDifferentKeys) {
     patched.ip_version = 4;
     EXPECT_EQ(base, patched);
 
-    EXPECT_NE(dp::flow_key_hash(base, kTestSecret), dp::flow_key_hash(v4(ipproto::kTcp, 10, 40001, 80), kTestSecret));
-    EXPECT_NE(dp::flow_key_hash(base, kTestSecret), dp::flow_key_hash(as_v6, kTestSecret));
+    EXPECT_NE(khash(base), khash(v4(ipproto::kTcp, 10, 40001, 80)));
+    EXPECT_NE(khash(base), khash(as_v6));
 }
 
 TEST(FlowKey, Ipv4AddressesOccupyTheFirstFourBytes) {
@@ -205,7 +227,7 @@ Bytes reply_frame(const Endpoints& e) {
 
 // One flow, two independent constructions: make_flow_key on a's packet (over garbage) and the
 // parser on b's reply frame. Same key, same hash.
-TEST(FlowKey, HashOfAFlowIsTheSameFromEitherEndpoint) {
+TEST_P(FlowKeyHashKinds, HashOfAFlowIsTheSameFromEitherEndpoint) {
     for (const Endpoints& e : endpoint_cases()) {
         SCOPED_TRACE(e.name);
         FlowKey fwd = garbage_key(0x01);
@@ -215,13 +237,13 @@ TEST(FlowKey, HashOfAFlowIsTheSameFromEitherEndpoint) {
         ASSERT_EQ(rep.kind, PacketKind::Ip);
         ASSERT_EQ(rep.key.vlan, e.vlan);
         ASSERT_EQ(fwd, rep.key);
-        EXPECT_EQ(dp::flow_key_hash(fwd, kTestSecret), dp::flow_key_hash(rep.key, kTestSecret));
+        EXPECT_EQ(khash(fwd), khash(rep.key));
     }
 }
 
 // The hash reads the key's 44 bytes and nothing around them: the same key in the middle of
 // buffers filled with different bytes hashes the same.
-TEST(FlowKey, HashReadsOnlyTheKey) {
+TEST_P(FlowKeyHashKinds, HashReadsOnlyTheKey) {
     for (const Endpoints& e : endpoint_cases()) {
         SCOPED_TRACE(e.name);
         FlowKey k;
@@ -232,7 +254,7 @@ TEST(FlowKey, HashReadsOnlyTheKey) {
             alignas(16) uint8_t buf[sizeof(FlowKey) + 64];
             std::memset(buf, i == 0 ? 0x00 : 0xff, sizeof(buf));
             std::memcpy(buf + 32, &k, sizeof(k));
-            hashes[i] = dp::flow_key_hash(*reinterpret_cast<const FlowKey*>(buf + 32), kTestSecret);
+            hashes[i] = khash(*reinterpret_cast<const FlowKey*>(buf + 32));
         }
         EXPECT_EQ(hashes[0], hashes[1]);
     }
@@ -241,19 +263,19 @@ TEST(FlowKey, HashReadsOnlyTheKey) {
 // Flips one bit (the lowest, then the highest) of each listed byte of `base`: every flip must
 // change the hash.
 void expect_hash_depends_on(const FlowKey& base, const std::vector<size_t>& offsets) {
-    const uint32_t h = dp::flow_key_hash(base, kTestSecret);
+    const uint32_t h = khash(base);
     for (size_t i : offsets) {
         for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}}) {
             KeyBytes b = bytes_of(base);
             b[i] ^= flip;
             FlowKey k;
             std::memcpy(&k, b.data(), sizeof(k));
-            EXPECT_NE(dp::flow_key_hash(k, kTestSecret), h) << "byte " << i << " flip " << unsigned{flip};
+            EXPECT_NE(khash(k), h) << "byte " << i << " flip " << unsigned{flip};
         }
     }
 }
 
-TEST(FlowKey, HashDependsOnEveryKeyByte) {
+TEST_P(FlowKeyHashKinds, HashDependsOnEveryKeyByte) {
     FlowKey base;
     dp::make_flow_key(base, 6, ipproto::kTcp, (12u << 12) | 34u, kV6A.data(), kV6C.data(), 40000,
                       443);
@@ -268,7 +290,7 @@ TEST(FlowKey, HashDependsOnEveryKeyByte) {
 // IPv4 keys take their own, shorter path through the hash: every byte that can differ between
 // two IPv4 keys (4 bytes of each address, both ports, both VLAN IDs, protocol and version)
 // must reach it. Bytes 4-15 of each address are always zero in an IPv4 key.
-TEST(FlowKey, Ipv4HashDependsOnEveryAddressPortVlanAndProtocolByte) {
+TEST_P(FlowKeyHashKinds, Ipv4HashDependsOnEveryAddressPortVlanAndProtocolByte) {
     FlowKey base;
     dp::make_flow_key(base, 4, ipproto::kUdp, (2049u << 12) | 3071u, kV4A.data(), kV4C.data(),
                       40000, 53);
@@ -347,7 +369,7 @@ size_t hash_collisions(const std::vector<FlowKey>& keys) {
     std::vector<uint32_t> hashes;
     hashes.reserve(keys.size());
     for (const FlowKey& k : keys) {
-        hashes.push_back(dp::flow_key_hash(k, kTestSecret));
+        hashes.push_back(khash(k));
     }
     std::sort(hashes.begin(), hashes.end());
     const auto unique_end = std::unique(hashes.begin(), hashes.end());
@@ -359,20 +381,20 @@ double worst_bucket_ratio(const std::vector<FlowKey>& keys, size_t* empty_bucket
     constexpr size_t kBuckets = 1024;
     std::vector<size_t> count(kBuckets, 0);
     for (const FlowKey& k : keys) {
-        ++count[dp::flow_key_hash(k, kTestSecret) % kBuckets];
+        ++count[khash(k) % kBuckets];
     }
     const double mean = static_cast<double>(keys.size()) / kBuckets;
     *empty_buckets = static_cast<size_t>(std::count(count.begin(), count.end(), size_t{0}));
     return static_cast<double>(*std::max_element(count.begin(), count.end())) / mean;
 }
 
-TEST(FlowKey, HashHasFewCollisionsOverRandomKeys) {
+TEST_P(FlowKeyHashKinds, HashHasFewCollisionsOverRandomKeys) {
     const std::vector<FlowKey> keys = random_distinct_keys(10000, 0x5eed);
     ASSERT_EQ(keys.size(), 10000u);
     EXPECT_LT(hash_collisions(keys), 10u);
 }
 
-TEST(FlowKey, HashSpreadsRandomKeysOverBuckets) {
+TEST_P(FlowKeyHashKinds, HashSpreadsRandomKeysOverBuckets) {
     const std::vector<FlowKey> keys = random_distinct_keys(10000, 0xb0c4e7);
     size_t empty = 0;
     const double ratio = worst_bucket_ratio(keys, &empty);
@@ -380,7 +402,7 @@ TEST(FlowKey, HashSpreadsRandomKeysOverBuckets) {
     RecordProperty("worst_bucket_ratio_x100", static_cast<int>(ratio * 100));
 }
 
-TEST(FlowKey, HashSpreadsStructuredKeysOverBuckets) {
+TEST_P(FlowKeyHashKinds, HashSpreadsStructuredKeysOverBuckets) {
     const std::vector<FlowKey> keys = structured_keys(10000);
     EXPECT_LT(hash_collisions(keys), 10u);
     size_t empty = 0;
@@ -442,7 +464,7 @@ std::vector<Exchange> exchanges() {
     };
 }
 
-TEST(FlowKey, ParsedRequestAndReplyShareKeyAndHash) {
+TEST_P(FlowKeyHashKinds, ParsedRequestAndReplyShareKeyAndHash) {
     for (const Exchange& x : exchanges()) {
         SCOPED_TRACE(x.name);
         const PacketMeta req = parse(x.request);
@@ -451,13 +473,13 @@ TEST(FlowKey, ParsedRequestAndReplyShareKeyAndHash) {
         ASSERT_EQ(rep.kind, PacketKind::Ip);
         EXPECT_EQ(req.key, rep.key);
         EXPECT_EQ(bytes_of(req.key), bytes_of(rep.key));
-        EXPECT_EQ(dp::flow_key_hash(req.key, kTestSecret), dp::flow_key_hash(rep.key, kTestSecret));
+        EXPECT_EQ(khash(req.key), khash(rep.key));
         EXPECT_NE(req.reversed, rep.reversed);
         EXPECT_EQ(req.key.pad, 0);
     }
 }
 
-TEST(FlowKey, ParsedKeysOfDifferentFlowsDiffer) {
+TEST_P(FlowKeyHashKinds, ParsedKeysOfDifferentFlowsDiffer) {
     const PacketMeta a = parse(ipv4_frame({}, tcp({.sport = 40000, .dport = 80})));
     const PacketMeta b = parse(ipv4_frame({}, tcp({.sport = 40001, .dport = 80})));
     const PacketMeta c = parse(ipv4_frame({}, tcp({.sport = 40000, .dport = 80}),
@@ -471,9 +493,9 @@ TEST(FlowKey, ParsedKeysOfDifferentFlowsDiffer) {
     EXPECT_NE(a.key, b.key);
     EXPECT_NE(a.key, c.key);
     EXPECT_NE(a.key, d.key);
-    EXPECT_NE(dp::flow_key_hash(a.key, kTestSecret), dp::flow_key_hash(b.key, kTestSecret));
-    EXPECT_NE(dp::flow_key_hash(a.key, kTestSecret), dp::flow_key_hash(c.key, kTestSecret));
-    EXPECT_NE(dp::flow_key_hash(a.key, kTestSecret), dp::flow_key_hash(d.key, kTestSecret));
+    EXPECT_NE(khash(a.key), khash(b.key));
+    EXPECT_NE(khash(a.key), khash(c.key));
+    EXPECT_NE(khash(a.key), khash(d.key));
 }
 
 } // namespace
@@ -500,10 +522,14 @@ TEST(SipHash, MatchesThePapersVectors) {
 }
 
 // The flow hash depends on the secret: the same key under two secrets hashes differently.
-TEST(FlowKeyHash, DependsOnTheSecret) {
+TEST_P(FlowKeyHashKinds, DependsOnTheSecret) {
     const FlowKey k = key_v4(kV4A, 40000, kV4B, 80, ipproto::kTcp);
     const dp::HashKey other{kTestSecret.k0 ^ 1, kTestSecret.k1};
-    EXPECT_NE(dp::flow_key_hash(k, kTestSecret), dp::flow_key_hash(k, other));
+    EXPECT_NE(khash(k), khash(k, other));
+    const dp::HashKey other_k1{kTestSecret.k0, kTestSecret.k1 ^ (1ull << 63)};
+    EXPECT_NE(khash(k), khash(k, other_k1));
+    const FlowKey k6 = key_v6(kV6A, 40000, kV6C, 443, ipproto::kTcp);
+    EXPECT_NE(khash(k6), khash(k6, other));
 }
 
 } // namespace

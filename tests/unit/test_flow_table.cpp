@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "dataplane/flow_table.hpp"
@@ -312,12 +313,34 @@ std::vector<FlowKey> crc_colliders(const FlowKey& victim, unsigned n) {
     return out;
 }
 
-TEST(FlowTableKeyedHash, OldCrcCollisionsSpreadOverBuckets) {
+// Each keyed construction the table may use (FlowHasher): the AES-round hash (skipped on a
+// CPU without AES-NI) and SipHash-1-3; every test below runs for both.
+class FlowTableKeyedHash : public ::testing::TestWithParam<dp::FlowHasher::Kind> {
+protected:
+    void SetUp() override {
+        if (GetParam() == dp::FlowHasher::Kind::AesRounds && !dp::FlowHasher::cpu_has_aes()) {
+            GTEST_SKIP() << "no AES-NI on this CPU";
+        }
+    }
+    // A table keyed like l7gate's (secret from getrandom(2)) with this test's construction.
+    bool init_random(FlowTable& t, uint32_t capacity) const {
+        dp::HashKey secret;
+        return dp::random_hash_key(secret) && t.init(capacity, {}, 0, dp::FlowHasher(secret, GetParam())) &&
+               t.hash_kind() == GetParam();
+    }
+};
+INSTANTIATE_TEST_SUITE_P(Each, FlowTableKeyedHash,
+                         ::testing::Values(dp::FlowHasher::Kind::AesRounds, dp::FlowHasher::Kind::SipHash13),
+                         [](const ::testing::TestParamInfo<dp::FlowHasher::Kind>& i) {
+                             return std::string(i.param == dp::FlowHasher::Kind::AesRounds ? "AesRounds" : "SipHash13");
+                         });
+
+TEST_P(FlowTableKeyedHash, OldCrcCollisionsSpreadOverBuckets) {
     const FlowKey victim = key_v4(1, 2, 40000, 443, 6);
     const std::vector<FlowKey> coll = crc_colliders(victim, 24);
     ASSERT_EQ(coll.size(), 24u);
     FlowTable t;
-    ASSERT_TRUE(t.init(1024, {}, 0));  // 256 buckets, secret from getrandom(2)
+    ASSERT_TRUE(init_random(t, 1024));  // 256 buckets, secret from getrandom(2)
     std::set<uint32_t> crc_hashes, primaries, pairs_like_victim;
     const uint32_t vh = t.hash(victim);
     unsigned share_victim_pair = 0;
@@ -338,7 +361,7 @@ TEST(FlowTableKeyedHash, OldCrcCollisionsSpreadOverBuckets) {
     EXPECT_LE(share_victim_pair, 2u);
 }
 
-TEST(FlowTableKeyedHash, OldCrcCollisionsNoLongerBlockTheVictimsInsert) {
+TEST_P(FlowTableKeyedHash, OldCrcCollisionsNoLongerBlockTheVictimsInsert) {
     const FlowKey victim = key_v4(1, 2, 40000, 443, 6);
     const std::vector<FlowKey> coll = crc_colliders(victim, 24);
     ASSERT_EQ(coll.size(), 24u);
@@ -356,7 +379,7 @@ TEST(FlowTableKeyedHash, OldCrcCollisionsNoLongerBlockTheVictimsInsert) {
         EXPECT_FALSE(old.full());
     }
     FlowTable t;
-    ASSERT_TRUE(t.init(1024, {}, 0));
+    ASSERT_TRUE(init_random(t, 1024));
     for (const FlowKey& k : coll) {
         EXPECT_NE(add(t, k, kSec), nullptr);
     }
@@ -368,13 +391,13 @@ TEST(FlowTableKeyedHash, OldCrcCollisionsNoLongerBlockTheVictimsInsert) {
 // With the secret known (the test's), 16 flows sharing a victim's bucket pair can be found;
 // its insert then fails with free entries left: full() says which failure it was, and the
 // worker counts it as bucket_full (tests/eal/test_bucket_full.cpp), not table_full.
-TEST(FlowTableKeyedHash, FilledBucketPairIsNotAFullTable) {
+TEST_P(FlowTableKeyedHash, FilledBucketPairIsNotAFullTable) {
     const dp::HashKey secret{0x1111222233334444ull, 0x5555666677778888ull};
     FlowTable t;
-    ASSERT_TRUE(t.init(256, {}, 0, secret));  // 64 buckets
+    ASSERT_TRUE(t.init(256, {}, 0, dp::FlowHasher(secret, GetParam())));  // 64 buckets
     EXPECT_EQ(t.bucket_count(), 64u);
     const FlowKey victim = key_v4(1, 2, 40000, 443, 6);
-    EXPECT_EQ(t.hash(victim), dp::flow_key_hash(victim, secret));
+    EXPECT_EQ(t.hash(victim), dp::FlowHasher(secret, GetParam())(victim));
     const uint32_t vh = t.hash(victim);
     const uint32_t v0 = t.primary_bucket(vh), v1 = t.alternative_bucket(vh);
     ASSERT_NE(v0, v1);
