@@ -471,8 +471,9 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, on_signal);
     std::signal(SIGHUP, on_sighup);
 
-    std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker, %u mbufs\n",
-                ctl::version(), ports.size(), opt.pairs.size(), opt.rxq, opt.flows, nb_mbufs);
+    std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker (hash %s), %u mbufs\n",
+                ctl::version(), ports.size(), opt.pairs.size(), opt.rxq, opt.flows,
+                dp::FlowHasher::name(workers[0]->flow_table().hash_kind()), nb_mbufs);
     std::fflush(stdout);
     const auto t0 = std::chrono::steady_clock::now();
     for (unsigned q = 0; q < opt.rxq; ++q) {
