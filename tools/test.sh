@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 start=$(date +%s)
+# Each step's header says when it started (seconds since the start): where the 30 minutes go.
+step() { echo "==== $* (at $(( $(date +%s) - start )) s)"; }
 
 tools/install-deps.sh || exit 1
 
@@ -67,7 +69,7 @@ traffic_pid=
 status=0
 dirs=()
 for kind in "${builds[@]}"; do
-  echo "==== build: $kind"
+  step "build: $kind"
   if [ "$kind" = asan ]; then
     echo "(benchmark captures for the callgrind step: perf/traffic.sh, beside the build)"
     perf/traffic.sh established >"$logs/traffic.log" 2>&1 &
@@ -86,7 +88,7 @@ for kind in "${builds[@]}"; do
   fi
   dirs+=("$dir")
   rm -rf "$dir/meson-logs/cases"
-  echo "==== meson test: $dir"
+  step "meson test: $dir"
   if ! meson test -C "$dir" --print-errorlogs --num-processes 1; then
     status=1
   fi
@@ -103,12 +105,12 @@ if [ $quick -eq 0 ]; then
   # than 3% over a budget in perf/callgrind-budget.txt, or a missing key, fails.
   callgrind_pid=
   if [ "${traffic_rc:-1}" -ne 0 ]; then
-    echo "==== callgrind budgets: the benchmark captures could not be made"
+    step "callgrind budgets: the benchmark captures could not be made"
     tail -20 "$logs/traffic.log"
     record callgrind fail "perf/traffic.sh failed (its output is above)"
     status=1
   else
-    echo "==== callgrind budgets (perf/callgrind.sh --mix all, beside the steps below)"
+    step "callgrind budgets (perf/callgrind.sh --mix all, beside the steps below)"
     perf/callgrind.sh --no-build --mix all --results "$logs/callgrind.tsv" >"$logs/callgrind.log" 2>&1 &
     callgrind_pid=$!
   fi
@@ -116,7 +118,7 @@ if [ $quick -eq 0 ]; then
   # Robustness: a ThreadSanitizer build of the control/worker handoff tests, every libFuzzer
   # target for 30 s (ASan+UBSan, plus its committed regression inputs), and clang-tidy on src/
   # with the committed .clang-tidy.
-  echo "==== tsan (build-tsan: tests/tsan)"
+  step "tsan (build-tsan: tests/tsan)"
   if [ ! -f build-tsan/build.ninja ]; then
     CXXFLAGS=-DRTE_USE_C11_MEM_MODEL meson setup build-tsan --buildtype=debugoptimized \
       -Db_sanitize=thread -Db_lundef=false >/dev/null
@@ -130,11 +132,11 @@ if [ $quick -eq 0 ]; then
     status=1
   fi
   dirs+=(build-tsan)
-  echo "==== tools/fuzz.sh --time ${L7GATE_FUZZ_TIME:-30}"
+  step "tools/fuzz.sh --time ${L7GATE_FUZZ_TIME:-30}"
   tools/fuzz.sh --time "${L7GATE_FUZZ_TIME:-30}" --results "$results"
   rc=$?
   [ $rc -ne 0 ] && [ $rc -ne 77 ] && status=1
-  echo "==== tools/tidy.sh"
+  step "tools/tidy.sh"
   tools/tidy.sh
   case $? in
     0) record clang-tidy pass "no findings" ;;
@@ -145,7 +147,7 @@ if [ $quick -eq 0 ]; then
   if [ -n "$callgrind_pid" ]; then
     wait "$callgrind_pid"
     rc=$?
-    echo "==== callgrind budgets (perf/callgrind.sh --mix all): output"
+    step "callgrind budgets (perf/callgrind.sh --mix all): output"
     grep -v '^callgrind: ' "$logs/callgrind.log"
     if [ $rc -eq 0 ]; then
       echo "callgrind budgets: OK"
