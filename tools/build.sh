@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 kind=${1:-release}
 case "$kind" in
   release) dir=build; opts=(--buildtype=release) ;;
-  asan) dir=build-asan; opts=(--buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false) ;;
+  asan) dir=build-asan; opts=(--buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dmicro=false) ;;
   *) echo "usage: tools/build.sh [release|asan]" >&2; exit 2 ;;
 esac
 if [ ! -f "$dir/build.ninja" ]; then
