@@ -3,8 +3,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <sys/random.h>
-
 #include <rte_prefetch.h>
 
 #include "dataplane/memory.hpp"
@@ -27,22 +25,6 @@ FlowTable::~FlowTable() {
     table_free(buckets_);
     table_free(entries_);
     table_free(free_stack_);
-}
-
-bool random_hash_key(HashKey& out) noexcept {
-    auto* p = reinterpret_cast<uint8_t*>(&out);
-    size_t got = 0;
-    while (got < sizeof(out)) {
-        const ssize_t r = getrandom(p + got, sizeof(out) - got, 0);
-        if (r < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        got += static_cast<size_t>(r);
-    }
-    return true;
 }
 
 bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket) noexcept {

@@ -29,10 +29,6 @@
 
 namespace l7gate::dp {
 
-// 128 bits from getrandom(2) (the kernel's CSPRNG; blocks only until its pool is initialised
-// at boot). False when no random bytes came.
-bool random_hash_key(HashKey& out) noexcept;
-
 enum class TimeoutClass : uint8_t {
     TcpSyn,    // TCP seen in one direction only (handshake / half-open / SYN flood)
     Tcp,       // TCP established

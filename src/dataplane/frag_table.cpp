@@ -15,6 +15,12 @@ bool FragKey::operator==(const FragKey& o) const noexcept {
 FragTable::~FragTable() { table_free(buckets_); }
 
 bool FragTable::init(uint32_t capacity, uint32_t timeout_s, int socket) noexcept {
+    HashKey secret;
+    return random_hash_key(secret) && init(capacity, timeout_s, socket, secret);
+}
+
+bool FragTable::init(uint32_t capacity, uint32_t timeout_s, int socket, const HashKey& secret) noexcept {
+    secret_ = secret;
     uint32_t nb = 1;
     while (nb * kWays < capacity) {
         nb <<= 1;
@@ -50,7 +56,7 @@ void FragTable::make_key(const uint8_t* frame, const PacketMeta& m, FragKey& k) 
 }
 
 bool FragTable::insert(const FragKey& k, uint32_t flow_idx, uint8_t slot, uint64_t now_ns) noexcept {
-    Bucket& b = buckets_[crc32c_key<sizeof(FragKey)>(&k, 0) & mask_];
+    Bucket& b = buckets_[bucket_of(k)];
     Entry* victim = nullptr;
     for (Entry& e : b.e) {
         if (e.flow_idx != kNone && e.key == k) {
@@ -72,7 +78,7 @@ bool FragTable::insert(const FragKey& k, uint32_t flow_idx, uint8_t slot, uint64
 }
 
 uint32_t FragTable::lookup(const FragKey& k, uint64_t now_ns, uint8_t& slot) noexcept {
-    Bucket& b = buckets_[crc32c_key<sizeof(FragKey)>(&k, 0) & mask_];
+    Bucket& b = buckets_[bucket_of(k)];
     for (Entry& e : b.e) {
         if (e.flow_idx != kNone && e.key == k) {
             if (e.expires_ns <= now_ns) {

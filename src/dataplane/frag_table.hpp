@@ -8,10 +8,13 @@
 //
 // Set-associative (4 ways per 256-byte bucket), fixed size, no allocation after init; a
 // full bucket refuses the new datagram (counted), its later fragments then count as
-// frag_no_first.
+// frag_no_first. The bucket comes from a keyed hash (SipHash-1-3, a secret per table drawn at
+// init): the key's fields are the sender's choice, and with a fixed or linear hash a sender
+// could compute datagram ids that fill a victim's bucket.
 
 #include <cstdint>
 
+#include "dataplane/hash.hpp"
 #include "dataplane/packet_parser.hpp"
 
 namespace l7gate::dp {
@@ -37,7 +40,15 @@ public:
     FragTable& operator=(const FragTable&) = delete;
     ~FragTable();
 
+    // A secret from random_hash_key(); false when none came or out of memory.
     bool init(uint32_t capacity, uint32_t timeout_s, int socket) noexcept;
+    // With a given secret (tests).
+    bool init(uint32_t capacity, uint32_t timeout_s, int socket, const HashKey& secret) noexcept;
+
+    // The bucket `k` maps to (tests).
+    uint32_t bucket_of(const FragKey& k) const noexcept {
+        return static_cast<uint32_t>(siphash_bytes<sizeof(FragKey)>(&k, secret_)) & mask_;
+    }
 
     // Builds the datagram key of a fragment from its parsed metadata and frame bytes.
     static void make_key(const uint8_t* frame, const PacketMeta& m, FragKey& k) noexcept;
@@ -65,6 +76,7 @@ private:
     };
 
     Bucket* buckets_ = nullptr;
+    HashKey secret_{};
     uint32_t mask_ = 0;
     uint64_t timeout_ns_ = 0;
 };

@@ -40,6 +40,11 @@ struct HashKey {
     uint64_t k1 = 0;
 };
 
+// 128 bits from getrandom(2) (the kernel's CSPRNG; blocks only until its pool is initialised
+// at boot). False when no random bytes came. Every table whose keys traffic chooses (flows,
+// fragments, flow metadata, per-host shapers) draws its own at init.
+bool random_hash_key(HashKey& out) noexcept;
+
 // SipHash-C-D (Aumasson and Bernstein's SipHash: C compression rounds per 8-byte block, D
 // finalisation rounds), written from the paper's description; the flow table uses
 // SipHash-1-3 (SipHash13), the unit test checks SipHash-2-4 against the paper's vector. A keyed PRF:

@@ -13,6 +13,12 @@ MetaTable::~MetaTable() {
 }
 
 bool MetaTable::init(uint32_t capacity, int socket) noexcept {
+    HashKey secret;
+    return random_hash_key(secret) && init(capacity, socket, secret);
+}
+
+bool MetaTable::init(uint32_t capacity, int socket, const HashKey& secret) noexcept {
+    secret_ = secret;
     if (capacity == 0 || capacity > (UINT32_MAX >> 2)) {
         return false;
     }
@@ -32,10 +38,6 @@ bool MetaTable::init(uint32_t capacity, int socket) noexcept {
     }
     free_ = 0;
     return true;
-}
-
-uint32_t MetaTable::hash(const FlowMeta& v) noexcept {
-    return crc32c_key<kFlowMetaValueBytes>(&v, 0x6d657461u);
 }
 
 uint32_t MetaTable::find_slot(const FlowMeta& v, uint32_t h) const noexcept {

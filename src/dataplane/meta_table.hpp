@@ -7,10 +7,15 @@
 //
 // Fixed capacity, no locks, no allocation after init. The index is open addressing with
 // linear probing over (hash, id) pairs, twice as many slots as records (load <= 50%), and
-// deletion by backward shift, so it never needs tombstones or a rebuild.
+// deletion by backward shift, so it never needs tombstones or a rebuild. The hash is keyed
+// (SipHash-1-3, a secret per table drawn at init): hostnames are the sender's choice, and with
+// a fixed or linear hash a sender could compute names that share a slot, and make every
+// intern() walk a probe chain as long as the table.
 
 #include <cstddef>
 #include <cstdint>
+
+#include "dataplane/hash.hpp"
 
 namespace l7gate::dp {
 
@@ -37,6 +42,8 @@ public:
     // Allocates `capacity` records on `socket`. Returns false when out of memory (or for a
     // capacity of 0 or over 2^30); the other calls need a table that was initialised.
     bool init(uint32_t capacity, int socket) noexcept;
+    // With a given secret (tests).
+    bool init(uint32_t capacity, int socket, const HashKey& secret) noexcept;
 
     // The id of a record equal to `value` (its refs field ignored), with one more reference:
     // an existing one when there is one, else a new copy. kNone when no record is free.
@@ -52,10 +59,15 @@ public:
         return size_t{capacity_} * sizeof(FlowMeta) + (size_t{slot_mask_} + 1) * sizeof(uint64_t);
     }
 
+    // The index's hash of a value (tests).
+    uint32_t hash(const FlowMeta& v) const noexcept {
+        return static_cast<uint32_t>(siphash_bytes<kFlowMetaValueBytes>(&v, secret_));
+    }
+
 private:
-    static uint32_t hash(const FlowMeta& v) noexcept;
     uint32_t find_slot(const FlowMeta& v, uint32_t h) const noexcept;  // the slot or an empty one
 
+    HashKey secret_{};
     FlowMeta* records_ = nullptr;
     uint64_t* slots_ = nullptr;  // 0 = empty; else hash << 32 | (id + 1)
     uint32_t slot_mask_ = 0;

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <vector>
 
 #include "dataplane/frag_table.hpp"
+#include "dataplane/hash.hpp"
 
 namespace l7gate::test {
 namespace {
@@ -23,6 +25,62 @@ FragKey fkey(uint32_t id, uint8_t last_octet = 1) {
     k.proto = 17;
     k.ip_version = 4;
     return k;
+}
+
+// Datagrams a sender picks so that they share one bucket of a 64-entry table (16 buckets)
+// under `bucket`: the sender's keys are (src, dst, id), the id its free choice.
+template <class F>
+std::vector<FragKey> colliding_keys(unsigned n, F bucket) {
+    std::vector<FragKey> out;
+    const uint32_t target = bucket(fkey(0));
+    for (uint32_t id = 0; out.size() < n; ++id) {
+        if (bucket(fkey(id)) == target) {
+            out.push_back(fkey(id));
+        }
+    }
+    return out;
+}
+
+// The table's previous bucket function, a CRC32C of the key with a fixed seed: anyone could
+// compute datagram ids that fill a victim's bucket (kept here as the attack's fixture).
+uint32_t old_fixed_bucket(const FragKey& k) { return dp::crc32c_key<sizeof(FragKey)>(&k, 0) & 15u; }
+
+TEST(FragTable, DatagramsCollidingUnderTheOldFixedHashSpread) {
+    const std::vector<FragKey> keys = colliding_keys(FragTable::kWays + 1, old_fixed_bucket);
+    for (const dp::HashKey secret : {dp::HashKey{1, 2}, dp::HashKey{0x5eed, 0xfeed}}) {
+        FragTable t;
+        ASSERT_TRUE(t.init(64, 5, 0, secret));
+        for (size_t i = 0; i < keys.size(); ++i) {
+            EXPECT_TRUE(t.insert(keys[i], static_cast<uint32_t>(i), 0, kSec)) << i;
+        }
+    }
+}
+
+TEST(FragTable, SecretsAreDrawnPerTable) {
+    FragTable a;
+    FragTable b;
+    ASSERT_TRUE(a.init(1 << 14, 5, 0));
+    ASSERT_TRUE(b.init(1 << 14, 5, 0));
+    unsigned same = 0;
+    for (uint32_t id = 0; id < 64; ++id) {
+        same += a.bucket_of(fkey(id)) == b.bucket_of(fkey(id)) ? 1 : 0;
+    }
+    EXPECT_LT(same, 8u);  // 4,096 buckets: two random secrets agree on about 0.02 of 64 keys
+}
+
+// With the secret known (only the test knows it), a full bucket still refuses the fifth
+// datagram: counted by the worker as frag_table_full, its later fragments as frag_no_first.
+TEST(FragTable, AFullBucketRefusesTheNextDatagram) {
+    const dp::HashKey secret{7, 9};
+    FragTable t;
+    ASSERT_TRUE(t.init(64, 5, 0, secret));
+    const std::vector<FragKey> keys =
+        colliding_keys(FragTable::kWays + 1, [&](const FragKey& k) { return t.bucket_of(k); });
+    for (unsigned i = 0; i < FragTable::kWays; ++i) {
+        ASSERT_TRUE(t.insert(keys[i], i, 0, kSec));
+    }
+    EXPECT_FALSE(t.insert(keys[FragTable::kWays], 99, 0, kSec));
+    EXPECT_TRUE(t.insert(keys[FragTable::kWays], 99, 0, 7 * kSec));  // the others expired
 }
 
 TEST(FragTable, LaterFragmentFindsTheFirstFragmentsFlow) {

@@ -5,7 +5,9 @@
 #include <map>
 #include <random>
 #include <string>
+#include <vector>
 
+#include "dataplane/hash.hpp"
 #include "dataplane/meta_table.hpp"
 
 namespace l7gate::test {
@@ -18,6 +20,42 @@ dp::FlowMeta value(const std::string& host, uint8_t ja3 = 0, uint16_t version = 
     m.ja3c[0] = ja3;
     m.tls_version = version;
     return m;
+}
+
+// Hostnames a sender picks so that they share one index slot of a 128-record table (256
+// slots) under the table's previous hash, a CRC32C with a fixed seed: each intern() of such a
+// name would walk a probe chain as long as the names before it. With the keyed hash they
+// scatter like any names.
+TEST(MetaTable, NamesCollidingUnderTheOldFixedHashScatter) {
+    auto old_slot = [](const dp::FlowMeta& v) {
+        return dp::crc32c_key<dp::kFlowMetaValueBytes>(&v, 0x6d657461u) & 255u;
+    };
+    std::vector<dp::FlowMeta> names;
+    const uint32_t target = old_slot(value("h0.example.com"));
+    for (unsigned i = 0; names.size() < 64; ++i) {
+        char name[32];
+        std::snprintf(name, sizeof(name), "h%u.example.com", i);
+        const dp::FlowMeta v = value(name);
+        if (old_slot(v) == target) {
+            names.push_back(v);
+        }
+    }
+    dp::MetaTable t;
+    ASSERT_TRUE(t.init(128, -1, dp::HashKey{3, 4}));
+    std::map<uint32_t, unsigned> per_slot;
+    for (const dp::FlowMeta& v : names) {
+        per_slot[t.hash(v) & 255u] += 1;
+    }
+    unsigned worst = 0;
+    for (const auto& [slot, n] : per_slot) {
+        worst = n > worst ? n : worst;
+    }
+    EXPECT_GT(per_slot.size(), 40u);  // 64 random slots of 256: about 56 distinct
+    EXPECT_LE(worst, 4u);
+    for (const dp::FlowMeta& v : names) {
+        ASSERT_NE(t.intern(v), dp::MetaTable::kNone);
+    }
+    EXPECT_EQ(t.in_use(), 64u);
 }
 
 TEST(MetaTable, FlowsWithTheSameMetadataShareOneRecord) {
