@@ -1,6 +1,5 @@
 #include "dataplane/flow_table.hpp"
 
-#include <cerrno>
 #include <cstring>
 
 #include <rte_prefetch.h>
