@@ -644,6 +644,18 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             // classification ends (under its final protocol), never as Unknown before that.
             classifier_.count_packet(*e, m->pkt_len);
         }
+        if (pm.is_fragment && pm.first_fragment) {
+            // Recorded whatever the verdict: the later fragments of a dropped flow's datagram
+            // find their flow and take its verdict (and are counted under it), instead of
+            // counting as frag_no_first and following --malformed.
+            FragKey fk;
+            FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
+            if (frags_.insert(fk, flows_.index_of(*e), slot, t)) {
+                counters_.frag_tracked.inc();
+            } else {
+                counters_.frag_table_full.inc();
+            }
+        }
         if (policy_ != nullptr) {
             // Decide when something the verdict depends on changed: a new flow (generation 0
             // never matches the epoch, which skips 0), the protocol or risks, or a snapshot.
@@ -669,15 +681,6 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     drop(m, DropReason::Policy);
                     continue;
                 }
-            }
-        }
-        if (pm.is_fragment && pm.first_fragment) {
-            FragKey fk;
-            FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
-            if (frags_.insert(fk, flows_.index_of(*e), slot, t)) {
-                counters_.frag_tracked.inc();
-            } else {
-                counters_.frag_table_full.inc();
             }
         }
         if (cached::shaped(e->action) && policy_ != nullptr && !shape(m, *e, pi, t)) {
