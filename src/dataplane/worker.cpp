@@ -389,21 +389,44 @@ void Worker::emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept {
     }
 }
 
+bool Worker::saw_policy(uint16_t g) const noexcept {
+    // Epoch changes between the flow's verdict (g, not 0) and now, on the cycle 1..65535 that
+    // the epoch runs through.
+    const uint32_t age = (static_cast<uint32_t>(epoch_) + 65535u - g) % 65535u;
+    return age <= epochs_since_policy_;
+}
+
 void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept {
-    const bool snapshots_only = !changed && e.generation != 0;  // a reload or a new blocked set
+    // Why here: a new flow (g == 0; or one whose nDPI state was reclaimed), new facts (changed:
+    // protocol, risks), a new policy snapshot, or only a new blocked set.
+    const uint16_t g = e.generation;
+    const bool policy_seen = g != 0 && saw_policy(g);
     e.generation = epoch_;
-    if (cached::drops(e.action)) {
-        return;  // a dropped (or rejected) flow stays so, across reloads too
-    }
     if (blocked_ != nullptr &&
         (blocked_->contains(e.key.ip_version, e.key.addr[0]) || blocked_->contains(e.key.ip_version, e.key.addr[1]))) {
-        e.action = cached::kDrop;
-        e.reason = blocked_->reason;
-        counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
+        if (!e.blocked_verdict() || e.action != cached::kDrop || e.reason != blocked_->reason) {
+            e.action = cached::kDrop;
+            e.reason = blocked_->reason;
+            e.set_blocked_verdict(true);
+            counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
+        }
         return;
     }
-    if (snapshots_only && e.meta_lost()) {
-        return;  // its hostname is gone: the verdict that saw it stands
+    if (e.blocked_verdict()) {
+        // Released: no host of the flow is blocked any more. The policy decides again, now:
+        // a long-lived flow does not wait for an idle timeout that its packets keep pushing
+        // back. A flow without its metadata record stays dropped: the policy's verdict saw a
+        // hostname that the flow no longer has, and was replaced by the block.
+        e.set_blocked_verdict(false);
+        if (e.meta_lost()) {
+            return;
+        }
+    } else if (policy_seen && !changed) {
+        return;  // only the blocked set moved, and it holds neither host: a cheap check
+    } else if (cached::drops(e.action) && (g == 0 || policy_seen)) {
+        return;  // under the policy that dropped (or rejected) it, a flow stays so
+    } else if (!changed && g != 0 && e.meta_lost()) {
+        return;  // a new policy, and its hostname is gone: the verdict that saw it stands
     }
     const uint8_t c = e.client_slot();
     char lower[80];
@@ -783,13 +806,20 @@ void Worker::load_snapshots() noexcept {
     }
     const uint64_t pg = policy_ != nullptr ? policy_->generation : 0;
     const uint64_t bg = blocked_ != nullptr ? blocked_->generation : 0;
-    if (policy_ != epoch_policy_ || blocked_ != epoch_blocked_ || pg != epoch_policy_gen_ || bg != epoch_blocked_gen_) {
+    const bool policy_moved = policy_ != epoch_policy_ || pg != epoch_policy_gen_;
+    if (policy_moved || blocked_ != epoch_blocked_ || bg != epoch_blocked_gen_) {
         epoch_policy_ = policy_;
         epoch_blocked_ = blocked_;
         epoch_policy_gen_ = pg;
         epoch_blocked_gen_ = bg;
-        // Every flow is decided again on its next packet. 0 is skipped: new flows start there.
+        // Every flow is decided again on its next packet (after a new blocked set alone, only
+        // the blocked set is checked: decide()). 0 is skipped: new flows start there.
         epoch_ = static_cast<uint16_t>(epoch_ == UINT16_MAX ? 1 : epoch_ + 1);
+        if (policy_moved) {
+            epochs_since_policy_ = 0;
+        } else if (epochs_since_policy_ < UINT16_MAX) {
+            ++epochs_since_policy_;
+        }
     }
 }
 
