@@ -425,8 +425,15 @@ void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, 
         return;  // only the blocked set moved, and it holds neither host: a cheap check
     } else if (cached::drops(e.action) && (g == 0 || policy_seen)) {
         return;  // under the policy that dropped (or rejected) it, a flow stays so
-    } else if (!changed && g != 0 && e.meta_lost()) {
-        return;  // a new policy, and its hostname is gone: the verdict that saw it stands
+    } else if (!changed && g != 0 && e.meta_lost() &&
+               (!cached::shaped(e.action) ||
+                (cached::shaper(e.action) < pol.shapers.size() && pol.shapers[cached::shaper(e.action)].defined))) {
+        // A new policy, and its hostname is gone: the verdict that saw it stands. A shaped one
+        // names its shaper by slot, the same name's in every snapshot (ShaperSlots). When the
+        // new policy no longer defines that shaper, the kept verdict means nothing any more:
+        // the new policy decides, without the hostname, rather than the packets leaving
+        // unshaped.
+        return;
     }
     const uint8_t c = e.client_slot();
     char lower[80];

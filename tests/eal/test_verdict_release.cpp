@@ -277,3 +277,100 @@ TEST_F(BlockedChurn, RepublishedEveryBurst) {
 
 } // namespace
 } // namespace l7gate::test
+
+namespace l7gate::test {
+namespace {
+
+// A flow that kept no metadata record keeps its verdict across reloads (it saw a hostname the
+// flow no longer has). A shaped verdict names a shaper slot: it must still mean that shaper
+// in the new snapshot (point 10: "a meta_lost flow keeps the old snapshot's decision but
+// indexes the new snapshot's shaper table"), and when the new policy has no such shaper the
+// new policy decides (it used to leave the flow unshaped).
+const char* const kHostsSlow = R"(version: 1
+shapers:
+  slow: {rate: 9gbit, burst: 1mb}
+  fast: {rate: 10gbit, burst: 1mb}
+default_policy: p
+policies:
+  p:
+    default: pass
+    hostnames: {"*.example.com": police:slow, "*.example.org": police:slow, "*.example.net": police:slow}
+)";
+const char* const kHostsSlowReordered = R"(version: 1
+shapers:
+  extra: {rate: 8gbit, burst: 1mb}
+  fast: {rate: 10gbit, burst: 1mb}
+  slow: {rate: 9gbit, burst: 1mb}
+default_policy: p
+policies:
+  p:
+    default: police:extra
+    hostnames: {"*.example.com": police:fast, "*.example.org": police:fast, "*.example.net": police:fast}
+)";
+const char* const kFastOnly = R"(version: 1
+shapers:
+  fast: {rate: 10gbit, burst: 1mb}
+default_policy: p
+policies:
+  p:
+    default: police:fast
+)";
+
+class MetaLostShaper : public PolicyWorker {
+protected:
+    void configure(dp::WorkerConfig& cfg) override {
+        cfg.classifier.meta_records = 1;  // every flow with metadata but the first loses it
+    }
+};
+
+TEST_F(MetaLostShaper, AKeptShapedVerdictMeansItsShaperOrTheNewPolicyDecides) {
+    const auto frames = l7_frames();
+    ASSERT_GT(frames.size(), 20u) << "L7GATE_L7_PCAP must name the generated l7.pcap";
+    std::unique_ptr<dp::PolicySnapshot> a = compile(kHostsSlow);
+    std::unique_ptr<dp::PolicySnapshot> b = compile(kHostsSlowReordered);
+    std::unique_ptr<dp::PolicySnapshot> c = compile(kFastOnly);
+    ASSERT_TRUE(a && b && c);
+    const auto slot = [](const dp::PolicySnapshot& p, const char* name) {
+        for (size_t i = 0; i < p.shapers.size(); ++i) {
+            if (p.shapers[i].name == name) {
+                return static_cast<uint8_t>(i);
+            }
+        }
+        return static_cast<uint8_t>(255);
+    };
+    publish(a.get(), 1, false, 0);
+    uint64_t now = kT0;
+    replay_known_flows(*w_, pool_, frames, 1, now, nullptr, nullptr);
+    const dp::FlowEntry* victim = nullptr;
+    const dp::FlowTable& t = w_->flow_table();
+    for (uint32_t i = 0; i < t.capacity() && victim == nullptr; ++i) {
+        const dp::FlowEntry& e = const_cast<dp::FlowTable&>(t).at(i);
+        if (e.live() && e.meta_lost() && dp::cached::shaped(e.action)) {
+            victim = &e;
+        }
+    }
+    ASSERT_NE(victim, nullptr) << "no flow without its record was shaped by a hostname rule";
+    const uint16_t reason = victim->reason;
+    EXPECT_EQ(dp::cached::shaper(victim->action), slot(*a, "slow"));
+
+    // Reordered shapers and a new one first; the hostname rules now say fast. The kept
+    // verdict still means slow.
+    publish(b.get(), 2, false, 0);
+    replay_known_flows(*w_, pool_, frames, 1, now, nullptr, nullptr);
+    ASSERT_TRUE(victim->live());
+    EXPECT_EQ(victim->reason, reason);
+    ASSERT_TRUE(dp::cached::shaped(victim->action));
+    EXPECT_EQ(b->shapers[dp::cached::shaper(victim->action)].name, "slow");
+
+    // slow is gone: the new policy decides the flow (police:fast), not "unshaped".
+    publish(c.get(), 3, false, 0);
+    const uint64_t fast_before = w_->counters().shaper[slot(*c, "fast")].sent.get();
+    replay_known_flows(*w_, pool_, frames, 1, now, nullptr, nullptr);
+    ASSERT_TRUE(victim->live());
+    ASSERT_TRUE(dp::cached::shaped(victim->action)) << "the flow kept a verdict whose shaper is gone";
+    EXPECT_EQ(dp::cached::shaper(victim->action), slot(*c, "fast"));
+    EXPECT_GT(w_->counters().shaper[slot(*c, "fast")].sent.get(), fast_before);
+}
+
+} // namespace
+} // namespace l7gate::test
