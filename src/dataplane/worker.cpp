@@ -53,6 +53,9 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
             return "cannot allocate the shaper buckets";
         }
         own_buckets_ = buckets = new (mem) ShaperBuckets();
+        if (!buckets->seeded()) {
+            return "cannot draw the shaper's per-host key secret (getrandom)";
+        }
     }
     if (const char* err = shaper_.init(buckets, cfg.socket); err != nullptr) {
         return err;
@@ -182,7 +185,7 @@ bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns
     uint64_t host_key = 0;
     if (sp.per_host) {
         const unsigned local = cached::local_is_server(e.action) ? e.client_slot() ^ 1u : e.client_slot();
-        host_key = shaper_host_key(si, port, e.key.addr[local]);
+        host_key = shaper_.host_key(si, port, e.key.addr[local]);
     }
     ShaperCounters& sc = counters_.shaper[si];
     DropReason why = DropReason::ShaperOverflow;
