@@ -359,6 +359,9 @@ int main(int argc, char** argv) {
         fail("cannot allocate the shaper buckets");
     }
     auto* shaper_buckets = new (bucket_mem) dp::ShaperBuckets();
+    if (!shaper_buckets->seeded()) {
+        fail("cannot draw the shaper's per-host key secret (getrandom)");
+    }
     std::vector<dp::Worker*> workers;
     for (unsigned q = 0; q < opt.rxq; ++q) {
         const int sock = static_cast<int>(rte_lcore_to_socket_id(lcores[q]));

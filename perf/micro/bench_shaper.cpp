@@ -85,7 +85,7 @@ void BM_ShaperAdmitInProfile(benchmark::State& state) {
     rte_pktmbuf_append(m, 512);
     const bool per_host = state.range(0) != 0;
     uint8_t addr[16] = {198, 18, 1, 10};
-    const uint64_t key = per_host ? dp::shaper_host_key(2, 1, addr) : 0;
+    const uint64_t key = per_host ? dp::shaper_host_key(dp::HashKey{0x1234, 0x5678}, 2, 1, addr) : 0;
     uint64_t now = 1000000000;
     dp::DropReason why = dp::DropReason::None;
     for (auto _ : state) {

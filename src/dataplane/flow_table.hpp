@@ -105,7 +105,8 @@ struct alignas(64) FlowEntry {
     uint16_t app_proto;
     uint32_t ext;           // nDPI state slot while classifying, then FlowMeta slot (or none)
     uint8_t state;          // bits 0-4: tcp_state bits; bits 5-7: TimeoutClass
-    uint8_t flags;          // bit 0: live; bit 1: client slot; bits 2-3: DpiState; bit 4: meta lost
+    uint8_t flags;          // bit 0: live; bit 1: client slot; bits 2-3: DpiState; bit 4: meta lost;
+                            // bit 5: the verdict is the blocked set's
     uint8_t category;       // nDPI category id
     uint8_t action;         // Action of the cached verdict (+ shaper index for Shape)
     uint16_t reason;        // verdict reason id (stable across policy reloads)
@@ -127,6 +128,12 @@ struct alignas(64) FlowEntry {
     // the verdict decided at classification (which saw them) is kept across policy reloads.
     bool meta_lost() const noexcept { return (flags & 0x10u) != 0; }
     void set_meta_lost() noexcept { flags = static_cast<uint8_t>(flags | 0x10u); }
+    // The cached verdict is the blocked set's drop (a host of the flow was in it), not the
+    // policy's: when the host leaves the set, the policy decides again.
+    bool blocked_verdict() const noexcept { return (flags & 0x20u) != 0; }
+    void set_blocked_verdict(bool on) noexcept {
+        flags = static_cast<uint8_t>(on ? flags | 0x20u : flags & ~0x20u);
+    }
 };
 static_assert(sizeof(FlowEntry) == 128, "a classified flow must fit in two cache lines");
 

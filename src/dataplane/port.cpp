@@ -9,10 +9,17 @@
 namespace l7gate::dp {
 
 namespace {
-constexpr uint64_t kWantedRss = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
+// The addresses only (issue 18, point 10): a NIC hashes a fragment on its addresses (its later
+// pieces have no ports), so with the ports in the hash of unfragmented TCP/UDP packets the
+// fragments of a flow reached another worker than its other packets: another flow entry,
+// another verdict. On the addresses alone every packet of a host pair, fragments included,
+// reaches one worker; a single host pair is never spread over workers.
+constexpr uint64_t kWantedRss = RTE_ETH_RSS_IP;
 
 std::string fmt_port(uint16_t port) { return "port " + std::to_string(port) + " (" + port_driver(port) + ")"; }
 } // namespace
+
+uint64_t rss_hash_functions() noexcept { return kWantedRss; }
 
 void make_symmetric_rss_key(uint8_t* key, unsigned len) noexcept {
     for (unsigned i = 0; i < len; ++i) {

@@ -14,6 +14,9 @@ namespace l7gate::dp {
 inline constexpr uint8_t kSymmetricRssKeyByte0 = 0x6d;
 inline constexpr uint8_t kSymmetricRssKeyByte1 = 0x5a;
 void make_symmetric_rss_key(uint8_t* key, unsigned len) noexcept;
+// The RSS hash types l7gate asks of a port (rss_hf, masked by what it offers): the IP
+// addresses only, so that a flow's fragments reach the worker of its other packets.
+uint64_t rss_hash_functions() noexcept;
 
 struct PortSetup {
     uint16_t queues = 1;        // RX and TX queues (one per worker)

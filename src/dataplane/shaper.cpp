@@ -1,9 +1,11 @@
 #include "dataplane/shaper.hpp"
 
+#include <cstring>
 #include <new>
 
 #include <rte_mbuf_dyn.h>
 
+#include "dataplane/hash.hpp"  // random_hash_key
 #include "dataplane/hash.hpp"
 #include "dataplane/memory.hpp"
 
@@ -72,11 +74,18 @@ SharedBucket* ShaperBuckets::host(uint64_t key, uint64_t now_ns) noexcept {
     return cand_key == key ? cand : nullptr;
 }
 
-uint64_t shaper_host_key(unsigned shaper, unsigned port, const uint8_t (&addr)[16]) noexcept {
-    const uint32_t seed = shaper << 8 | port;
-    const uint64_t hi = crc32c_key<16>(addr, seed);
-    const uint64_t lo = crc32c_key<16>(addr, ~seed);
-    return (hi << 32 | lo) | 1u;
+ShaperBuckets::ShaperBuckets() noexcept : seeded_(random_hash_key(secret_)) {}
+
+uint64_t shaper_host_key(const HashKey& secret, unsigned shaper, unsigned port, const uint8_t (&addr)[16]) noexcept {
+    uint64_t a0;
+    uint64_t a1;
+    std::memcpy(&a0, addr, 8);
+    std::memcpy(&a1, addr + 8, 8);
+    SipHash13 h(secret);
+    h.block(a0);
+    h.block(a1);
+    // The last block: shaper and port, and the message length (20 bytes) in the top byte.
+    return h.finish(uint64_t{20} << 56 | uint64_t{shaper & 0xff} << 8 | (port & 0xff)) | 1u;
 }
 
 Shaper::~Shaper() {

@@ -29,6 +29,7 @@
 
 #include "dataplane/counters.hpp"
 #include "dataplane/drop_reason.hpp"
+#include "dataplane/hash.hpp"
 #include "dataplane/policy_snapshot.hpp"
 
 namespace l7gate::dp {
@@ -47,6 +48,11 @@ bool bucket_take(SharedBucket& b, uint64_t now_ns, uint64_t chunk_ns, uint64_t t
 // Every bucket of the process; allocated once by the control thread, shared by the workers.
 class ShaperBuckets {
 public:
+    // Draws the per-host key's secret from getrandom(2); seeded() is false when none came.
+    ShaperBuckets() noexcept;
+    bool seeded() const noexcept { return seeded_; }
+    const HashKey& secret() const noexcept { return secret_; }
+
     static constexpr unsigned kHostBuckets = 1u << 14;
     static constexpr unsigned kProbe = 8;
     static constexpr uint64_t kIdleNs = 10'000'000'000ull;  // a host bucket full this long is reusable
@@ -57,12 +63,17 @@ public:
     SharedBucket* host(uint64_t key, uint64_t now_ns) noexcept;
 
 private:
+    HashKey secret_{};  // written once before the workers start, then read-only
+    bool seeded_ = false;
     SharedBucket flat_[kMaxShapers * kMaxPorts];
     SharedBucket host_[kHostBuckets];
 };
 
-// Key of a per-host bucket and queue (never 0).
-uint64_t shaper_host_key(unsigned shaper, unsigned port, const uint8_t (&addr)[16]) noexcept;
+// Key of a per-host bucket and queue (never 0): SipHash-1-3 of (address, shaper, port) under
+// the buckets' secret (one for the process, so every worker finds a host's bucket). A keyed
+// PRF: nobody without the secret computes an address whose key is another host's (a CRC,
+// affine in its seed, gave 32 bits of entropy and computable collisions).
+uint64_t shaper_host_key(const HashKey& secret, unsigned shaper, unsigned port, const uint8_t (&addr)[16]) noexcept;
 
 struct ShapeQueue {
     rte_mbuf* head = nullptr;
@@ -110,6 +121,10 @@ public:
     // Hands every queued packet to drop(mbuf) (l7gate stopping).
     template <class Drop>
     void flush(Drop&& drop) noexcept;
+
+    uint64_t host_key(unsigned shaper, unsigned port, const uint8_t (&addr)[16]) const noexcept {
+        return shaper_host_key(shared_->secret(), shaper, port, addr);
+    }
 
     bool idle() const noexcept { return nactive_ == 0; }
     uint32_t backlog() const noexcept { return backlog_; }

@@ -53,6 +53,9 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
             return "cannot allocate the shaper buckets";
         }
         own_buckets_ = buckets = new (mem) ShaperBuckets();
+        if (!buckets->seeded()) {
+            return "cannot draw the shaper's per-host key secret (getrandom)";
+        }
     }
     if (const char* err = shaper_.init(buckets, cfg.socket); err != nullptr) {
         return err;
@@ -182,7 +185,7 @@ bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns
     uint64_t host_key = 0;
     if (sp.per_host) {
         const unsigned local = cached::local_is_server(e.action) ? e.client_slot() ^ 1u : e.client_slot();
-        host_key = shaper_host_key(si, port, e.key.addr[local]);
+        host_key = shaper_.host_key(si, port, e.key.addr[local]);
     }
     ShaperCounters& sc = counters_.shaper[si];
     DropReason why = DropReason::ShaperOverflow;
@@ -389,21 +392,51 @@ void Worker::emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept {
     }
 }
 
+bool Worker::saw_policy(uint16_t g) const noexcept {
+    // Epoch changes between the flow's verdict (g, not 0) and now, on the cycle 1..65535 that
+    // the epoch runs through.
+    const uint32_t age = (static_cast<uint32_t>(epoch_) + 65535u - g) % 65535u;
+    return age <= epochs_since_policy_;
+}
+
 void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept {
-    const bool snapshots_only = !changed && e.generation != 0;  // a reload or a new blocked set
+    // Why here: a new flow (g == 0; or one whose nDPI state was reclaimed), new facts (changed:
+    // protocol, risks), a new policy snapshot, or only a new blocked set.
+    const uint16_t g = e.generation;
+    const bool policy_seen = g != 0 && saw_policy(g);
     e.generation = epoch_;
-    if (cached::drops(e.action)) {
-        return;  // a dropped (or rejected) flow stays so, across reloads too
-    }
     if (blocked_ != nullptr &&
         (blocked_->contains(e.key.ip_version, e.key.addr[0]) || blocked_->contains(e.key.ip_version, e.key.addr[1]))) {
-        e.action = cached::kDrop;
-        e.reason = blocked_->reason;
-        counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
+        if (!e.blocked_verdict() || e.action != cached::kDrop || e.reason != blocked_->reason) {
+            e.action = cached::kDrop;
+            e.reason = blocked_->reason;
+            e.set_blocked_verdict(true);
+            counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
+        }
         return;
     }
-    if (snapshots_only && e.meta_lost()) {
-        return;  // its hostname is gone: the verdict that saw it stands
+    if (e.blocked_verdict()) {
+        // Released: no host of the flow is blocked any more. The policy decides again, now:
+        // a long-lived flow does not wait for an idle timeout that its packets keep pushing
+        // back. A flow without its metadata record stays dropped: the policy's verdict saw a
+        // hostname that the flow no longer has, and was replaced by the block.
+        e.set_blocked_verdict(false);
+        if (e.meta_lost()) {
+            return;
+        }
+    } else if (policy_seen && !changed) {
+        return;  // only the blocked set moved, and it holds neither host: a cheap check
+    } else if (cached::drops(e.action) && (g == 0 || policy_seen)) {
+        return;  // under the policy that dropped (or rejected) it, a flow stays so
+    } else if (!changed && g != 0 && e.meta_lost() &&
+               (!cached::shaped(e.action) ||
+                (cached::shaper(e.action) < pol.shapers.size() && pol.shapers[cached::shaper(e.action)].defined))) {
+        // A new policy, and its hostname is gone: the verdict that saw it stands. A shaped one
+        // names its shaper by slot, the same name's in every snapshot (ShaperSlots). When the
+        // new policy no longer defines that shaper, the kept verdict means nothing any more:
+        // the new policy decides, without the hostname, rather than the packets leaving
+        // unshaped.
+        return;
     }
     const uint8_t c = e.client_slot();
     char lower[80];
@@ -644,6 +677,18 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             // classification ends (under its final protocol), never as Unknown before that.
             classifier_.count_packet(*e, m->pkt_len);
         }
+        if (pm.is_fragment && pm.first_fragment) {
+            // Recorded whatever the verdict: the later fragments of a dropped flow's datagram
+            // find their flow and take its verdict (and are counted under it), instead of
+            // counting as frag_no_first and following --malformed.
+            FragKey fk;
+            FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
+            if (frags_.insert(fk, flows_.index_of(*e), slot, t)) {
+                counters_.frag_tracked.inc();
+            } else {
+                counters_.frag_table_full.inc();
+            }
+        }
         if (policy_ != nullptr) {
             // Decide when something the verdict depends on changed: a new flow (generation 0
             // never matches the epoch, which skips 0), the protocol or risks, or a snapshot.
@@ -669,15 +714,6 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     drop(m, DropReason::Policy);
                     continue;
                 }
-            }
-        }
-        if (pm.is_fragment && pm.first_fragment) {
-            FragKey fk;
-            FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
-            if (frags_.insert(fk, flows_.index_of(*e), slot, t)) {
-                counters_.frag_tracked.inc();
-            } else {
-                counters_.frag_table_full.inc();
             }
         }
         if (cached::shaped(e->action) && policy_ != nullptr && !shape(m, *e, pi, t)) {
@@ -780,13 +816,20 @@ void Worker::load_snapshots() noexcept {
     }
     const uint64_t pg = policy_ != nullptr ? policy_->generation : 0;
     const uint64_t bg = blocked_ != nullptr ? blocked_->generation : 0;
-    if (policy_ != epoch_policy_ || blocked_ != epoch_blocked_ || pg != epoch_policy_gen_ || bg != epoch_blocked_gen_) {
+    const bool policy_moved = policy_ != epoch_policy_ || pg != epoch_policy_gen_;
+    if (policy_moved || blocked_ != epoch_blocked_ || bg != epoch_blocked_gen_) {
         epoch_policy_ = policy_;
         epoch_blocked_ = blocked_;
         epoch_policy_gen_ = pg;
         epoch_blocked_gen_ = bg;
-        // Every flow is decided again on its next packet. 0 is skipped: new flows start there.
+        // Every flow is decided again on its next packet (after a new blocked set alone, only
+        // the blocked set is checked: decide()). 0 is skipped: new flows start there.
         epoch_ = static_cast<uint16_t>(epoch_ == UINT16_MAX ? 1 : epoch_ + 1);
+        if (policy_moved) {
+            epochs_since_policy_ = 0;
+        } else if (epochs_since_policy_ < UINT16_MAX) {
+            ++epochs_since_policy_;
+        }
     }
 }
 

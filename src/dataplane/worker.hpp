@@ -205,6 +205,11 @@ private:
     // generations can leave a new flow undecided. (A flow idle across exactly a multiple of
     // 65,535 epoch changes would keep its verdict: FlowEntry has no room for a wider field.)
     uint16_t epoch_ = 1;
+    // Epoch changes since the policy snapshot last changed (saturating): a flow decided fewer
+    // epochs ago than this has seen the policy in force, and only the blocked set moved since,
+    // so only the blocked set is checked again (no policy evaluation).
+    uint32_t epochs_since_policy_ = 0;
+    bool saw_policy(uint16_t g) const noexcept;
     const PolicySnapshot* epoch_policy_ = nullptr;  // what the epoch was last bumped for
     const BlockedSet* epoch_blocked_ = nullptr;
     uint64_t epoch_policy_gen_ = 0;

@@ -54,6 +54,7 @@ protected:
         dp::WorkerConfig cfg = eal_worker_config(0, 1);
         cfg.policy = &policy_;
         cfg.blocked = &blocked_;
+        configure(cfg);
         w_ = new dp::Worker();
         ASSERT_EQ(w_->init(cfg), nullptr);
         w_->classifier_attach_for_test();
@@ -68,6 +69,9 @@ protected:
         dp::NdpiArena::attach(nullptr);
         delete w_;
     }
+
+    // A test's own worker options (before init).
+    virtual void configure(dp::WorkerConfig&) {}
 
     std::unique_ptr<dp::PolicySnapshot> compile(const char* text) {
         ctl::PolicyConfig cfg;

@@ -136,7 +136,7 @@ private:
         uint64_t key = 0;
         if (p_.per_host) {
             uint8_t addr[16] = {198, 18, 0, static_cast<uint8_t>(f)};
-            key = dp::shaper_host_key(0, 1, addr);
+            key = dp::shaper_host_key(dp::HashKey{0x1234, 0x5678}, 0, 1, addr);
         }
         dp::DropReason why = dp::DropReason::None;
         dp::Shaper& sh = *shapers_[f % shapers_.size()];

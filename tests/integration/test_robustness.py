@@ -326,20 +326,21 @@ class FragmentAttackTest(HostileBase):
         ov_pass_later = sum(len(d) - 1 for d in ov_pass)
         ov_drop_later = sum(len(d) - 1 for d in ov_drop)
         self.assertEqual(mal["tcp_truncated"], 10, "tiny first fragments: no flow, counted")
-        self.assertEqual(mal["frag_no_first"], tiny_later + ov_drop_later, mal)
-        self.assertEqual(fr["matched"], ov_pass_later, "overlapping fragments of a passed flow follow it")
-        self.assertEqual(drops["policy"], len(ov_drop), "the dropped flow's first fragments")
+        self.assertEqual(mal["frag_no_first"], tiny_later, mal)
+        self.assertEqual(fr["matched"], ov_pass_later + ov_drop_later, "overlapping fragments follow their flow")
+        self.assertEqual(drops["policy"], len(ov_drop) + ov_drop_later, "the dropped flow's fragments, all of them")
         self.assertEqual(mal["ipv6_ext_too_long"], chains[9] + chains[12] + chains[40])
-        # The fragment table: 5 passed first fragments, then the flood, compete for its entries.
+        # The fragment table: 10 first fragments (5 of a passed flow, 5 of a dropped one), then the
+        # flood, compete for its entries.
         self.assertGreater(fr["table_full"], 0)
         self.assertLessEqual(fr["tracked"], frags)
-        self.assertEqual(fr["tracked"] + fr["table_full"], len(ov_pass) + len(flood))
+        self.assertEqual(fr["tracked"] + fr["table_full"], len(ov_pass) + len(ov_drop) + len(flood))
         out = [f for _, f in read_pcap_records(r.outs[1][0])]
         self.assertEqual(sum(1 for f in out if f in set(x for d in ov_drop for x in d)), 0)
         self.assertEqual(sum(1 for f in out if f in set(x for d in ov_pass for x in d)), sum(len(d) for d in ov_pass))
         report("fragments: %d tiny first fragments -> tcp_truncated=%d and their %d later fragments -> "
                "frag_no_first; overlapping fragments: %d of a passed flow matched and forwarded, %d of a "
-               "dropped flow dropped (frag_no_first); %d-first-fragment flood on a %d-entry table: "
+               "dropped flow matched and dropped (policy); %d-first-fragment flood on a %d-entry table: "
                "tracked=%d table_full=%d; IPv6 chains of 9/12/40 headers: ipv6_ext_too_long=%d, 8 headers passed"
                % (len(tiny), mal["tcp_truncated"], tiny_later, ov_pass_later, ov_drop_later, len(flood), frags,
                   fr["tracked"], fr["table_full"], mal["ipv6_ext_too_long"]))

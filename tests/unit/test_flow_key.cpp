@@ -9,13 +9,17 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dataplane/flow_key.hpp"
+#include "dataplane/flow_table.hpp"
+#include "dataplane/shaper.hpp"
 #include "dataplane/packet_parser.hpp"
 #include "frame_builder.hpp"
 
@@ -530,6 +534,106 @@ TEST_P(FlowKeyHashKinds, DependsOnTheSecret) {
     EXPECT_NE(khash(k), khash(k, other_k1));
     const FlowKey k6 = key_v6(kV6A, 40000, kV6C, 443, ipproto::kTcp);
     EXPECT_NE(khash(k6), khash(k6, other));
+}
+
+} // namespace
+} // namespace l7gate::test
+
+// The shaper's per-host key (issue 18, point 10): `per: host` buckets and queues are found by
+// a 64-bit key of (local address, shaper, port). It was two CRC32C of the address under the
+// seeds s and ~s: CRC is affine over GF(2), crc(s, a ^ d) = crc(s, a) ^ B(d) with B linear and
+// the same for every seed, so both halves moved together (32 bits of entropy) and anyone
+// could solve B(d) = 0 for an address sharing a victim's key, hence its bucket and queue. An
+// IPv6 attacker with a /64 of its own picks the low 64 bits: 32 equations, 64 unknowns.
+namespace l7gate::test {
+namespace {
+
+uint64_t old_crc_host_key(unsigned shaper, unsigned port, const uint8_t (&addr)[16]) {
+    const uint32_t seed = shaper << 8 | port;
+    const uint64_t hi = dp::crc32c_key<16>(addr, seed);
+    const uint64_t lo = dp::crc32c_key<16>(addr, ~seed);
+    return (hi << 32 | lo) | 1u;
+}
+
+// The low 64 bits x of `attacker` (its /64 kept) such that the CRC part of the key, seed 0
+// (B, linear), of attacker equals the victim's: Gaussian elimination over GF(2).
+bool solve_collision(const uint8_t (&victim)[16], uint8_t (&attacker)[16]) {
+    auto b = [](const uint8_t (&a)[16]) { return dp::crc32c_key<16>(a, 0); };
+    uint8_t base[16];
+    std::memcpy(base, attacker, 16);
+    std::memset(base + 8, 0, 8);
+    const uint32_t target = b(victim) ^ b(base);  // B(x in the low bits) must equal this
+    // Rows: (image of the combination, the combination of low bits).
+    std::vector<std::pair<uint32_t, uint64_t>> basis;  // pivot: highest set bit of the image
+    uint32_t t = target;
+    uint64_t sol = 0;
+    for (unsigned bit = 0; bit < 64; ++bit) {
+        uint8_t e[16] = {};
+        e[8 + bit / 8] = static_cast<uint8_t>(1u << (bit % 8));
+        uint32_t v = b(e);
+        uint64_t c = uint64_t{1} << bit;
+        for (const auto& [bv, bc] : basis) {
+            if ((v ^ bv) < v) {
+                v ^= bv;
+                c ^= bc;
+            }
+        }
+        if (v != 0) {
+            basis.emplace_back(v, c);
+            std::sort(basis.begin(), basis.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+        }
+    }
+    for (const auto& [bv, bc] : basis) {
+        if ((t ^ bv) < t) {
+            t ^= bv;
+            sol ^= bc;
+        }
+    }
+    if (t != 0) {
+        return false;
+    }
+    std::memcpy(attacker + 8, &sol, 8);
+    return true;
+}
+
+TEST(ShaperHostKey, AddressesComputedToShareAVictimsCrcKeyGetTheirOwnKey) {
+    const uint8_t victim[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5};
+    dp::HashKey secret;
+    ASSERT_TRUE(dp::random_hash_key(secret));
+    unsigned solved = 0;
+    unsigned collided = 0;
+    for (uint8_t net = 1; net <= 16; ++net) {
+        uint8_t attacker[16] = {0x20, 0x01, 0x0d, 0xb8, 0xff, net, 0, 1};
+        ASSERT_TRUE(solve_collision(victim, attacker));
+        ASSERT_NE(std::memcmp(attacker, victim, 16), 0);
+        for (unsigned shaper = 0; shaper < 3; ++shaper) {
+            for (unsigned port = 0; port < 2; ++port) {
+                // The computed address shares the victim's key under the old construction...
+                solved += old_crc_host_key(shaper, port, attacker) == old_crc_host_key(shaper, port, victim) ? 1 : 0;
+                // ...and not under the keyed one.
+                collided += dp::shaper_host_key(secret, shaper, port, attacker) ==
+                                    dp::shaper_host_key(secret, shaper, port, victim)
+                                ? 1
+                                : 0;
+            }
+        }
+    }
+    std::printf("robustness: shaper per-host key: 16 IPv6 addresses computed to share a victim's key: "
+                "%u of 96 (shaper, port) keys shared under the CRC construction, %u under the keyed hash\n",
+                solved, collided);
+    EXPECT_EQ(solved, 96u) << "the attack on the CRC construction is meant to work";
+    EXPECT_EQ(collided, 0u) << "computed addresses share the victim's per-host bucket";
+}
+
+TEST(ShaperHostKey, KeyedNonZeroAndSeparatesShapersAndPorts) {
+    const uint8_t a[16] = {198, 18, 0, 1};
+    const dp::HashKey k1{1, 2};
+    const dp::HashKey k2{3, 4};
+    EXPECT_NE(dp::shaper_host_key(k1, 0, 0, a), 0u);
+    EXPECT_EQ(dp::shaper_host_key(k1, 2, 1, a), dp::shaper_host_key(k1, 2, 1, a));
+    EXPECT_NE(dp::shaper_host_key(k1, 2, 1, a), dp::shaper_host_key(k2, 2, 1, a)) << "the secret is ignored";
+    EXPECT_NE(dp::shaper_host_key(k1, 2, 1, a), dp::shaper_host_key(k1, 1, 2, a));
+    EXPECT_NE(dp::shaper_host_key(k1, 2, 1, a), dp::shaper_host_key(k1, 2, 0, a));
 }
 
 } // namespace
