@@ -410,6 +410,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Packets whose new flow found the flow table full; forwarded without a flow or dropped (--on-flow-table-full).", d(s.table_full));
     single(out, "l7gate_flow_bucket_full_total", C,
         "Packets whose new flow found both its hash buckets full while the table had free entries; forwarded without a flow or dropped (--on-flow-table-full).", d(s.bucket_full));
+    MetricFamily flowless = family("l7gate_flowless_packets_total", C,
+        "Packets whose new flow got no entry (table_full + bucket_full), by outcome: the verdict that needs no flow state (pass, drop, reject, shape, police), or --on-flow-table-full where L7 markers could still change it (undecided_pass, undecided_drop).");
+    for (size_t k = 0; k < static_cast<size_t>(dp::Flowless::Count); ++k) {
+        add(flowless, {{"outcome", dp::kFlowlessNames[k]}}, d(s.flowless[k]));
+    }
+    append(out, flowless, false);
 
     // -- application protocols, categories, risks ---------------------------------------------
     std::array<MetricFamily, 4> l7_families = families({

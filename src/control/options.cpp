@@ -42,8 +42,10 @@ constexpr OptSpec kOpts[] = {
      "(ICMP and other protocols, 30), frag (fragment entries, 5)"},
     {"on-flow-table-full", 0, true, "pass|drop",
      "what to do with a packet whose new flow finds the table full (or both its buckets "
-     "full); counted either way, as table_full or bucket_full "
-     "(default pass: the gateway stays open)"},
+     "full) when the verdicts that need no flow state (blocked hosts, pools, ips, "
+     "countries, continents, the default) leave it to L7 markers; counted either way, as "
+     "table_full or bucket_full and by outcome as flowless (default pass: the gateway "
+     "stays open)"},
     {"malformed", 0, true, "pass|drop",
      "what to do with malformed packets and fragments with no first fragment; counted by "
      "reason either way (default drop)"},

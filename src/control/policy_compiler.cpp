@@ -813,15 +813,25 @@ private:
             auto l7 = [&](unsigned level, MarkerKind k) {
                 cp.first_l7_pos = std::min(cp.first_l7_pos, dp::rule_pos(level, k));
             };
+            // Every L7-dependent marker that can still match (a name an earlier level also
+            // lists is shadowed), as (rule position, marker): for l7_floor.
+            std::vector<std::pair<uint32_t, uint32_t>> l7_markers;
+            std::set<std::string> l7_names;
             for (unsigned level = 0; level < chain.size(); ++level) {
                 const Own& o = own_[chain[level]];
                 const uint32_t lv = level << 24;
                 for (const auto& [pattern, m] : o.hosts) {
+                    if (l7_names.insert(pattern).second) {
+                        l7_markers.emplace_back(dp::rule_pos(level, MarkerKind::Hostnames), m);
+                    }
                     const bool wild = pattern.rfind("*.", 0) == 0;
                     const uint32_t spec = wild ? static_cast<uint32_t>(std::min<size_t>(pattern.size(), 0xfffe)) : 0xffff;
                     cp.hosts.add(pattern, (255 - level) << 16 | spec, lv | m);
                 }
                 for (const auto& [re, m] : o.regexes) {
+                    if (l7_names.insert("~" + re).second) {
+                        l7_markers.emplace_back(dp::rule_pos(level, MarkerKind::Hostnames), m);
+                    }
                     cp.regexes.push_back({regex_id(re), (255 - level) << 16, lv | m});
                 }
                 if (!o.hosts.empty() || !o.regexes.empty()) {
@@ -875,6 +885,32 @@ private:
             }
             if (!default_set) {
                 cp.default_marker.reason = ctx_.reasons->id(cp.name + "/default");
+            }
+            for (const uint32_t packed : cp.protocols) {
+                if (packed != dp::kNoPos) {
+                    l7_markers.emplace_back(dp::rule_pos(packed >> 24, MarkerKind::Protocols), packed & 0xffffffu);
+                }
+            }
+            for (const uint32_t packed : cp.categories) {
+                if (packed != dp::kNoPos) {
+                    l7_markers.emplace_back(dp::rule_pos(packed >> 24, MarkerKind::Categories), packed & 0xffffffu);
+                }
+            }
+            // l7_floor[i]: the least strict of the markers above at a position below i, the
+            // earliest on a tie.
+            std::sort(l7_markers.begin(), l7_markers.end());
+            cp.l7_floor.assign(static_cast<size_t>(cp.depth) * 8 + 1, dp::kNoPos);
+            uint32_t floor = dp::kNoPos;
+            size_t next = 0;
+            for (size_t i = 1; i < cp.l7_floor.size(); ++i) {
+                for (; next < l7_markers.size() && l7_markers[next].first < i; ++next) {
+                    const uint32_t m = l7_markers[next].second;
+                    if (floor == dp::kNoPos ||
+                        dp::strictness(snap_->markers[m].action) < dp::strictness(snap_->markers[floor].action)) {
+                        floor = m;
+                    }
+                }
+                cp.l7_floor[i] = floor;
             }
             if (!any_country) {
                 cp.countries.clear();

@@ -101,6 +101,9 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.flows_active += ws.flows_active;
         s.table_full += c.table_full.get();
         s.bucket_full += c.bucket_full.get();
+        for (size_t k = 0; k < static_cast<size_t>(dp::Flowless::Count); ++k) {
+            s.flowless[k] += c.flowless[k].get();
+        }
         s.frag_tracked += c.frag_tracked.get();
         s.frag_matched += c.frag_matched.get();
         s.frag_table_full += c.frag_table_full.get();
@@ -246,7 +249,11 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     }
     o << "},\"non_ip_packets\":" << s.non_ip << ",\"flows\":{\"created\":" << s.flows_created
       << ",\"expired\":" << s.flows_expired << ",\"active\":" << s.flows_active
-      << ",\"table_full\":" << s.table_full << ",\"bucket_full\":" << s.bucket_full << ",\"flushed\":" << s.flows_flushed << ",\"reused\":" << s.flows_reused << ",\"asymmetric\":" << s.flows_asymmetric << "},\"fragments\":{\"tracked\":" << s.frag_tracked
+      << ",\"table_full\":" << s.table_full << ",\"bucket_full\":" << s.bucket_full << ",\"flushed\":" << s.flows_flushed << ",\"reused\":" << s.flows_reused << ",\"asymmetric\":" << s.flows_asymmetric << ",\"flowless\":{";
+    for (size_t k = 0; k < static_cast<size_t>(dp::Flowless::Count); ++k) {
+        o << (k == 0 ? "" : ",") << '"' << dp::kFlowlessNames[k] << "\":" << s.flowless[k];
+    }
+    o << "}},\"fragments\":{\"tracked\":" << s.frag_tracked
       << ",\"matched\":" << s.frag_matched << ",\"table_full\":" << s.frag_table_full
       << "},\"workers\":[";
     for (size_t i = 0; i < s.workers.size(); ++i) {
@@ -354,6 +361,13 @@ void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t
     std::fprintf(out, "\nflows: created %" PRIu64 ", expired %" PRIu64 ", flushed at exit %" PRIu64
                       ", table full %" PRIu64 ", bucket full %" PRIu64 "; non-IP frames %" PRIu64 "\n",
                  s.flows_created, s.flows_expired, s.flows_flushed, s.table_full, s.bucket_full, s.non_ip);
+    if (s.table_full + s.bucket_full != 0) {
+        std::fprintf(out, "packets without a flow entry:");
+        for (size_t k = 0; k < static_cast<size_t>(dp::Flowless::Count); ++k) {
+            std::fprintf(out, "%s %s %" PRIu64, k == 0 ? "" : ",", dp::kFlowlessNames[k], s.flowless[k]);
+        }
+        std::fprintf(out, "\n");
+    }
     std::fprintf(out, "classification: %" PRIu64 " flows classified (%" PRIu64 " by give-up), "
                       "%" PRIu64 " without nDPI state; nDPI saw %" PRIu64 " packets at %.0f cycles each\n",
                  s.classified, s.giveups, s.dpi_pool_full, s.ndpi_packets, per(s.ndpi_cycles, s.ndpi_packets));

@@ -49,6 +49,7 @@ struct StatsSnapshot {
     uint64_t malformed[dp::kDropReasonCount] = {};
     uint64_t non_ip = 0;
     uint64_t flows_created = 0, flows_expired = 0, flows_active = 0, table_full = 0, bucket_full = 0;
+    uint64_t flowless[static_cast<size_t>(dp::Flowless::Count)] = {};  // table_full + bucket_full packets by outcome
     uint64_t frag_tracked = 0, frag_matched = 0, frag_table_full = 0;
     uint64_t rx_packets = 0, tx_packets = 0, dropped = 0;
     uint64_t rx_bytes = 0, tx_bytes = 0;

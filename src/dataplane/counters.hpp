@@ -51,6 +51,16 @@ enum class Stage : uint8_t { Rx, Parse, Lookup, Classify, Policy, Action, Tx, Co
 inline constexpr const char* kStageNames[] = {"rx", "parse", "lookup", "classify", "policy", "action", "tx"};
 static_assert(sizeof(kStageNames) / sizeof(kStageNames[0]) == static_cast<size_t>(Stage::Count));
 
+// What became of a packet whose new flow got no entry (flow table or both buckets full):
+// the verdict that needs no flow state when it is certain (blocked host, ips / pool /
+// countries / continents markers, the default, or every verdict L7 markers could still give
+// being at least as strict as drop), else --on-flow-table-full (undecided_*; an undecided
+// pass still takes a shape or police verdict that every outcome shares).
+enum class Flowless : uint8_t { Pass, Drop, Reject, Shape, Police, UndecidedPass, UndecidedDrop, Count };
+inline constexpr const char* kFlowlessNames[] = {"pass",  "drop",           "reject",        "shape",
+                                                 "police", "undecided_pass", "undecided_drop"};
+static_assert(sizeof(kFlowlessNames) / sizeof(kFlowlessNames[0]) == static_cast<size_t>(Flowless::Count));
+
 // dp: rw (owning worker only), cp: ro. Cache-line aligned so two workers' blocks never share
 // a line.
 struct alignas(64) WorkerCounters {
@@ -66,6 +76,7 @@ struct alignas(64) WorkerCounters {
     Counter flows_active;  // gauge
     Counter table_full;
     Counter bucket_full;   // new flows whose two buckets were full while entries were free
+    Counter flowless[static_cast<size_t>(Flowless::Count)];  // packets of table_full + bucket_full, by outcome
     Counter frag_tracked;
     Counter frag_matched;
     Counter frag_table_full;

@@ -219,8 +219,19 @@ Verdict PolicySnapshot::evaluate(const FlowFacts& f, unsigned worker) const noex
     apply_first_match(p, f, peer, worker, best_pos, best_marker);
     Marker fm;
     if (!f.l7_known && p.first_l7_pos != kNoPos && (best_pos == kNoPos || best_pos > p.first_l7_pos)) {
-        fm.reason = pending_reason;
+        // Pending: nDPI's answer could still bring a marker that precedes the one that matched
+        // (or the default). Until then the least strict of them all applies, the matched one
+        // on a tie: a verdict that every outcome shares is certain from the first packet.
         v.pending = true;
+        const Marker& rest = best_pos == kNoPos ? p.default_marker : markers[best_marker];
+        const size_t i = best_pos < p.l7_floor.size() ? best_pos : p.l7_floor.size() - 1;
+        const uint32_t l7 = p.l7_floor.empty() ? kNoPos : p.l7_floor[i];
+        // No floor (a snapshot not from the compiler): nothing is known, the flow passes.
+        fm = l7 == kNoPos ? Marker{} : strictness(markers[l7].action) < strictness(rest.action) ? markers[l7] : rest;
+        if (fm.action == Action::Pass) {
+            fm = Marker{};
+            fm.reason = pending_reason;
+        }
     } else if (best_pos == kNoPos) {
         fm = p.default_marker;
     } else {

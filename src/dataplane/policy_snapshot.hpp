@@ -15,7 +15,10 @@
 // 4. The verdict is the stricter of 2 and 3.
 // 5. Before the application protocol is known, markers that depend on it (hostnames,
 //    protocols, categories) cannot match; a marker (or the default) that they could still
-//    override is pending and the flow passes until they are known.
+//    override is pending. Meanwhile the flow takes the least strict verdict still reachable
+//    (that marker or the default, or any L7 marker that precedes it): when every reachable
+//    verdict is at least as strict as drop it is dropped from its first packet (likewise
+//    reject, police and shape); when one of them passes, it passes as `pending`.
 //
 // Every policy's chain is flattened at compile time: each marker table of a leaf holds the
 // entries of all its ancestors tagged with their level, so evaluation is one lookup per
@@ -110,6 +113,11 @@ struct CompiledPolicy {
     };
     std::vector<Regex> regexes;
     uint32_t first_l7_pos = kNoPos;  // earliest rule position of an L7-dependent marker
+    // l7_floor[i]: the least strict L7-dependent marker (hostnames, protocols, categories)
+    // whose rule position is below i (the earliest on a tie), or kNoPos; depth * 8 + 1
+    // entries, the last standing for kNoPos (the default). What nDPI could still turn a
+    // pending verdict into, as one lookup.
+    std::vector<uint32_t> l7_floor;
     // Risk markers, strictest over the chain.
     uint32_t risk_marker[64];        // marker index or kNoPos
     uint32_t any_risk_marker = kNoPos;
@@ -140,7 +148,8 @@ struct Verdict {
     Action action = Action::Pass;
     uint8_t shaper = 0;
     uint16_t reason = 0;
-    bool pending = false;        // L7 markers could still change it
+    bool pending = false;        // L7 markers could still change it (action: the least strict
+                                 // verdict they could give; pass: reason `pending`)
     uint16_t policy = 0;         // leaf policy index
     uint64_t excepted_risks = 0; // risks ignored because of an exception
     uint16_t risk_score = 0;     // score of the risks that count

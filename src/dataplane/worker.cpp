@@ -609,15 +609,14 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 // receiver of the SYN-ACK is the client.
                 const bool synack = pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck | tcp_flag::kRst)) ==
                                                             (tcp_flag::kSyn | tcp_flag::kAck);
-                e = flows_.insert(pm.key, pm.hash, b.time_ns[i], synack ? slot ^ 1u : slot);
+                const uint8_t client = static_cast<uint8_t>(synack ? slot ^ 1u : slot);
+                e = flows_.insert(pm.key, pm.hash, b.time_ns[i], client);
                 if (e == nullptr) {
                     // Every entry taken, or only this key's two buckets full (a collision
                     // attack would show here, not as a full table): counted apart, one policy.
                     const bool table_full = flows_.full();
                     (table_full ? counters_.table_full : counters_.bucket_full).inc();
-                    if (cfg_.table_full_drop) {
-                        drop(m, table_full ? DropReason::TableFull : DropReason::BucketFull);
-                    } else {
+                    if (flowless(m, pm, slot, client, pi, b.time_ns[i], table_full)) {
                         b.out[nout++] = m;
                     }
                     continue;

@@ -175,6 +175,12 @@ private:
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
     // `changed`: the flow's classification moved (else a snapshot did, or the flow is new).
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept;
+    // A packet whose new flow got no entry (table_full, else bucket_full); `client`: the key
+    // slot taken as the client. Applies what needs no flow state (blocked hosts, the policy
+    // without L7 results), else --on-flow-table-full (worker_flowless.cpp). True: forward it
+    // now (else dropped, rejected or queued by a shaper).
+    bool flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t client, unsigned pi, uint64_t now_ns,
+                  bool table_full) noexcept;
     void answer_query() noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;

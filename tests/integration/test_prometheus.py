@@ -84,7 +84,7 @@ FAMILIES = {
     "l7gate_drops_total": "counter", "l7gate_malformed_packets_total": "counter",
     "l7gate_flows_active": "gauge", "l7gate_flows_created_total": "counter",
     "l7gate_flows_expired_total": "counter", "l7gate_flows_asymmetric_total": "counter", "l7gate_flow_table_full_total": "counter",
-    "l7gate_flow_bucket_full_total": "counter",
+    "l7gate_flow_bucket_full_total": "counter", "l7gate_flowless_packets_total": "counter",
     "l7gate_l7_packets_total": "counter", "l7gate_l7_bytes_total": "counter",
     "l7gate_l7_flows_total": "counter", "l7gate_category_bytes_total": "counter",
     "l7gate_risk_flows_total": "counter", "l7gate_verdicts_total": "counter",

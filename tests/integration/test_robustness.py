@@ -221,7 +221,11 @@ class FlowTableFloodTest(HostileBase):
         return recs, convs, new
 
     def test_flow_table_flood(self):
-        pol = self.policy("version: 1\ndefault_policy: p\npolicies:\n  p: {default: pass, ips: {198.19.9.9: drop}}\n")
+        # The protocols marker leaves the flood's SYNs undecided without an entry (nDPI could
+        # still name Telnet), so --on-flow-table-full decides them; with only ips and the
+        # default they would be certain passes (flows.flowless.pass).
+        pol = self.policy("version: 1\ndefault_policy: p\npolicies:\n"
+                          "  p: {default: pass, ips: {198.19.9.9: drop}, protocols: {Telnet: drop}}\n")
         args = ["--flows", str(self.CAP), "--on-flow-table-full", "drop", "--policy", pol]
         base_recs, _, _ = self.build(0)
         base = self.run_records("noflood", base_recs, args, rss=True)
@@ -246,6 +250,7 @@ class FlowTableFloodTest(HostileBase):
         fl = st["flows"]
         self.assertEqual(fl["table_full"], self.FLOOD - free, fl)
         self.assertEqual(st["drops"]["table_full"], self.FLOOD - free)
+        self.assertEqual(self.nonzero(fl["flowless"]), {"undecided_drop": self.FLOOD - free}, fl)
         self.assertEqual(self.nonzero(st["drops"]), {"table_full": self.FLOOD - free, "policy": dropped_est})
         self.assertEqual(fl["created"], len(convs) + free + len(new), fl)
         self.assertGreaterEqual(fl["expired"], free, "the flood's half-open flows expire")

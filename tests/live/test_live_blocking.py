@@ -113,10 +113,11 @@ class BlockingTest(LiveCase):
         self.assertIn("Self-signed Certificate", ss[0]["risks"])
         jp = by(lambda r: r["dst_ip"] == jp4 and r["l4_proto"] == "TCP")
         self.assertEqual(verdicts(jp), {("drop", "lan/countries/JP")})
-        # This policy also has hostname markers, which precede countries: the verdict waits for
-        # nDPI's answer (README, policy semantics 6), so the handshake passes and the request,
-        # the first payload packet, is dropped. Nothing but the SYN-ACK comes back.
-        self.assertTrue(jp and all(r["s2c_packets"] <= 1 for r in jp), jp)
+        # This policy also has hostname and protocol markers, which precede countries, but every
+        # one of them drops or rejects: whatever nDPI says, the flow is dropped (README, policy
+        # semantics 6), so from its first packet: the SYN never reaches the server and nothing
+        # comes back.
+        self.assertTrue(jp and all(r["s2c_packets"] == 0 for r in jp), jp)
         self.assertEqual(verdicts(by(lambda r: r["l7_proto"] == "SSH")), {("drop", "lan/protocols/SSH")})
         ua = by(lambda r: r["l7_proto"] == "HTTP" and r["host"] == srv4)
         self.assertTrue(ua, recs)

@@ -345,6 +345,8 @@ protected:
         s.flows_asymmetric = 17;
         s.table_full = 3;
         s.bucket_full = 4;
+        s.flowless[static_cast<size_t>(dp::Flowless::Drop)] = 5;
+        s.flowless[static_cast<size_t>(dp::Flowless::UndecidedPass)] = 2;
         s.protocols.push_back({proto("TLS"), 50, 50000, 5});
         s.protocols.push_back({proto("HTTP"), 40, 40000, 4});
         s.protocols.push_back({proto("DNS"), 30, 3000, 15});
@@ -428,6 +430,7 @@ const std::map<std::string, std::string> kFamilies = {
     {"l7gate_flows_asymmetric_total", "counter"},
     {"l7gate_flow_table_full_total", "counter"},
     {"l7gate_flow_bucket_full_total", "counter"},
+    {"l7gate_flowless_packets_total", "counter"},
     {"l7gate_l7_packets_total", "counter"},
     {"l7gate_l7_bytes_total", "counter"},
     {"l7gate_l7_flows_total", "counter"},
@@ -519,6 +522,9 @@ TEST_F(Metrics, EveryFamilyHasHelpTypeAndTheSnapshotValues) {
     EXPECT_EQ(val(e, "l7gate_flows_asymmetric_total"), 17);
     EXPECT_EQ(val(e, "l7gate_flow_table_full_total"), 3);
     EXPECT_EQ(val(e, "l7gate_flow_bucket_full_total"), 4);
+    EXPECT_EQ(val(e, "l7gate_flowless_packets_total", {{"outcome", "drop"}}), 5);
+    EXPECT_EQ(val(e, "l7gate_flowless_packets_total", {{"outcome", "undecided_pass"}}), 2);
+    EXPECT_EQ(val(e, "l7gate_flowless_packets_total", {{"outcome", "pass"}}), 0);
 
     // Protocols, categories (per flow, from the snapshot), risks.
     EXPECT_EQ(val(e, "l7gate_l7_bytes_total", {{"protocol", "TLS"}}), 50000);

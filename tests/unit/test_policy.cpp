@@ -1246,6 +1246,59 @@ TEST(PolicyEval, PendingWithCountries) {
     EXPECT_TRUE(is_pending(*c, Flow("10.2.0.1", "198.18.0.1").unknown()));
 }
 
+// Issue 18, point 9: while L7 markers could still match, the flow takes the least strict
+// verdict they and the marker (or default) they could override can give: drop from the first
+// packet when all of them drop, pass (pending) as soon as one of them passes.
+TEST(PolicyEval, PendingTakesTheLeastStrictReachableVerdict) {
+    const std::string text = "version: 1\n"
+                             "default_policy: p\n"
+                             "shapers: {slow: {rate: 1mbit, burst: 10kb}}\n"
+                             "pools:\n"
+                             "  - {name: a, ip: [10.2.0.0/16], policy: dd}\n"
+                             "  - {name: b, ip: [10.3.0.0/16], policy: rj}\n"
+                             "  - {name: c, ip: [10.4.0.0/16], policy: sh}\n"
+                             "  - {name: d, ip: [10.5.0.0/16], policy: shadow}\n"
+                             "policies:\n"
+                             "  p:\n"
+                             "    default: pass\n"
+                             "    hostnames: {a.example: drop}\n"
+                             "    ips: {198.51.100.0/24: drop}\n"
+                             "    protocols: {HTTP: pass}\n"
+                             "  dd: {default: drop, protocols: {BitTorrent: drop}, categories: {Game: reject}}\n"
+                             "  rj: {default: reject, hostnames: {a.example: reject, b.example: drop}}\n"
+                             "  sh: {default: \"shape:slow\", protocols: {BitTorrent: drop}}\n"
+                             "  shadowroot: {protocols: {HTTP: pass}}\n"
+                             "  shadow: {parent: shadowroot, default: drop, protocols: {HTTP: drop}}\n";
+    const auto c = compile(text);
+    ASSERT_COMPILES(c);
+    const std::string bad = "198.51.100.1";
+    const std::string wan = "192.0.2.1";
+    // Hostname drop precedes the ips drop; the protocol pass comes after it: drop at once.
+    Verdict v = eval(*c, Flow("10.1.0.1", bad).unknown());
+    EXPECT_EQ(v.action, Action::Drop);
+    EXPECT_TRUE(v.pending);
+    EXPECT_EQ(c->reasons.name(v.reason), "p/ips/198.51.100.0/24");
+    // Elsewhere the protocol pass and the default pass are reachable: pending pass.
+    EXPECT_TRUE(is_pending(*c, Flow("10.1.0.1", wan).unknown()));
+    // Default drop, L7 markers drop or reject: drop, by the default (the matched one on a tie).
+    v = eval(*c, Flow("10.2.0.1", wan).unknown());
+    EXPECT_EQ(v.action, Action::Drop);
+    EXPECT_EQ(c->reasons.name(v.reason), "dd/default");
+    // Reject everywhere but one drop: drop by that marker; once known, the real verdict.
+    v = eval(*c, Flow("10.3.0.1", wan).unknown());
+    EXPECT_EQ(v.action, Action::Drop);
+    EXPECT_EQ(c->reasons.name(v.reason), "rj/hostnames/b.example");
+    EXPECT_VERDICT(c, Flow("10.3.0.1", wan).l7("TLS").host("a.example"), Reject, "rj/hostnames/a.example");
+    // Shape by default, an L7 drop: shaped from the first packet.
+    v = eval(*c, Flow("10.4.0.1", wan).unknown());
+    EXPECT_EQ(v.action, Action::Shape);
+    EXPECT_EQ(c->reasons.name(v.reason), "sh/default");
+    // A parent's marker for a protocol the leaf already names can never match: not reachable.
+    v = eval(*c, Flow("10.5.0.1", wan).unknown());
+    EXPECT_EQ(v.action, Action::Drop);
+    EXPECT_EQ(c->reasons.name(v.reason), "shadow/default");
+}
+
 TEST(PolicyEval, PoolsSelectThePolicy) {
     const std::string text = "version: 1\n"
                              "default_policy: dflt\n"
