@@ -38,15 +38,18 @@ public:
     // Arena bytes per nDPI flow state (--dpi-flows), on top of kBaseBytes. nDPI 4.2 keeps
     // what it allocates for a flow until ndpi_free_flow_data() (classification ends): its
     // HTTP and TLS strings (URL, user agent, server names, certificate DNs, ALPN) and TLS
-    // reassembly buffers. Measured (README, "Classification with nDPI"): below 300 bytes
-    // per classified flow on average for the l7 capture and the perf mixes; TLS flows with
-    // certificates take up to a few KiB while classifying.
+    // reassembly buffers; libgcrypt's QUIC decryption 256 KiB more while it runs. Measured
+    // (README, "Classification with nDPI"): about 4 KiB per state in use for the l7 set
+    // (mostly TLS and HTTP); flows nDPI allocates nothing for (DNS, unknown UDP, TCP before
+    // its payload) take none, so 512 bytes is an average, not a bound.
     static constexpr size_t kPerFlowBytes = 512;
     static constexpr size_t kBaseBytes = size_t{4} << 20;
     // Headroom below which a flow in classification is given up rather than fed: more than
-    // any single packet's dissection asks for (a TLS record reassembly buffer, QUIC's
-    // libgcrypt contexts).
-    static constexpr size_t kReserveBytes = size_t{256} << 10;
+    // a packet's dissection asks for (a TLS record reassembly buffer, strings). The one
+    // larger request, libgcrypt's 256 KiB (a 512 KiB block) at a worker's first QUIC
+    // decryption, is kept by libgcrypt for good and comes out of kBaseBytes; should it come
+    // when the arena is low, it is refused and that flow given up.
+    static constexpr size_t kReserveBytes = size_t{64} << 10;
     static constexpr size_t bytes_for(uint32_t dpi_flows) noexcept {
         return size_t{dpi_flows} * kPerFlowBytes + kBaseBytes;
     }
