@@ -256,10 +256,14 @@ int main(int argc, char** argv) {
         int s = rte_eth_dev_socket_id(p);
         pools[s < 0 ? 0 : s] = nullptr;
     }
-    const uint32_t cache = 256;
-    uint64_t need = uint64_t{opt.rxq} * ports.size() * (opt.rx_desc + opt.tx_desc) +
-                    uint64_t{opt.rxq} * (cache + 2 * dp::kMaxBurst) + 1024;
-    uint32_t nb_mbufs = opt.mbufs != 0 ? opt.mbufs : static_cast<uint32_t>(std::max<uint64_t>(need, 8191));
+    const uint32_t cache = dp::PoolSizing::kCache;
+    dp::PoolSizing sizing;
+    sizing.workers = opt.rxq;
+    sizing.ports = static_cast<unsigned>(ports.size());
+    sizing.rx_desc = opt.rx_desc;
+    sizing.tx_desc = opt.tx_desc;
+    uint32_t nb_mbufs = opt.mbufs != 0 ? opt.mbufs
+                                       : static_cast<uint32_t>(std::max<uint64_t>(sizing.default_mbufs(), 8191));
     for (auto& [sock, pool] : pools) {
         const std::string name = "l7g_pkt_s" + std::to_string(sock);
         pool = rte_pktmbuf_pool_create(name.c_str(), nb_mbufs, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, sock);
@@ -281,6 +285,12 @@ int main(int argc, char** argv) {
                 fail(err);
             }
         }
+    }
+    // The shaper backlog cap: what the pool leaves once every worker's rings, cache and
+    // bursts are served (see dp::PoolSizing), lowered if the started ports hold more.
+    uint32_t shaper_backlog = sizing.shaper_backlog_cap(nb_mbufs);
+    for (auto& [sock, pool] : pools) {
+        shaper_backlog = std::min(shaper_backlog, sizing.shaper_backlog_cap_after_start(rte_mempool_avail_count(pool)));
     }
     // Pre-flight, port part: links, MTU, promiscuous mode. --preflight stops here.
     if (int rc = ctl::preflight_after_start(ports, opt); rc >= 0) {
@@ -389,6 +399,7 @@ int main(int argc, char** argv) {
         wc.reject_rate = opt.reject_rate;
         wc.blocked = &hosts.slot();
         wc.shaper_buckets = shaper_buckets;
+        wc.shaper_backlog = shaper_backlog;
         wc.fail_open = opt.fail_open;
         if (opt.test_stall_queue == static_cast<int>(q)) {
             wc.test_stall_after = opt.test_stall_packets;
@@ -474,9 +485,10 @@ int main(int argc, char** argv) {
     std::signal(SIGTERM, on_signal);
     std::signal(SIGHUP, on_sighup);
 
-    std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker (hash %s), %u mbufs\n",
+    std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker (hash %s), %u mbufs "
+                "(shaper backlog %u/worker)\n",
                 ctl::version(), ports.size(), opt.pairs.size(), opt.rxq, opt.flows,
-                dp::FlowHasher::name(workers[0]->flow_table().hash_kind()), nb_mbufs);
+                dp::FlowHasher::name(workers[0]->flow_table().hash_kind()), nb_mbufs, shaper_backlog);
     std::fflush(stdout);
     const auto t0 = std::chrono::steady_clock::now();
     for (unsigned q = 0; q < opt.rxq; ++q) {

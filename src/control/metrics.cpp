@@ -459,6 +459,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Packets handed to nDPI (ndpi_detection_process_packet calls).", d(s.ndpi_packets));
     single(out, "l7gate_dpi_pool_full_total", C,
         "Flows never classified because the worker's nDPI flow-state pool was empty (--dpi-flows).", d(s.dpi_pool_full));
+    single(out, "l7gate_ndpi_arena_full_total", C,
+        "Flows whose classification was given up because the worker's nDPI arena (sized from --dpi-flows) "
+        "ran low.", d(s.ndpi_arena_full));
+    single(out, "l7gate_ndpi_arena_refused_total", C,
+        "Allocations nDPI asked for on a worker that its arena could not serve (refused, never taken from "
+        "the C heap).", d(s.ndpi_arena_refused));
     single(out, "l7gate_meta_pool_full_total", C,
         "Classified flows whose hostname and TLS data could not be kept: no free metadata record (--meta-records).",
         d(s.meta_pool_full));
@@ -552,6 +558,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     append(out, shaper_families, true);
     single(out, "l7gate_shaper_backlog_packets", G,
         "Packets waiting in shaper queues right now (received, not yet sent or dropped).", d(s.shaper_backlog));
+    single(out, "l7gate_shaper_backlog_cap_packets", G,
+        "Packets the shaper queues may hold at most, all workers (from the mbuf pool; beyond it: "
+        "drop reason shaper_backlog).", d(s.shaper_backlog_cap));
+    single(out, "l7gate_shaper_host_buckets_full_total", C,
+        "Refills of a per-host shaper queue that found no shared bucket free for its host (the "
+        "packets wait; kHostBuckets = 16,384 buckets, 8 probed per host).", d(s.shaper_host_buckets_full));
 
     // -- hosts ----------------------------------------------------------------------------------
     // -- watchdog -------------------------------------------------------------------------------

@@ -50,9 +50,10 @@ constexpr OptSpec kOpts[] = {
      "what to do with malformed packets and fragments with no first fragment; counted by "
      "reason either way (default drop)"},
     {"mbufs", 0, true, "N",
-     "mbufs in the packet pool (one pool per NUMA socket; default: enough for every "
-     "descriptor ring and worker cache, at least 8191; a pcap vdev with infinite_rx needs "
-     "more than the capture's packet count)"},
+     "mbufs in the packet pool (one pool per NUMA socket; default: every descriptor ring, "
+     "worker cache and burst plus 4096 of shaper backlog per worker, at least 8191; what is "
+     "left after the rings, caches and bursts is the workers' shaper backlog cap; a pcap vdev "
+     "with infinite_rx needs more than the capture's packet count)"},
     {"rxd", 0, true, "N", "RX descriptors per queue (default 1024)"},
     {"txd", 0, true, "N", "TX descriptors per queue (default 1024)"},
     {"duration", 0, true, "S", "stop after S seconds (default: run until SIGINT/SIGTERM)"},

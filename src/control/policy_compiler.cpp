@@ -226,7 +226,8 @@ private:
             p.name = s.name;
             p.rate_bps = s.rate_bps;
             p.burst_bytes = s.burst_bytes;
-            p.queue_packets = s.queue_packets;
+            p.queue_packets = s.queue_packets != 0 ? s.queue_packets
+                                                   : dp::shaper_default_queue(s.rate_bps, s.max_delay_us);
             p.max_delay_us = s.max_delay_us;
             p.per_host = s.per_host;
             dp::shaper_derive(p);

@@ -35,7 +35,7 @@ struct ShaperSpec {
     std::string name;
     uint64_t rate_bps = 0;
     uint64_t burst_bytes = 0;
-    uint32_t queue_packets = 512;
+    uint32_t queue_packets = 0;  // 0: dp::shaper_default_queue(rate, max_delay)
     uint32_t max_delay_us = 100000;
     bool per_host = false;
     SourcePos pos;

@@ -307,19 +307,23 @@ EalPlan parse_eal_args(const std::vector<std::string>& args) {
 
 MemoryNeed estimate_memory(const Options& opt, size_t nb_ports) {
     MemoryNeed m;
-    // main.cpp's sizing: every RX and TX ring plus the worker caches, at least 8191.
-    const uint64_t cache = 256;
-    const uint64_t need = uint64_t{opt.rxq} * nb_ports * (opt.rx_desc + opt.tx_desc) +
-                          uint64_t{opt.rxq} * (cache + 2 * dp::kMaxBurst) + 1024;
-    m.mbufs = opt.mbufs != 0 ? opt.mbufs : static_cast<uint32_t>(std::max<uint64_t>(need, 8191));
+    // main.cpp's sizing (dp::PoolSizing): every RX and TX ring, the worker caches and bursts
+    // and each worker's shaper backlog, at least 8191.
+    dp::PoolSizing sizing;
+    sizing.workers = opt.rxq;
+    sizing.ports = static_cast<unsigned>(nb_ports);
+    sizing.rx_desc = opt.rx_desc;
+    sizing.tx_desc = opt.tx_desc;
+    m.mbufs = opt.mbufs != 0 ? opt.mbufs : static_cast<uint32_t>(std::max<uint64_t>(sizing.default_mbufs(), 8191));
+    m.shaper_backlog = sizing.shaper_backlog_cap(m.mbufs);
     // An mbuf element: rte_mbuf (128) + headroom and data room + the mempool's header.
     const uint64_t elem = sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE + 64;
     m.pool_bytes = uint64_t{m.mbufs} * elem;
     // Per worker: flow entries (128) + index (16) + free stack (4); side records (120);
-    // nDPI flow states (704 + counters); the nDPI arena (32 MiB); fragment entries.
-    const uint64_t dpi = opt.dpi_flows != 0 ? opt.dpi_flows : std::max<uint32_t>(opt.flows / 4, 1024);
-    m.worker_bytes = uint64_t{opt.flows} * (128 + 16 + 4 + 120) + dpi * (704 + 6) + (32 * kMiB) +
-                     uint64_t{opt.frags} * 64;
+    // nDPI flow states (704 + counters); the nDPI arena (from --dpi-flows); fragment entries.
+    const uint32_t dpi = opt.dpi_flows != 0 ? opt.dpi_flows : std::max<uint32_t>(opt.flows / 4, 1024);
+    m.worker_bytes = uint64_t{opt.flows} * (128 + 16 + 4 + 120) + uint64_t{dpi} * (704 + 6) +
+                     dp::NdpiArena::bytes_for(dpi) + uint64_t{opt.frags} * 64;
     return m;
 }
 

@@ -64,6 +64,7 @@ bool parse_cpu_list(const std::string& s, std::vector<unsigned>& out);
 // Memory l7gate will ask DPDK for, derived from the options the way main.cpp sizes things.
 struct MemoryNeed {
     uint32_t mbufs = 0;             // per pool
+    uint32_t shaper_backlog = 0;    // per worker (dp::PoolSizing::shaper_backlog_cap)
     uint64_t pool_bytes = 0;        // one mbuf pool (one per NUMA node that has ports)
     uint64_t worker_bytes = 0;      // flow table, fragments, nDPI states and arena, per worker
 };

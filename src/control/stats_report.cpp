@@ -138,6 +138,8 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.reject_suppressed += c.reject_suppressed.get();
         s.inject_failed += c.inject_failed.get();
         s.shaper_backlog += c.shaper_backlog.get();
+        s.shaper_backlog_cap += c.shaper_backlog_cap.get();
+        s.shaper_host_buckets_full += c.shaper_host_buckets_full.get();
         for (unsigned i = 0; i < dp::kShaperCounters; ++i) {
             s.shapers[i].sent += c.shaper[i].sent.get();
             s.shapers[i].delayed += c.shaper[i].delayed.get();
@@ -184,7 +186,8 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.dpi_deferred_no_payload += cc.deferred_no_payload.get();
         s.ndpi_packets += cc.ndpi_packets.get();
         s.ndpi_cycles += cc.ndpi_cycles.get();
-        s.ndpi_heap_fallbacks += w->classifier().arena_heap_fallbacks();
+        s.ndpi_arena_full += cc.arena_full.get();
+        s.ndpi_arena_refused += cc.arena_refused.get();
     }
     for (const ProtoStats& p : protos) {
         if (p.packets != 0 || p.flows != 0) {
@@ -285,7 +288,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
       << ",\"meta_records\":" << s.meta_in_use
       << ",\"ndpi_packets\":" << s.ndpi_packets
       << ",\"ndpi_cycles_per_packet\":" << per(s.ndpi_cycles, s.ndpi_packets)
-      << ",\"ndpi_heap_fallbacks\":" << s.ndpi_heap_fallbacks << "},\"flow_log\":{\"records\":"
+      << ",\"ndpi_arena_full\":" << s.ndpi_arena_full << ",\"ndpi_arena_refused\":" << s.ndpi_arena_refused << "},\"flow_log\":{\"records\":"
       << s.flow_log_records << ",\"lost\":" << s.flow_log_lost << "}";
     o << ",\"verdicts\":{\"evaluations\":" << s.policy_evaluations << ",\"reasons\":{";
     for (size_t i = 0; i < s.reasons.size(); ++i) {
@@ -307,7 +310,8 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     }
     o << "}";
 #endif
-    o << ",\"shapers\":{\"backlog\":" << s.shaper_backlog << ",\"by_shaper\":{";
+    o << ",\"shapers\":{\"backlog\":" << s.shaper_backlog << ",\"backlog_cap\":" << s.shaper_backlog_cap
+      << ",\"host_buckets_full\":" << s.shaper_host_buckets_full << ",\"by_shaper\":{";
     for (size_t i = 0, n = 0; i < dp::kShaperCounters; ++i) {
         const StatsSnapshot::ShaperStats& h = s.shapers[i];
         if (h.sent + h.delayed + h.dropped == 0 && i >= s.shaper_names.size()) {

@@ -62,7 +62,7 @@ struct StatsSnapshot {
     uint64_t category_bytes[256] = {};  // by the flow's nDPI category id (dp::kMaxCategories)
     uint64_t classified = 0, dpi_pool_full = 0, meta_pool_full = 0, meta_in_use = 0, giveups = 0, dpi_reclaimed = 0,
              dpi_deferred = 0, dpi_deferred_no_payload = 0;
-    uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_heap_fallbacks = 0;
+    uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_arena_full = 0, ndpi_arena_refused = 0;
     uint64_t flow_log_records = 0, flow_log_lost = 0;
     uint64_t policy_evaluations = 0;
     uint64_t injected = 0, inject_limited = 0, inject_failed = 0, reject_suppressed = 0;
@@ -78,6 +78,8 @@ struct StatsSnapshot {
     };
     ShaperStats shapers[dp::kShaperCounters];  // by shaper index in the policy in force
     uint64_t shaper_backlog = 0;                // packets waiting in shaper queues (in flight)
+    uint64_t shaper_backlog_cap = 0;            // the most they may hold, all workers
+    uint64_t shaper_host_buckets_full = 0;      // per-host refills that found no bucket free
     std::vector<std::string> shaper_names;      // filled by the caller from the policy in force
     struct ReasonStats {
         uint16_t id;

@@ -166,7 +166,8 @@ const char* AppClassifier::init(const ClassifierConfig& cfg, int socket) noexcep
         dpi_free_[i] = dpi_capacity_ - 1 - i;
     }
     dpi_free_top_ = dpi_capacity_;
-    if (!arena_.init(cfg.arena_bytes, socket)) {
+    cfg_.arena_bytes = cfg.arena_bytes != 0 ? cfg.arena_bytes : NdpiArena::bytes_for(cfg.dpi_flows);
+    if (!arena_.init(cfg_.arena_bytes, socket, &counters_.arena_refused)) {
         return "cannot allocate the nDPI arena";
     }
     return nullptr;
@@ -317,11 +318,25 @@ bool AppClassifier::packet(FlowEntry& e, const uint8_t* ip, uint32_t ip_len, uin
                            : e.key.proto == 17 ? cfg_.max_packets_udp
                                                : cfg_.max_packets_other;
     const bool enough = n > limit;
+    if (arena_.headroom() < NdpiArena::kReserveBytes) [[unlikely]] {
+        // Too little arena left for whatever this packet's dissection may ask: the flow ends
+        // its classification now, as at the packet limit (given up, results so far kept).
+        counters_.arena_full.inc();
+        finish(e, f, true, 0, 0, 0);
+        return true;
+    }
+    const uint64_t refused = arena_.refused();
     const uint64_t t0 = rte_rdtsc();
     const ndpi_protocol p = ndpi_detection_process_packet(
         ndpi_, f, ip, static_cast<unsigned short>(ip_len > 65535 ? 65535 : ip_len), time_ms);
     counters_.ndpi_cycles.add(rte_rdtsc() - t0);
     counters_.ndpi_packets.inc();
+    if (arena_.refused() != refused) [[unlikely]] {
+        // nDPI was refused memory while dissecting: what it has now is all it will have.
+        counters_.arena_full.inc();
+        finish(e, f, true, 0, 0, 0);
+        return true;
+    }
     // Interim results: the policy may act on a protocol or risk before nDPI is done.
     bool changed = false;
     if (p.app_protocol != NDPI_PROTOCOL_UNKNOWN && (p.app_protocol != e.app_proto || p.master_protocol != e.master_proto)) {

@@ -52,7 +52,7 @@ struct ClassifierConfig {
     uint16_t max_packets_udp = 24;
     uint16_t max_packets_other = 32;
     bool extra_dissection = true;    // false: done as soon as nDPI names the application
-    size_t arena_bytes = 32u << 20;  // nDPI's own allocations per worker
+    size_t arena_bytes = 0;          // nDPI's own allocations per worker; 0: NdpiArena::bytes_for(dpi_flows)
     const char* protos_file = nullptr;
     const char* categories_file = nullptr;
 };
@@ -77,6 +77,8 @@ struct alignas(64) ClassifierCounters {
     Counter giveups;           // flows ended by ndpi_detection_giveup
     Counter deferred;          // TCP flows that opened with a bare SYN: nDPI state at their payload
     Counter deferred_no_payload;  // of those, flows that ended without any payload
+    Counter arena_full;        // flows given up because the nDPI arena ran low (results so far kept)
+    Counter arena_refused;     // nDPI allocations the arena could not serve (returned NULL)
 };
 
 class AppClassifier {
@@ -149,7 +151,6 @@ public:
 
     const ClassifierCounters& counters() const noexcept { return counters_; }
     ndpi_detection_module_struct* module() const noexcept { return ndpi_; }
-    uint64_t arena_heap_fallbacks() const noexcept { return arena_.heap_fallbacks(); }
     const NdpiArena& arena() const noexcept { return arena_; }
     uint32_t dpi_in_use() const noexcept { return dpi_capacity_ - dpi_free_top_; }
     uint32_t flow_state_bytes() const noexcept { return slot_size_; }

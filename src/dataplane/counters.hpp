@@ -96,6 +96,8 @@ struct alignas(64) WorkerCounters {
     Counter inject_failed;     // not sent: no mbuf, or the TX queue was full
     Counter policy_generation; // generation of the snapshot this worker last used (ack)
     Counter shaper_backlog;    // gauge: packets waiting in this worker's shaper queues
+    Counter shaper_backlog_cap;  // the most they may hold (WorkerConfig::shaper_backlog)
+    Counter shaper_host_buckets_full;  // per-host refills that found no shared bucket for the host
     ShaperCounters shaper[kShaperCounters];
     Counter stage_cycles[static_cast<size_t>(Stage::Count)];  // -Dprofiling only
     Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)

@@ -34,6 +34,8 @@ namespace l7gate::dp {
     X(ShaperDelay, "shaper_delay", false, "waited in a shaper queue longer than max_delay")    \
     X(Police, "police", false, "out of profile for a police: marker's bucket")                 \
     X(ShaperFlush, "shaper_flush", false, "still queued in a shaper when l7gate stopped")       \
+    X(ShaperBacklog, "shaper_backlog", false, "the worker's shaper queues held their cap of packets") \
+    X(ShaperHosts, "shaper_hosts", false, "no free per-host shaper queue near the host's slot") \
     X(TableFull, "table_full", false, "flow table full and --on-flow-table-full drop")         \
     X(BucketFull, "bucket_full", false, "both buckets of a new flow full and --on-flow-table-full drop") \
     X(TxFull, "tx_full", false, "the peer port's TX queue did not accept the packet")          \

@@ -1,6 +1,5 @@
 #include "dataplane/ndpi_arena.hpp"
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -24,7 +23,6 @@ struct alignas(16) Header {
 static_assert(sizeof(Header) == 16);
 
 thread_local NdpiArena* t_arena = nullptr;
-std::atomic<uint64_t> g_worker_heap_allocs{0};
 
 void* heap_alloc(size_t size) noexcept {
     auto* h = static_cast<Header*>(std::malloc(sizeof(Header) + size));
@@ -101,7 +99,8 @@ unsigned class_of(size_t total) noexcept {
 
 NdpiArena::~NdpiArena() { table_free(region_); }
 
-bool NdpiArena::init(size_t bytes, int socket) noexcept {
+bool NdpiArena::init(size_t bytes, int socket, Counter* refused) noexcept {
+    refused_ = refused;
     region_ = static_cast<uint8_t*>(table_alloc(bytes, socket));
     if (region_ == nullptr) {
         return false;
@@ -124,23 +123,18 @@ void NdpiArena::install_hooks() noexcept {
                                 gcry_hook_realloc, gcry_hook_free);
 }
 
-uint64_t NdpiArena::heap_allocs_on_workers() noexcept {
-    return g_worker_heap_allocs.load(std::memory_order_relaxed);
-}
-
 void* NdpiArena::alloc(size_t size) noexcept {
     const size_t total = size + sizeof(Header);
     if (total <= (size_t{1} << kMaxShift)) {
         const unsigned cls = class_of(total);
+        const size_t bsize = size_t{1} << (cls + kMinShift);
         void* blk = free_[cls];
         if (blk != nullptr) {
             std::memcpy(&free_[cls], blk, sizeof(void*));
-        } else {
-            const size_t bsize = size_t{1} << (cls + kMinShift);
-            if (static_cast<size_t>(end_ - bump_) >= bsize) {
-                blk = bump_;
-                bump_ += bsize;
-            }
+            free_bytes_ -= bsize;
+        } else if (static_cast<size_t>(end_ - bump_) >= bsize) {
+            blk = bump_;
+            bump_ += bsize;
         }
         if (blk != nullptr) {
             auto* h = static_cast<Header*>(blk);
@@ -148,19 +142,30 @@ void* NdpiArena::alloc(size_t size) noexcept {
             h->cls = cls;
             h->owner = this;
             in_use_ += 1;
+            in_use_bytes_ += bsize;
+            if (in_use_bytes_ > peak_bytes_) {
+                peak_bytes_ = in_use_bytes_;
+            }
             return h + 1;
         }
     }
-    ++heap_fallbacks_;
-    g_worker_heap_allocs.fetch_add(1, std::memory_order_relaxed);
-    return heap_alloc(size);
+    // Never the C heap on a worker: nDPI and libgcrypt treat NULL as out of memory, and the
+    // classifier gives the flow up (AppClassifier::packet).
+    ++refused_local_;
+    if (refused_ != nullptr) {
+        refused_->inc();
+    }
+    return nullptr;
 }
 
 void NdpiArena::release(void* block, unsigned cls) noexcept {
     static_cast<Header*>(block)->magic = 0;
     std::memcpy(block, &free_[cls], sizeof(void*));
     free_[cls] = block;
+    const size_t bsize = size_t{1} << (cls + kMinShift);
+    free_bytes_ += bsize;
     in_use_ -= 1;
+    in_use_bytes_ -= bsize;
 }
 
 } // namespace l7gate::dp

@@ -81,6 +81,14 @@ struct ShaperProfile {
 // Fills the derived fields of `p` from its rate and burst.
 void shaper_derive(ShaperProfile& p) noexcept;
 
+// A shaper's queue when the policy gives none: ceil(rate x max_delay / (8 x 1500)), the
+// full-size frames the rate sends within max_delay, at least kShaperMinQueue, at most
+// kShaperMaxQueue (the largest `queue` a policy may give).
+inline constexpr uint32_t kShaperFrameBytes = 1500;
+inline constexpr uint32_t kShaperMinQueue = 8;
+inline constexpr uint32_t kShaperMaxQueue = 65536;
+uint32_t shaper_default_queue(uint64_t rate_bps, uint32_t max_delay_us) noexcept;
+
 // Risk exceptions: listed risks are ignored for flows matching the entry (every criterion it
 // lists must match; inside one criterion any item may).
 struct RiskException {

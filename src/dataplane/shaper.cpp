@@ -33,6 +33,20 @@ void shaper_derive(ShaperProfile& p) noexcept {
     p.tau_ns = ns(burst) > p.chunk_ns ? ns(burst) : p.chunk_ns;
 }
 
+uint32_t shaper_default_queue(uint64_t rate_bps, uint32_t max_delay_us) noexcept {
+    // Full-size frames the rate sends in max_delay: a packet queued behind more of them would
+    // wait longer than max_delay and be dropped at the head anyway.
+    const uint64_t bytes = static_cast<uint64_t>(static_cast<unsigned __int128>(rate_bps) * max_delay_us / 8000000u);
+    uint64_t q = (bytes + kShaperFrameBytes - 1) / kShaperFrameBytes;
+    if (q < kShaperMinQueue) {
+        q = kShaperMinQueue;
+    }
+    if (q > kShaperMaxQueue) {
+        q = kShaperMaxQueue;
+    }
+    return static_cast<uint32_t>(q);
+}
+
 bool bucket_take(SharedBucket& b, uint64_t now_ns, uint64_t chunk_ns, uint64_t tau_ns, uint64_t& retry_ns) noexcept {
     // Relaxed: the bucket publishes no other data; the CAS alone makes each chunk taken once.
     uint64_t tat = b.tat.load(std::memory_order_relaxed);
@@ -93,8 +107,11 @@ Shaper::~Shaper() {
     table_free(active_);
 }
 
-const char* Shaper::init(ShaperBuckets* shared, int socket) noexcept {
+const char* Shaper::init(ShaperBuckets* shared, int socket, uint32_t backlog_cap,
+                         Counter* host_buckets_full) noexcept {
     shared_ = shared;
+    backlog_cap_ = backlog_cap;
+    host_buckets_full_ = host_buckets_full;
     static const rte_mbuf_dynfield desc = {"l7gate_shaper_link", sizeof(Link), alignof(Link), 0};
     dynfield_ = rte_mbuf_dynfield_register(&desc);
     if (dynfield_ < 0) {
@@ -145,6 +162,9 @@ bool Shaper::refill(ShapeQueue& q, const ShaperProfile& p, uint64_t now_ns) noex
     SharedBucket* b = q.key != 0 ? shared_->host(q.key, now_ns) : &shared_->flat(q.shaper, q.port);
     if (b == nullptr) {
         q.retry_ns = now_ns + 1000000;  // every nearby host bucket busy: try again in 1 ms
+        if (host_buckets_full_ != nullptr) {
+            host_buckets_full_->inc();
+        }
         return false;
     }
     while (q.credit <= 0) {
@@ -189,7 +209,7 @@ Admit Shaper::admit(rte_mbuf* m, const ShaperProfile& p, uint8_t shaper, bool po
                     uint64_t host_key, uint64_t now_ns, DropReason& why) noexcept {
     ShapeQueue* q = host_key != 0 ? host_queue(host_key) : &queues_[shaper * kMaxPorts + port];
     if (q == nullptr) {
-        why = police ? DropReason::Police : DropReason::ShaperOverflow;
+        why = DropReason::ShaperHosts;
         return Admit::Drop;
     }
     if (host_key != 0) {
@@ -211,6 +231,10 @@ Admit Shaper::admit(rte_mbuf* m, const ShaperProfile& p, uint8_t shaper, bool po
     }
     if (q->count >= p.queue_packets) {
         why = DropReason::ShaperOverflow;
+        return Admit::Drop;
+    }
+    if (backlog_ >= backlog_cap_) {
+        why = DropReason::ShaperBacklog;
         return Admit::Drop;
     }
     push(*q, m, now_ns);

@@ -16,8 +16,12 @@
 //
 // Queues. A packet of a shaped flow that finds no credit waits in its worker's FIFO for the
 // same key and leaves when the bucket allows, in order. The FIFOs are intrusive lists through
-// an mbuf dynamic field, so they need no storage of their own: only the packet count
-// (`queue`) bounds them. A full queue drops the newcomer (shaper_overflow); a packet that
+// an mbuf dynamic field, so they need no storage of their own: the packet count (`queue`,
+// by default what the rate sends in max_delay, shaper_default_queue()) bounds each, and the
+// worker's backlog cap (WorkerConfig::shaper_backlog, derived from the mbuf pool) bounds them
+// all together, so queued packets can never empty the pool the RX rings refill from. A full
+// queue drops the newcomer (shaper_overflow), so does a full backlog (shaper_backlog) and a
+// per-host key that finds no free queue among its kProbe slots (shaper_hosts); a packet that
 // waited longer than max_delay is dropped at the head (shaper_delay). police:NAME uses the
 // same buckets without a queue: out-of-profile packets are dropped (police).
 
@@ -103,9 +107,11 @@ public:
     Shaper(const Shaper&) = delete;
     Shaper& operator=(const Shaper&) = delete;
 
-    // Allocates the queues; registers the mbuf dynamic field (EAL must be up). nullptr or an
-    // error line.
-    const char* init(ShaperBuckets* shared, int socket) noexcept;
+    // Allocates the queues; registers the mbuf dynamic field (EAL must be up). `backlog_cap`:
+    // packets all queues may hold together; `host_buckets_full` (optional) counts refills of a
+    // per-host queue that found no shared bucket free for its host. nullptr or an error line.
+    const char* init(ShaperBuckets* shared, int socket, uint32_t backlog_cap = 4096,
+                     Counter* host_buckets_full = nullptr) noexcept;
 
     // A packet of a shape/police flow. Send: it may leave now (credit taken). Queued: the
     // shaper owns it until drain() or flush(). Drop: the caller drops it for `why`.
@@ -128,6 +134,7 @@ public:
 
     bool idle() const noexcept { return nactive_ == 0; }
     uint32_t backlog() const noexcept { return backlog_; }
+    uint32_t backlog_cap() const noexcept { return backlog_cap_; }
 
 private:
     struct Link {  // the mbuf dynamic field
@@ -145,6 +152,8 @@ private:
     uint32_t* active_ = nullptr;       // indexes of non-empty queues
     uint32_t nactive_ = 0;
     uint32_t backlog_ = 0;             // packets queued
+    uint32_t backlog_cap_ = 4096;      // at most this many
+    Counter* host_buckets_full_ = nullptr;
     int dynfield_ = -1;
 };
 

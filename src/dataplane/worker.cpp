@@ -57,9 +57,11 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
             return "cannot draw the shaper's per-host key secret (getrandom)";
         }
     }
-    if (const char* err = shaper_.init(buckets, cfg.socket); err != nullptr) {
+    if (const char* err = shaper_.init(buckets, cfg.socket, cfg.shaper_backlog, &counters_.shaper_host_buckets_full);
+        err != nullptr) {
         return err;
     }
+    counters_.shaper_backlog_cap.set(cfg.shaper_backlog);
     for (unsigned i = 0; i < cfg.nb_ports; ++i) {
         for (unsigned j = 0; j < cfg.nb_ports; ++j) {
             if (cfg.port[j] == cfg.peer[i]) {

@@ -10,6 +10,7 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_query.hpp"
 #include "dataplane/host_block.hpp"
+#include "dataplane/memory.hpp"
 #include "dataplane/flow_record.hpp"
 #include "dataplane/flow_table.hpp"
 #include "dataplane/frag_table.hpp"
@@ -24,6 +25,8 @@ struct rte_rcu_qsbr;
 namespace l7gate::dp {
 
 inline constexpr unsigned kMaxBurst = 32;
+static_assert(PoolSizing::kInFlightBursts * kMaxBurst >= 2 * kMaxBurst + 64 + 4 * kMaxBurst,
+              "PoolSizing must cover a burst, its output, the drop batch and injected packets");
 inline constexpr unsigned kHousekeepingEvery = 16;  // loop iterations (power of two)
 inline constexpr unsigned kExpireBudget = 256;      // list heads examined per housekeeping, plus
                                                     // 2 per flow created since the last one
@@ -62,6 +65,9 @@ struct WorkerConfig {
     // Token buckets shared by every worker (shape:/police: markers); nullptr: the worker
     // allocates its own (tests driving one worker).
     ShaperBuckets* shaper_buckets = nullptr;
+    // Packets this worker's shaper queues may hold together (PoolSizing::shaper_backlog_cap);
+    // a packet beyond it is dropped (shaper_backlog), so shaping never empties the pool.
+    uint32_t shaper_backlog = 4096;
     // --fail-open: before each RX burst the worker checks that it still owns its RX queues
     // (the control thread's watchdog may hand them to the standby path while it is stalled).
     bool fail_open = false;

@@ -199,6 +199,9 @@ protected:
         cfg.policy = &policy_;
         cfg.blocked = &blocked_;
         w2_ = new dp::Worker();
+        // nDPI's start-up allocations come from the C heap, as on the control thread (the
+        // first worker's arena is attached here and has no room for a second module).
+        dp::NdpiArena::attach(nullptr);
         ASSERT_EQ(w2_->init(cfg), nullptr);
         w2_->load_snapshots();
     }

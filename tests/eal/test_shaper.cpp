@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include <rte_mbuf.h>
@@ -297,6 +298,92 @@ TEST_F(ShaperTest, ARemovedShaperReleasesItsQueue) {
     sim.drain_all(&empty, kT0 + 300000000);
     EXPECT_EQ(sim.backlog(), 0u);
     EXPECT_EQ(sim.delayed - before, waiting);
+}
+
+} // namespace
+} // namespace l7gate::test
+
+namespace l7gate::test {
+namespace {
+
+// Issue 18, point 2: a shaper's limits beyond its own queue. Driven directly, one worker's
+// Shaper, packets that all find the bucket empty (the first of each key takes the burst).
+class ShaperLimits : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_NE(eal_pool(), nullptr);  // EAL up (the mbuf dynamic field)
+        void* mem = dp::table_alloc(sizeof(dp::ShaperBuckets), 0);
+        buckets_ = new (mem) dp::ShaperBuckets();
+        p_ = profile(512, 100000, true);
+        p_.burst_bytes = 2000;  // two packets, then the queue
+        dp::shaper_derive(p_);
+    }
+    void TearDown() override {
+        if (shaper_ != nullptr) {
+            shaper_->flush([](rte_mbuf* m) { rte_pktmbuf_free(m); });
+            delete shaper_;
+        }
+        buckets_->~ShaperBuckets();
+        dp::table_free(buckets_);
+    }
+    dp::Admit offer(uint64_t key, dp::DropReason& why) {
+        rte_mbuf* m = rte_pktmbuf_alloc(eal_pool());
+        EXPECT_NE(m, nullptr);
+        rte_pktmbuf_append(m, kLen);
+        const dp::Admit a = shaper_->admit(m, p_, 0, false, 1, 1, key, kT0, why);
+        if (a != dp::Admit::Queued) {
+            rte_pktmbuf_free(m);
+        }
+        return a;
+    }
+    dp::ShaperBuckets* buckets_ = nullptr;
+    dp::Shaper* shaper_ = nullptr;
+    dp::ShaperProfile p_;
+};
+
+TEST_F(ShaperLimits, TheBacklogCapDropsWhatTheQueuesCannotHoldTogether) {
+    shaper_ = new dp::Shaper();
+    ASSERT_EQ(shaper_->init(buckets_, 0, 40), nullptr);
+    std::map<dp::Admit, unsigned> got;
+    dp::DropReason last = dp::DropReason::None;
+    for (uint64_t host = 1; host <= 10; ++host) {  // 10 hosts, 10 packets each
+        for (int k = 0; k < 10; ++k) {
+            dp::DropReason why = dp::DropReason::None;
+            ++got[offer(host << 32 | 1, why)];
+            if (why != dp::DropReason::None) {
+                last = why;
+            }
+        }
+    }
+    EXPECT_EQ(shaper_->backlog(), 40u);
+    EXPECT_EQ(got[dp::Admit::Queued], 40u);
+    EXPECT_EQ(got[dp::Admit::Drop] + got[dp::Admit::Send] + got[dp::Admit::Queued], 100u);
+    EXPECT_GT(got[dp::Admit::Drop], 0u);
+    EXPECT_EQ(last, dp::DropReason::ShaperBacklog);
+}
+
+TEST_F(ShaperLimits, AHostBeyondItsQueueSlotsIsCountedAsSuch) {
+    shaper_ = new dp::Shaper();
+    ASSERT_EQ(shaper_->init(buckets_, 0, 4096), nullptr);
+    // Keys whose queue slots start at the same index: the first kProbe hosts take them.
+    auto key = [](uint64_t i) { return uint64_t{5} << 32 | (2 * i + 1); };
+    for (uint64_t i = 0; i < dp::Shaper::kProbe; ++i) {
+        dp::DropReason why = dp::DropReason::None;
+        offer(key(i), why);  // the burst
+        while (offer(key(i), why) == dp::Admit::Send) {
+        }
+        ASSERT_EQ(why, dp::DropReason::None) << "host " << i << " got no queue";
+    }
+    dp::DropReason why = dp::DropReason::None;
+    EXPECT_EQ(offer(key(dp::Shaper::kProbe), why), dp::Admit::Drop);
+    EXPECT_EQ(why, dp::DropReason::ShaperHosts);
+}
+
+TEST(ShaperDefaultQueue, RateTimesMaxDelayInFullSizeFrames) {
+    EXPECT_EQ(dp::shaper_default_queue(1000000, 100000), 9u);      // 12,500 bytes
+    EXPECT_EQ(dp::shaper_default_queue(20000000, 100000), 167u);   // 250,000 bytes
+    EXPECT_EQ(dp::shaper_default_queue(64000, 100000), dp::kShaperMinQueue);
+    EXPECT_EQ(dp::shaper_default_queue(100000000000ull, 10000000), dp::kShaperMaxQueue);
 }
 
 } // namespace

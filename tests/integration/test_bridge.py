@@ -34,7 +34,7 @@ DEFAULT_REASONS = [
     ("tcp_truncated", True), ("tcp_bad_offset", True), ("udp_truncated", True),
     ("udp_bad_length", True), ("icmp_truncated", True), ("frag_no_first", True),
     ("policy", False), ("shaper_overflow", False), ("shaper_delay", False), ("police", False),
-    ("shaper_flush", False), ("table_full", False), ("bucket_full", False), ("tx_full", False),
+    ("shaper_flush", False), ("shaper_backlog", False), ("shaper_hosts", False), ("table_full", False), ("bucket_full", False), ("tx_full", False),
     ("no_mbuf", False),
 ]
 

@@ -285,14 +285,14 @@ class DpiPoolExhaustionTest(HostileBase):
         self.assertEqual(st["flows"]["created"], n)
         self.assertEqual(cls["dpi_pool_full"], n - pool, cls)
         self.assertEqual(cls["dpi_reclaimed"], 0, "UDP flows are not half-open TCP: nothing to reclaim")
-        self.assertEqual(cls["ndpi_heap_fallbacks"], 0, "nDPI allocated outside its arena")
+        self.assertEqual(cls["ndpi_arena_refused"] + cls["ndpi_arena_full"], 0, "the arena (sized from --dpi-flows) ran low")
         with open(flows) as f:
             log = [json.loads(x) for x in f]
         unknown = sum(1 for x in log if x.get("l7_proto") == "Unknown")
         self.assertGreaterEqual(unknown, n - pool)
         report("nDPI state exhaustion: %d UDP flows in classification, %d states: dpi_pool_full=%d, "
-               "all %d frames forwarded, heap fallbacks=%d, %d flows logged Unknown"
-               % (n, pool, cls["dpi_pool_full"], len(recs), cls["ndpi_heap_fallbacks"], unknown))
+               "all %d frames forwarded, arena refusals=%d, %d flows logged Unknown"
+               % (n, pool, cls["dpi_pool_full"], len(recs), cls["ndpi_arena_refused"], unknown))
 
 
 class FragmentAttackTest(HostileBase):
@@ -367,7 +367,7 @@ class MalformedL7Test(HostileBase):
         st = r.stats
         self.assertEqual(st["totals"]["tx_packets"], len(recs), "nothing dropped without a policy")
         self.assertEqual(st["flows"]["created"], 4)
-        self.assertEqual(st["classification"]["ndpi_heap_fallbacks"], 0)
+        self.assertEqual(st["classification"]["ndpi_arena_refused"], 0)
         with open(flows) as f:
             log = {x["src_port"]: x for x in map(json.loads, f)}
         self.assertEqual(sorted(log), [46001, 46002, 46003, 46004])
@@ -402,29 +402,48 @@ class RejectFloodTest(HostileBase):
 
 
 class MbufPressureTest(HostileBase):
-    def test_shaper_holds_every_mbuf(self):
+    def test_shaper_cannot_hold_the_pool(self):
+        # A shaper with a long queue (8,192 packets, max_delay 10 s) offered 6,000 frames far
+        # beyond its rate, next to an unshaped flow, in a 4,096-mbuf pool: before issue 18 the
+        # queue held the whole pool and the PMD could not receive (rx_nombuf). Now the worker's
+        # backlog cap, 4,096 - 1,024 spare - (2 ports x (256 + 256) + 384 cache + 256 in
+        # flight) = 1,408, bounds what it holds; beyond it packets are dropped as
+        # shaper_backlog and everything is received.
         n = 6000
-        recs = [(i * 10, ipv4("198.18.6.1", "198.19.6.1", 17, hostile.udp(50000, 50001, b"p" * 900)))
-                for i in range(n)]
-        pol = self.policy("version: 1\ndefault_policy: p\nshapers:\n  slow: {rate: 64kbit, burst: 2kb, queue: 8192, max_delay: 10s}\n"
-                          "policies:\n  p: {default: \"shape:slow\"}\n")
-        # The PMD cannot receive once the shaper holds the whole pool: l7gate stops at
-        # --idle-exit with frames still unread (run_records checks rx = tx + drops and that
-        # every mbuf is back in its pool at exit).
-        r = self.run_records("nombuf", recs, ["--policy", pol, "--mbufs", "1024"], all_received=False)
+        shaped = ipv4("198.18.6.1", "198.19.6.1", 17, hostile.udp(50000, 50001, b"p" * 900))
+        free = ipv4("198.18.6.2", "198.19.7.1", 17, hostile.udp(50002, 50003, b"f" * 100))
+        recs = []
+        for i in range(n):
+            recs.append((i * 10, shaped))
+            if i % 10 == 0:
+                recs.append((i * 10 + 5, free))
+        nfree = len(recs) - n
+        pol = self.policy("version: 1\ndefault_policy: p\nshapers:\n"
+                          "  slow: {rate: 64kbit, burst: 2kb, queue: 8192, max_delay: 10s}\n"
+                          "policies:\n  p: {default: pass, ips: {198.19.6.0/24: \"shape:slow\"}}\n")
+        r = self.run_records("nombuf", recs, ["--policy", pol, "--mbufs", "4096", "--rxd", "256", "--txd", "256"])
         st = r.stats
         p0 = st["ports"][0]
         pools = st["mempools"]
         self.assertEqual(len(pools), 1, pools)
-        self.assertEqual(pools[0]["size"], 1024)
-        self.assertGreater(p0["rx_nombuf"], 0, "the PMD counts the receives the empty pool refused")
-        self.assertLess(st["totals"]["rx_packets"], n)
-        # Nearly the whole pool waited in the shaper queue until the stop.
-        self.assertGreater(st["drops"]["shaper_flush"], 1024 * 3 // 4, st["drops"])
-        report("mbuf pressure: a 1024-mbuf pool held by a shaper queue: PMD rx_nombuf=%d, shaper_flush=%d, "
-               "rx=%d, mbufs in use at exit=%s"
-               % (p0["rx_nombuf"], st["drops"]["shaper_flush"], st["totals"]["rx_packets"],
-                  [m["in_use"] for m in pools]))
+        self.assertEqual(pools[0]["size"], 4096)
+        self.assertEqual(p0["rx_nombuf"], 0, "the shaper emptied the pool")
+        self.assertEqual(st["shapers"]["backlog_cap"], 1408)
+        drops = st["drops"]
+        out = read_pcap_records(r.outs[1][0])
+        self.assertEqual(sum(1 for _, fr in out if fr[30:34] == bytes([198, 19, 7, 1])), nfree,
+                         "the unshaped flow lost packets")
+        sh = st["shapers"]["by_shaper"]["slow"]
+        self.assertGreater(drops["shaper_backlog"], 0, drops)
+        self.assertLessEqual(drops["shaper_flush"], 1408, drops)
+        self.assertGreater(drops["shaper_flush"], 1408 * 3 // 4, "the queue held about the cap at the stop")
+        self.assertEqual(sh["sent"] + sh["delayed"] + drops["shaper_backlog"] + drops["shaper_overflow"]
+                         + drops["shaper_delay"] + drops["shaper_flush"], n, (sh, drops))
+        report("mbuf pressure: a shaper queue of 8192 in a 4096-mbuf pool, 6000 frames beyond its rate and %d "
+               "unshaped: backlog cap %d, rx_nombuf=%d, shaper_backlog=%d, shaper_flush=%d, unshaped forwarded "
+               "%d/%d, mbufs in use at exit=%s"
+               % (nfree, st["shapers"]["backlog_cap"], p0["rx_nombuf"], drops["shaper_backlog"],
+                  drops["shaper_flush"], nfree, nfree, [m["in_use"] for m in pools]))
 
 
 if __name__ == "__main__":

@@ -134,11 +134,15 @@ TEST(PreflightEal, CpuLists) {
 TEST(PreflightMemory, EstimateFollowsMainSizing) {
     ctl::Options o;
     o.rxq = 2;
-    // 2 queues x 4 ports x (1024 + 1024) descriptors + 2 x (256 cache + 2 x 32 burst) + 1024
-    EXPECT_EQ(ctl::estimate_memory(o, 4).mbufs, 2u * 4 * 2048 + 2 * (256 + 64) + 1024);
-    EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 2u * 2 * 2048 + 2 * (256 + 64) + 1024);
+    // 2 workers x (4 ports x (1024 + 1024) descriptors + 1.5 x 256 cache + 8 x 32 burst
+    // + 4096 shaper backlog) + 1024
+    EXPECT_EQ(ctl::estimate_memory(o, 4).mbufs, 2u * (4 * 2048 + 384 + 256 + 4096) + 1024);
+    EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 2u * (2 * 2048 + 384 + 256 + 4096) + 1024);
+    EXPECT_EQ(ctl::estimate_memory(o, 2).shaper_backlog, 4096u);
     o.rxq = 1;
+    o.rx_desc = o.tx_desc = 512;
     EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 8191u);  // the floor
+    EXPECT_EQ(ctl::estimate_memory(o, 2).shaper_backlog, 8191u - 1024 - (2 * 1024 + 384 + 256));
     o.mbufs = 100000;
     EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 100000u);
     EXPECT_GT(ctl::estimate_memory(o, 2).pool_bytes, 100000u * 2048);
