@@ -258,7 +258,8 @@ int main(int argc, char** argv) {
     }
     const uint32_t cache = 256;
     uint64_t need = uint64_t{opt.rxq} * ports.size() * (opt.rx_desc + opt.tx_desc) +
-                    uint64_t{opt.rxq} * (cache + 2 * dp::kMaxBurst) + 1024;
+                    uint64_t{opt.rxq} * (cache + 2 * dp::kMaxBurst) + 1024 +
+                    (opt.ff_bytes != 0 ? uint64_t{opt.rxq} * 4 * opt.ff_flows : 0);  // held first flights
     uint32_t nb_mbufs = opt.mbufs != 0 ? opt.mbufs : static_cast<uint32_t>(std::max<uint64_t>(need, 8191));
     for (auto& [sock, pool] : pools) {
         const std::string name = "l7g_pkt_s" + std::to_string(sock);
@@ -408,6 +409,10 @@ int main(int argc, char** argv) {
         wc.timestamp_flag = ts_flag;
         // net_pcap (DPDK 22.11) stamps packets in microseconds; NIC timestamps are in ns.
         wc.timestamp_scale_ns = dp::port_driver(ports[0]) == "net_pcap" ? 1000 : 1;
+        wc.first_flight.bytes = opt.ff_bytes;
+        wc.first_flight.slots = opt.ff_flows;
+        wc.first_flight.mbufs = 4 * opt.ff_flows;
+        wc.first_flight.unnamed_drop = opt.ff_unnamed_drop;
         dp::ClassifierConfig& cc = wc.classifier;
         cc.dpi_flows = opt.dpi_flows != 0 ? opt.dpi_flows : std::max<uint32_t>(opt.flows / 4, 1024);
         cc.meta_records = opt.meta_records != 0 ? opt.meta_records

@@ -135,6 +135,10 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.reject_suppressed += c.reject_suppressed.get();
         s.inject_failed += c.inject_failed.get();
         s.shaper_backlog += c.shaper_backlog.get();
+        for (unsigned k = 0; k < dp::kFirstFlightOutcomes; ++k) {
+            s.first_flight[k] += c.first_flight[k].get();
+        }
+        s.first_flight_held += c.first_flight_held.get();
         for (unsigned i = 0; i < dp::kShaperCounters; ++i) {
             s.shapers[i].sent += c.shaper[i].sent.get();
             s.shapers[i].delayed += c.shaper[i].delayed.get();
@@ -248,7 +252,11 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
       << ",\"expired\":" << s.flows_expired << ",\"active\":" << s.flows_active
       << ",\"table_full\":" << s.table_full << ",\"bucket_full\":" << s.bucket_full << ",\"flushed\":" << s.flows_flushed << ",\"reused\":" << s.flows_reused << ",\"asymmetric\":" << s.flows_asymmetric << "},\"fragments\":{\"tracked\":" << s.frag_tracked
       << ",\"matched\":" << s.frag_matched << ",\"table_full\":" << s.frag_table_full
-      << "},\"workers\":[";
+      << "},\"first_flight\":{\"held\":" << s.first_flight_held;
+    for (unsigned k = 0; k < dp::kFirstFlightOutcomes; ++k) {
+        o << ",\"" << dp::kFirstFlightOutcomeNames[k] << "\":" << s.first_flight[k];
+    }
+    o << "},\"workers\":[";
     for (size_t i = 0; i < s.workers.size(); ++i) {
         const WorkerStats& w = s.workers[i];
         o << (i ? "," : "") << "{\"lcore\":" << w.lcore << ",\"queue\":" << w.queue

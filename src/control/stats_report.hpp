@@ -77,6 +77,8 @@ struct StatsSnapshot {
     };
     ShaperStats shapers[dp::kShaperCounters];  // by shaper index in the policy in force
     uint64_t shaper_backlog = 0;                // packets waiting in shaper queues (in flight)
+    uint64_t first_flight[dp::kFirstFlightOutcomes] = {};  // first flights by outcome
+    uint64_t first_flight_held = 0;             // client segments held in first flights now
     std::vector<std::string> shaper_names;      // filled by the caller from the policy in force
     struct ReasonStats {
         uint16_t id;

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "dataplane/drop_reason.hpp"
+#include "dataplane/first_flight.hpp"
 
 namespace l7gate::dp {
 
@@ -85,6 +86,8 @@ struct alignas(64) WorkerCounters {
     Counter inject_failed;     // not sent: no mbuf, or the TX queue was full
     Counter policy_generation; // generation of the snapshot this worker last used (ack)
     Counter shaper_backlog;    // gauge: packets waiting in this worker's shaper queues
+    Counter first_flight[kFirstFlightOutcomes];  // first flights by outcome (first_flight.hpp)
+    Counter first_flight_held;  // gauge: client segments held in first flights right now
     ShaperCounters shaper[kShaperCounters];
     Counter stage_cycles[static_cast<size_t>(Stage::Count)];  // -Dprofiling only
     Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)

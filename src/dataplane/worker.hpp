@@ -8,6 +8,7 @@
 
 #include "dataplane/classifier_ndpi.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/first_flight.hpp"
 #include "dataplane/flow_query.hpp"
 #include "dataplane/host_block.hpp"
 #include "dataplane/flow_record.hpp"
@@ -49,6 +50,7 @@ struct WorkerConfig {
     uint64_t timestamp_flag = 0;       // ol_flags bit saying the field is valid
     uint32_t timestamp_scale_ns = 1;   // ns per timestamp unit
     ClassifierConfig classifier{};
+    FirstFlightConfig first_flight{};  // client first-flight reassembly (first_flight.hpp)
     rte_ring* flow_log = nullptr;      // dp -> cp finished flows; nullptr: no flow log
     // The published policy (cp: rw, dp: ro). nullptr inside: no policy, everything passes.
     const std::atomic<const PolicySnapshot*>* policy = nullptr;
@@ -83,7 +85,8 @@ struct Burst {
     uint64_t time_ns[kMaxBurst];
     FlowEntry* flows[kMaxBurst];
     uint8_t lookup_slot[kMaxBurst];  // index into keys/flows for packets that need a lookup
-    rte_mbuf* out[kMaxBurst];
+    // A packet that ends a first flight brings the segments held before it (first_flight.hpp).
+    rte_mbuf* out[kMaxBurst * (kFirstFlightMaxHeld + 1)];
 };
 
 class alignas(64) Worker {
@@ -175,6 +178,16 @@ private:
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
     // `changed`: the flow's classification moved (else a snapshot did, or the flow is new).
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept;
+    // A client packet of a TCP flow in classification whose first flight may need
+    // reassembly: Normal (feed nDPI as usual), Forward (pass it on without nDPI: a pure ACK
+    // while held), Consumed (held or dropped), Fed (nDPI had the reassembled bytes; `release`
+    // is the slot whose held segments take this packet's verdict).
+    enum class FfStep : uint8_t { Normal, Forward, Consumed, Fed };
+    FfStep first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint64_t t, bool& changed,
+                        uint32_t& release) noexcept;
+    // Forwards (into burst_.out; r == DropReason::None) or drops with reason r the segments
+    // held in first-flight slot `idx`, and frees the slot.
+    void ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept;
     void answer_query() noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
@@ -217,6 +230,11 @@ private:
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     uint32_t* isn_ = nullptr;  // per flow entry: the client's initial sequence number (TCP)
+    // Per flow entry: 0 (no client payload yet), kFfDone (first flight over or never
+    // reassembled), else 1 + its slot in ff_pool_.
+    static constexpr uint32_t kFfDone = UINT32_MAX;
+    uint32_t* ff_ = nullptr;
+    FirstFlightPool ff_pool_;
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     static constexpr unsigned kDropBatch = 64;
     rte_mbuf* dropped_[kDropBatch] = {};
