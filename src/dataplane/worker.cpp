@@ -754,7 +754,7 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
         const uint32_t idx = ff_pool_.take();
         if (idx == FirstFlightPool::kNone) {
             counters_.first_flight[static_cast<unsigned>(FirstFlightOutcome::NoSlot)].inc();
-            if (ff_pool_.config().unnamed_drop) {
+            if (ff_pool_.config().unnamed_drop && names_matter(e, m)) {
                 drop(m, DropReason::FfNoSlot);  // the client resends it; a slot may be free then
                 return FfStep::Consumed;
             }
@@ -854,7 +854,7 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
     }
     changed = true;  // decide now, whatever nDPI found
     counters_.first_flight[static_cast<unsigned>(why)].inc();
-    if (why != FirstFlightOutcome::Complete && classifier_.host(e).empty()) {
+    if (why != FirstFlightOutcome::Complete && classifier_.host(e).empty() && names_matter(e, m)) {
         if (ff_pool_.config().unnamed_drop) {
             counters_.first_flight[static_cast<unsigned>(FirstFlightOutcome::UnnamedDrop)].inc();
             e.action = cached::kDrop;
@@ -868,6 +868,19 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
     release = idx;
     st = kFfDone;
     return FfStep::Fed;
+}
+
+bool Worker::names_matter(const FlowEntry& e, const rte_mbuf* m) const noexcept {
+    char lower[80];
+    FlowFacts f = facts(e, lower);
+    if (m->data_len >= 12) {
+        const uint8_t* eth = rte_pktmbuf_mtod(m, const uint8_t*);
+        f.client_mac = eth + 6;  // a client packet: its source MAC is the client's
+        f.server_mac = eth;
+    }
+    bool local_is_server = false;
+    const uint16_t p = policy_->pool_policy(f, local_is_server);
+    return p < policy_->policies.size() && policy_->policies[p].first_l7_pos != kNoPos;
 }
 
 void Worker::ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept {
@@ -948,6 +961,7 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
     const unsigned n = flows_.expire(now_ns, budget, [this](FlowEntry& e) { end_flow(e, FlowEnd::Idle); });
     if (n != 0) {
         counters_.flows_expired.add(n);
+        free_dropped();  // segments held in the first flights of expired flows
     }
     counters_.flows_active.set(flows_.active());
     classifier_.publish();
@@ -956,6 +970,7 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
 
 void Worker::flush_flows() noexcept {
     const unsigned n = flows_.expire_all([this](FlowEntry& e) { end_flow(e, FlowEnd::Shutdown); });
+    free_dropped();  // segments still held in first flights
     counters_.flows_flushed.add(n);
     counters_.flows_active.set(flows_.active());
 }

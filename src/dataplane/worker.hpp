@@ -185,6 +185,9 @@ private:
     enum class FfStep : uint8_t { Normal, Forward, Consumed, Fed };
     FfStep first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint64_t t, bool& changed,
                         uint32_t& release) noexcept;
+    // Could the flow's verdict depend on its hostname: does the policy its pool maps it to
+    // have a hostname, protocol or category marker? (Client packet `m`.)
+    bool names_matter(const FlowEntry& e, const rte_mbuf* m) const noexcept;
     // Forwards (into burst_.out; r == DropReason::None) or drops with reason r the segments
     // held in first-flight slot `idx`, and frees the slot.
     void ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept;

@@ -235,24 +235,22 @@ def build_cases():
             frags = [Ether(src=p.src, dst=p.dst) / f for f in ip_fragment(p[IP], 48)]
         fr = hs + frags + c.reply()
         cases["tls-ip-fragments-%s-victim" % ("ipv6" if v6 else "ipv4")] = (fr, None)
-    # Overlapping IPv4 fragments with other bytes: the first fragment's header and a benign
-    # start, a later fragment rewriting bytes 48.. (where the SNI will be) twice.
+    # Overlapping IPv4 fragments with other bytes: the first fragment carries the TCP header
+    # and the start of the ClientHello (no name yet); two later fragments both cover byte 48
+    # to the end (where the SNI lies), one with another ClientHello's bytes, one with the
+    # blocked one's: which one a server keeps depends on its stack.
     c = Conn(nxt())
     hs = c.handshake()
     hello = client_hello(BLOCKED)
     other = client_hello(ALLOWED)
     s, d = c.segments(hello, len(hello))[0]
     p = c.at(s, d)
-    p[IP].flags = 0
-    whole = raw(p[IP])
-    ihl = 20
-    l4 = whole[ihl:]
-    l4_other = raw(c.at(s, other)[IP])[ihl:]
+    l4 = raw(p[TCP])
+    l4_other = raw(c.at(s, other)[TCP])
     pieces = []
-    for off, src in ((0, l4), (48, l4_other), (48, l4)):
-        chunk = src[off:]
-        ip = IP(src=CLIENT4, dst=SERVER4, proto=6, id=99, frag=off // 8, flags=0)
-        pieces.append(Ether(src=p.src, dst=p.dst) / ip / Raw(chunk))
+    for off, src, more in ((0, l4[:48], True), (48, l4_other[48:], False), (48, l4[48:], False)):
+        ip = IP(src=CLIENT4, dst=SERVER4, proto=6, id=99, frag=off // 8, flags="MF" if more else 0)
+        pieces.append(Ether(src=p.src, dst=p.dst) / ip / Raw(src))
     fr = hs + pieces + c.reply()
     cases["tls-overlapping-ip-fragments-victim"] = (fr, None)
     return cases
