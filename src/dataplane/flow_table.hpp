@@ -109,7 +109,7 @@ struct alignas(64) FlowEntry {
     uint16_t app_proto;
     uint32_t ext;           // nDPI state slot while classifying, then FlowMeta slot (or none)
     uint8_t state;          // bits 0-4: tcp_state bits; bits 5-7: TimeoutClass
-    uint8_t flags;          // bit 0: live; bit 1: client slot; bits 2-3: DpiState; bit 4: meta lost
+    uint8_t flags;          // bit 0: live; bit 1: client slot; bits 2-3: DpiState; bit 4: meta lost; 5-6: first flight
     uint8_t category;       // nDPI category id
     uint8_t action;         // Action of the cached verdict (+ shaper index for Shape)
     uint16_t reason;        // verdict reason id (stable across policy reloads)
@@ -131,6 +131,12 @@ struct alignas(64) FlowEntry {
     // the verdict decided at classification (which saw them) is kept across policy reloads.
     bool meta_lost() const noexcept { return (flags & 0x10u) != 0; }
     void set_meta_lost() noexcept { flags = static_cast<uint8_t>(flags | 0x10u); }
+    // First-flight reassembly (the worker's): bit 5, over or never needed; bit 6, segments held
+    // in a slot (the worker's per-entry array names it). Both clear in a new flow.
+    bool ff_over() const noexcept { return (flags & 0x20u) != 0; }
+    bool ff_held() const noexcept { return (flags & 0x40u) != 0; }
+    void set_ff_over() noexcept { flags = static_cast<uint8_t>((flags & ~0x40u) | 0x20u); }
+    void set_ff_held() noexcept { flags = static_cast<uint8_t>(flags | 0x40u); }
 };
 static_assert(sizeof(FlowEntry) == 128, "a classified flow must fit in two cache lines");
 

@@ -78,6 +78,7 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
 
 Worker::~Worker() {
     table_free(isn_);
+    table_free(ff_);
     if (own_buckets_ != nullptr) {
         own_buckets_->~ShaperBuckets();
         table_free(own_buckets_);
@@ -106,10 +107,10 @@ uint64_t Worker::capture_time(const rte_mbuf* m) noexcept {
 }
 
 void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
-    if (uint32_t& st = ff_[flows_.index_of(e)]; st != 0 && st != kFfDone) {
+    if (e.ff_held()) {
         unsigned unused = 0;
-        ff_release(st - 1, DropReason::FfAbandoned, unused);  // its first flight never completed
-        st = kFfDone;
+        ff_release(ff_[flows_.index_of(e)], DropReason::FfAbandoned, unused);  // never completed
+        e.set_ff_over();
     }
     if (e.dpi_state() == DpiState::Classifying || e.dpi_state() == DpiState::Pending) {
         classifier_.finish_at_end(e);
@@ -611,7 +612,6 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                     counters_.flows_asymmetric.inc();
                 }
                 isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
-                ff_[flows_.index_of(*e)] = 0;
                 if (syn && pm.payload_length == 0 && (pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) == 0 &&
                     classifier_.deferrable(pm.key)) {
                     classifier_.defer(*e);  // no nDPI state until its first payload
@@ -650,7 +650,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             if (!pm.is_fragment || pm.first_fragment) {
                 FfStep step = FfStep::Normal;
                 if (slot == e->client_slot() && pm.l4_proto == 6 && ff_pool_.enabled() && policy_ != nullptr &&
-                    ff_[flows_.index_of(*e)] != kFfDone && !cached::drops(e->action)) {
+                    !e->ff_over() && !cached::drops(e->action)) {
                     step = first_flight(*e, m, pm, t, changed, release);
                     if (step == FfStep::Consumed) {
                         continue;
@@ -731,12 +731,12 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
 
 Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint64_t t, bool& changed,
                                     uint32_t& release) noexcept {
-    uint32_t& st = ff_[flows_.index_of(e)];
+    uint32_t& slot_of = ff_[flows_.index_of(e)];  // meaningful while e.ff_held()
     const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint8_t* pay = frame + pm.payload_offset;
     const uint32_t plen = pm.payload_length;
     const uint32_t seq = pm.tcp_seq + ((pm.tcp_flags & tcp_flag::kSyn) != 0 ? 1u : 0u);
-    if (st == 0) {
+    if (!e.ff_held()) {
         if (plen == 0) {
             return FfStep::Normal;
         }
@@ -748,7 +748,7 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
         }
         uint32_t scan = 0;
         if (first_message(pay, plen, scan) != FirstMessage::NeedMore) {
-            st = kFfDone;  // complete in one segment, or neither TLS nor HTTP: as before
+            e.set_ff_over();  // complete in one segment, or neither TLS nor HTTP: as before
             return FfStep::Normal;
         }
         const uint32_t idx = ff_pool_.take();
@@ -758,7 +758,7 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
                 drop(m, DropReason::FfNoSlot);  // the client resends it; a slot may be free then
                 return FfStep::Consumed;
             }
-            st = kFfDone;
+            e.set_ff_over();
             return FfStep::Normal;
         }
         FirstFlightSlot& s = ff_pool_.slot(idx);
@@ -767,9 +767,10 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
         s.len = 0;
         s.scan = 0;
         s.nheld = 0;
-        st = idx + 1;
+        slot_of = idx;
+        e.set_ff_held();
     }
-    const uint32_t idx = st - 1;
+    const uint32_t idx = slot_of;
     FirstFlightSlot& s = ff_pool_.slot(idx);
     uint8_t* buf = ff_pool_.data(idx);
     const uint32_t bound = ff_pool_.config().bytes;
@@ -866,7 +867,7 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
         }
     }
     release = idx;
-    st = kFfDone;
+    e.set_ff_over();
     return FfStep::Fed;
 }
 

@@ -233,9 +233,8 @@ private:
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     uint32_t* isn_ = nullptr;  // per flow entry: the client's initial sequence number (TCP)
-    // Per flow entry: 0 (no client payload yet), kFfDone (first flight over or never
-    // reassembled), else 1 + its slot in ff_pool_.
-    static constexpr uint32_t kFfDone = UINT32_MAX;
+    // Per flow entry: its slot in ff_pool_ while FlowEntry::ff_held() (read only then, so a
+    // new flow needs no store here).
     uint32_t* ff_ = nullptr;
     FirstFlightPool ff_pool_;
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
