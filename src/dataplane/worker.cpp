@@ -671,6 +671,13 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         } else if (e->dpi_state() != DpiState::Pending) {
             // Done or None. A Classifying or Pending flow's packets are counted once, when its
             // classification ends (under its final protocol), never as Unknown before that.
+            if (e->ff_held() && slot == e->client_slot() && (!pm.is_fragment || pm.first_fragment)) [[unlikely]] {
+                // nDPI ended (on the server's packets) while the client's first message was
+                // held: it goes on, and is decided on what nDPI found.
+                if (first_flight(*e, m, pm, t, changed, release) == FfStep::Consumed) {
+                    continue;
+                }
+            }
             classifier_.count_packet(*e, m->pkt_len);
         }
         if (policy_ != nullptr) {
@@ -830,7 +837,10 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
     // The first flight is over: nDPI gets one packet with this packet's headers (its sequence
     // number moved back to the first byte, no fragment bits) and every byte reassembled.
     const uint32_t hdr = static_cast<uint32_t>(pm.payload_offset - pm.l3_offset);
-    if (hdr <= FirstFlightPool::kScratchHeaders && s.len != 0) {
+    if (hdr > FirstFlightPool::kScratchHeaders && why == FirstFlightOutcome::Complete) {
+        why = FirstFlightOutcome::Bound;  // headers too long to hand over: nDPI saw nothing
+    }
+    if (hdr <= FirstFlightPool::kScratchHeaders && s.len != 0 && e.dpi_state() == DpiState::Classifying) {
         uint8_t* p = ff_pool_.scratch();
         std::memcpy(p, frame + pm.l3_offset, hdr);
         std::memcpy(p + hdr, buf, s.len);
@@ -872,6 +882,9 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
 }
 
 bool Worker::names_matter(const FlowEntry& e, const rte_mbuf* m) const noexcept {
+    if (policy_ == nullptr) {
+        return false;
+    }
     char lower[80];
     FlowFacts f = facts(e, lower);
     if (m->data_len >= 12) {
