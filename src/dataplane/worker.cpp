@@ -644,17 +644,20 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                 classifier_.begin(*e, m->pkt_len);
             }
         }
-        uint32_t release = FirstFlightPool::kNone;  // first-flight slot that follows this packet
         if (e->dpi_state() == DpiState::Classifying) {
             // nDPI sees packets that carry their L4 header, from the IP header on.
             if (!pm.is_fragment || pm.first_fragment) {
                 FfStep step = FfStep::Normal;
                 if (slot == e->client_slot() && pm.l4_proto == 6 && ff_pool_.enabled() && policy_ != nullptr &&
                     !e->ff_over() && !cached::drops(e->action)) {
-                    step = first_flight(*e, m, pm, t, changed, release);
+                    step = first_flight(*e, m, pm, slot, t, changed, nout);
                     if (step == FfStep::Consumed) {
                         continue;
                     }
+                } else if (e->ff_held()) {
+                    // The server's packets wait for the client's message: nDPI must not end
+                    // before it has seen it.
+                    step = FfStep::Forward;
                 }
                 L7G_TSC(tc0);
                 if (step == FfStep::Normal) {
@@ -671,13 +674,6 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         } else if (e->dpi_state() != DpiState::Pending) {
             // Done or None. A Classifying or Pending flow's packets are counted once, when its
             // classification ends (under its final protocol), never as Unknown before that.
-            if (e->ff_held() && slot == e->client_slot() && (!pm.is_fragment || pm.first_fragment)) [[unlikely]] {
-                // nDPI ended (on the server's packets) while the client's first message was
-                // held: it goes on, and is decided on what nDPI found.
-                if (first_flight(*e, m, pm, t, changed, release) == FfStep::Consumed) {
-                    continue;
-                }
-            }
             classifier_.count_packet(*e, m->pkt_len);
         }
         if (policy_ != nullptr) {
@@ -702,16 +698,10 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
                             flows_.set_class(*e, TimeoutClass::TcpClosed, t);
                         }
                     }
-                    if (release != FirstFlightPool::kNone) {
-                        ff_release(release, DropReason::Policy, nout);
-                    }
                     drop(m, DropReason::Policy);
                     continue;
                 }
             }
-        }
-        if (release != FirstFlightPool::kNone) {
-            ff_release(release, DropReason::None, nout);  // the held segments leave first, in order
         }
         if (pm.is_fragment && pm.first_fragment) {
             FragKey fk;
@@ -736,8 +726,8 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     return nout;
 }
 
-Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint64_t t, bool& changed,
-                                    uint32_t& release) noexcept {
+Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
+                                    bool& changed, unsigned& nout) noexcept {
     uint32_t& slot_of = ff_[flows_.index_of(e)];  // meaningful while e.ff_held()
     const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint8_t* pay = frame + pm.payload_offset;
@@ -876,7 +866,10 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
             counters_.first_flight[static_cast<unsigned>(FirstFlightOutcome::UnnamedPass)].inc();
         }
     }
-    release = idx;
+    // Decided here, so that the held segments leave (into burst_.out, ahead of this one) or
+    // are dropped now; the caller applies the same verdict to this packet.
+    decide(e, *policy_, m, slot, true);
+    ff_release(idx, cached::drops(e.action) ? DropReason::Policy : DropReason::None, nout);
     e.set_ff_over();
     return FfStep::Fed;
 }

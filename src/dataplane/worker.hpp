@@ -180,11 +180,11 @@ private:
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept;
     // A client packet of a TCP flow in classification whose first flight may need
     // reassembly: Normal (feed nDPI as usual), Forward (pass it on without nDPI: a pure ACK
-    // while held), Consumed (held or dropped), Fed (nDPI had the reassembled bytes; `release`
-    // is the slot whose held segments take this packet's verdict).
+    // while held), Consumed (held or dropped), Fed (nDPI had the reassembled bytes, the flow
+    // is decided and its held segments are in burst_.out[.., nout) or dropped).
     enum class FfStep : uint8_t { Normal, Forward, Consumed, Fed };
-    FfStep first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint64_t t, bool& changed,
-                        uint32_t& release) noexcept;
+    FfStep first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, bool& changed,
+                        unsigned& nout) noexcept;
     // Could the flow's verdict depend on its hostname: does the policy its pool maps it to
     // have a hostname, protocol or category marker? (Client packet `m`.)
     bool names_matter(const FlowEntry& e, const rte_mbuf* m) const noexcept;
