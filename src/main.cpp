@@ -262,6 +262,7 @@ int main(int argc, char** argv) {
     sizing.ports = static_cast<unsigned>(ports.size());
     sizing.rx_desc = opt.rx_desc;
     sizing.tx_desc = opt.tx_desc;
+    sizing.first_flight_segments = opt.ff_bytes != 0 ? uint64_t{4} * opt.ff_flows : 0;
     uint32_t nb_mbufs = opt.mbufs != 0 ? opt.mbufs
                                        : static_cast<uint32_t>(std::max<uint64_t>(sizing.default_mbufs(), 8191));
     for (auto& [sock, pool] : pools) {
@@ -422,6 +423,10 @@ int main(int argc, char** argv) {
         wc.timestamp_flag = ts_flag;
         // net_pcap (DPDK 22.11) stamps packets in microseconds; NIC timestamps are in ns.
         wc.timestamp_scale_ns = dp::port_driver(ports[0]) == "net_pcap" ? 1000 : 1;
+        wc.first_flight.bytes = opt.ff_bytes;
+        wc.first_flight.slots = opt.ff_flows;
+        wc.first_flight.mbufs = 4 * opt.ff_flows;
+        wc.first_flight.unnamed_drop = opt.ff_unnamed_drop;
         dp::ClassifierConfig& cc = wc.classifier;
         cc.dpi_flows = opt.dpi_flows != 0 ? opt.dpi_flows : std::max<uint32_t>(opt.flows / 4, 1024);
         cc.meta_records = opt.meta_records != 0 ? opt.meta_records

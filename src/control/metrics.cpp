@@ -482,6 +482,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
             action_of.emplace(p.default_marker.reason, action_name(p.default_marker));
         }
         action_of.emplace(current->pending_reason, "pass");  // pending flows pass meanwhile
+        action_of.emplace(current->unnamed_reason, "drop");  // --on-unnamed-first-flight drop
     }
     MetricFamily verdicts = family("l7gate_verdicts_total", C,
         "Flows given a verdict, by reason (policy/kind/key; a flow is counted again when its verdict changes). The 50 reasons with most flows have their own series, reason=\"other\" sums the rest.");
@@ -556,6 +557,14 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         add(shaper_drops, {{"shaper", name}}, d(h.dropped));
     }
     append(out, shaper_families, true);
+    MetricFamily ff = family("l7gate_first_flight_total", C,
+        "TCP first flights reassembled before nDPI saw them, by how they ended (README: Evasion); unnamed_pass/unnamed_drop count, among those that ended on a bound, the ones without a hostname and what --on-unnamed-first-flight did.");
+    for (unsigned k = 0; k < dp::kFirstFlightOutcomes; ++k) {
+        add(ff, {{"outcome", sv(dp::kFirstFlightOutcomeNames[k])}}, d(s.first_flight[k]));
+    }
+    append(out, ff, true);
+    single(out, "l7gate_first_flight_held_packets", G,
+        "Client segments held right now until their flow's first flight is decided.", d(s.first_flight_held));
     single(out, "l7gate_shaper_backlog_packets", G,
         "Packets waiting in shaper queues right now (received, not yet sent or dropped).", d(s.shaper_backlog));
     single(out, "l7gate_shaper_backlog_cap_packets", G,

@@ -93,6 +93,17 @@ constexpr OptSpec kOpts[] = {
      "nDPI flow states per worker: flows in classification at once (default: --flows / 4, "
      "at least 1024); a new flow that finds none is never classified (counted as "
      "dpi_pool_full, protocol Unknown)"},
+    {"first-flight-bytes", 0, true, "N",
+     "TCP client bytes reassembled, and held back, per flow before nDPI sees a ClientHello or "
+     "HTTP request that arrives in several segments (default 16389: one full TLS record; at "
+     "most 65000; 0: no reassembly, nDPI sees each segment)"},
+    {"first-flight-flows", 0, true, "N",
+     "flows whose first flight is reassembled at once per worker (default 256); they hold "
+     "at most 4 segments each on average, 128 per flow"},
+    {"on-unnamed-first-flight", 0, true, "pass|drop",
+     "a first flight that ends on a bound (bytes, segments, FIN/RST, IP fragment, 1 s) "
+     "without nDPI naming a host, or finds no free slot: drop (default, fail-closed) or "
+     "pass (fail-open); counted either way"},
     {"meta-records", 0, true, "N",
      "distinct flow metadata records per worker (hostname, JA3 digests, TLS version), each "
      "shared by every flow with the same values (default: --flows / 4, at least 1024, at most "
@@ -424,6 +435,21 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected a power of two from 1024 to 16777216");
         }
         opt.flow_log_ring = static_cast<uint32_t>(n);
+    } else if (key == "first-flight-bytes") {
+        if (!parse_u64(v, 65000, n) || (n != 0 && n < 64)) {
+            return bad("expected 0 or a byte count from 64 to 65000");
+        }
+        opt.ff_bytes = static_cast<uint32_t>(n);
+    } else if (key == "first-flight-flows") {
+        if (!parse_u64(v, 1u << 20, n) || n == 0) {
+            return bad("expected a count from 1 to 1048576");
+        }
+        opt.ff_flows = static_cast<uint32_t>(n);
+    } else if (key == "on-unnamed-first-flight") {
+        if (v != "pass" && v != "drop") {
+            return bad("expected pass or drop");
+        }
+        opt.ff_unnamed_drop = v == "drop";
     } else if (key == "meta-records") {
         if (!parse_u64(v, 1u << 28, n) || n < 16) {
             return bad("expected a count from 16 to 268435456");

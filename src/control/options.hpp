@@ -43,6 +43,9 @@ struct Options {
     std::string policy_format = "auto";
     std::string geoip;               // --geoip FILE.mmdb
     uint32_t reject_rate = 1000;     // --reject-rate: injected packets/s per worker
+    uint32_t ff_bytes = 16389;       // --first-flight-bytes (0: no first-flight reassembly)
+    uint32_t ff_flows = 256;         // --first-flight-flows: reassembly slots per worker
+    bool ff_unnamed_drop = true;     // --on-unnamed-first-flight pass|drop
     uint32_t top_hosts = 20;         // --top-hosts: hosts by score in metrics and stats
     uint32_t watchdog_ms = 500;      // --watchdog-ms (0: off)
     bool fail_open = false;          // --fail-open: forward a stalled worker's queues

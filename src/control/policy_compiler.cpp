@@ -179,6 +179,7 @@ public:
         snap_->generation = ctx_.generation;
         snap_->source = cfg_.file;
         snap_->pending_reason = ctx_.reasons->id("pending");
+        snap_->unnamed_reason = ctx_.reasons->id("first_flight/unnamed");
         snap_->auto_block = cfg_.auto_block;
         snap_->auto_block_score = cfg_.auto_block_score;
         snap_->auto_block_window_ns = cfg_.auto_block_window_us * 1000;

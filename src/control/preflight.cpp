@@ -314,6 +314,7 @@ MemoryNeed estimate_memory(const Options& opt, size_t nb_ports) {
     sizing.ports = static_cast<unsigned>(nb_ports);
     sizing.rx_desc = opt.rx_desc;
     sizing.tx_desc = opt.tx_desc;
+    sizing.first_flight_segments = opt.ff_bytes != 0 ? uint64_t{4} * opt.ff_flows : 0;
     m.mbufs = opt.mbufs != 0 ? opt.mbufs : static_cast<uint32_t>(std::max<uint64_t>(sizing.default_mbufs(), 8191));
     m.shaper_backlog = sizing.shaper_backlog_cap(m.mbufs);
     // An mbuf element: rte_mbuf (128) + headroom and data room + the mempool's header.

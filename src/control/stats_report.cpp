@@ -140,6 +140,10 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.shaper_backlog += c.shaper_backlog.get();
         s.shaper_backlog_cap += c.shaper_backlog_cap.get();
         s.shaper_host_buckets_full += c.shaper_host_buckets_full.get();
+        for (unsigned k = 0; k < dp::kFirstFlightOutcomes; ++k) {
+            s.first_flight[k] += c.first_flight[k].get();
+        }
+        s.first_flight_held += c.first_flight_held.get();
         for (unsigned i = 0; i < dp::kShaperCounters; ++i) {
             s.shapers[i].sent += c.shaper[i].sent.get();
             s.shapers[i].delayed += c.shaper[i].delayed.get();
@@ -258,7 +262,11 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     }
     o << "}},\"fragments\":{\"tracked\":" << s.frag_tracked
       << ",\"matched\":" << s.frag_matched << ",\"table_full\":" << s.frag_table_full
-      << "},\"workers\":[";
+      << "},\"first_flight\":{\"held\":" << s.first_flight_held;
+    for (unsigned k = 0; k < dp::kFirstFlightOutcomes; ++k) {
+        o << ",\"" << dp::kFirstFlightOutcomeNames[k] << "\":" << s.first_flight[k];
+    }
+    o << "},\"workers\":[";
     for (size_t i = 0; i < s.workers.size(); ++i) {
         const WorkerStats& w = s.workers[i];
         o << (i ? "," : "") << "{\"lcore\":" << w.lcore << ",\"queue\":" << w.queue

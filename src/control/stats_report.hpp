@@ -80,6 +80,8 @@ struct StatsSnapshot {
     uint64_t shaper_backlog = 0;                // packets waiting in shaper queues (in flight)
     uint64_t shaper_backlog_cap = 0;            // the most they may hold, all workers
     uint64_t shaper_host_buckets_full = 0;      // per-host refills that found no bucket free
+    uint64_t first_flight[dp::kFirstFlightOutcomes] = {};  // first flights by outcome
+    uint64_t first_flight_held = 0;             // client segments held in first flights now
     std::vector<std::string> shaper_names;      // filled by the caller from the policy in force
     struct ReasonStats {
         uint16_t id;

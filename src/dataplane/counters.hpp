@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "dataplane/drop_reason.hpp"
+#include "dataplane/first_flight.hpp"
 
 namespace l7gate::dp {
 
@@ -98,6 +99,8 @@ struct alignas(64) WorkerCounters {
     Counter shaper_backlog;    // gauge: packets waiting in this worker's shaper queues
     Counter shaper_backlog_cap;  // the most they may hold (WorkerConfig::shaper_backlog)
     Counter shaper_host_buckets_full;  // per-host refills that found no shared bucket for the host
+    Counter first_flight[kFirstFlightOutcomes];  // first flights by outcome (first_flight.hpp)
+    Counter first_flight_held;  // gauge: client segments held in first flights right now
     ShaperCounters shaper[kShaperCounters];
     Counter stage_cycles[static_cast<size_t>(Stage::Count)];  // -Dprofiling only
     Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)

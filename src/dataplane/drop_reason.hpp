@@ -39,7 +39,12 @@ namespace l7gate::dp {
     X(TableFull, "table_full", false, "flow table full and --on-flow-table-full drop")         \
     X(BucketFull, "bucket_full", false, "both buckets of a new flow full and --on-flow-table-full drop") \
     X(TxFull, "tx_full", false, "the peer port's TX queue did not accept the packet")          \
-    X(NoMbuf, "no_mbuf", false, "no mbuf available for a packet l7gate had to build")
+    X(NoMbuf, "no_mbuf", false, "no mbuf available for a packet l7gate had to build")         \
+    X(FfOutOfOrder, "first_flight_out_of_order", false, "a client segment of a first flight in reassembly that is not its next bytes (the client resends it)") \
+    X(FfDuplicate, "first_flight_duplicate", false, "a client segment that only resends bytes of a first flight already held") \
+    X(FfConflict, "first_flight_conflict", false, "a client segment whose bytes differ from the first-flight bytes already held (first wins)") \
+    X(FfNoSlot, "first_flight_no_slot", false, "no free first-flight slot and --on-unnamed-first-flight drop") \
+    X(FfAbandoned, "first_flight_abandoned", false, "held in a first flight when its flow ended or l7gate stopped")
 
 enum class DropReason : uint8_t {
 #define L7G_X(e, name, malformed, help) e,

@@ -106,7 +106,7 @@ struct alignas(64) FlowEntry {
     uint32_t ext;           // nDPI state slot while classifying, then FlowMeta slot (or none)
     uint8_t state;          // bits 0-4: tcp_state bits; bits 5-7: TimeoutClass
     uint8_t flags;          // bit 0: live; bit 1: client slot; bits 2-3: DpiState; bit 4: meta lost;
-                            // bit 5: the verdict is the blocked set's
+                            // bit 5: the verdict is the blocked set's; bits 6-7: first flight
     uint8_t category;       // nDPI category id
     uint8_t action;         // Action of the cached verdict (+ shaper index for Shape)
     uint16_t reason;        // verdict reason id (stable across policy reloads)
@@ -134,6 +134,12 @@ struct alignas(64) FlowEntry {
     void set_blocked_verdict(bool on) noexcept {
         flags = static_cast<uint8_t>(on ? flags | 0x20u : flags & ~0x20u);
     }
+    // First-flight reassembly (the worker's): bit 6, over or never needed; bit 7, segments held
+    // in a slot (the worker's per-entry array names it). Both clear in a new flow.
+    bool ff_over() const noexcept { return (flags & 0x40u) != 0; }
+    bool ff_held() const noexcept { return (flags & 0x80u) != 0; }
+    void set_ff_over() noexcept { flags = static_cast<uint8_t>((flags & ~0x80u) | 0x40u); }
+    void set_ff_held() noexcept { flags = static_cast<uint8_t>(flags | 0x80u); }
 };
 static_assert(sizeof(FlowEntry) == 128, "a classified flow must fit in two cache lines");
 

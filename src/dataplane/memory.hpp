@@ -34,10 +34,13 @@ struct PoolSizing {
     unsigned ports = 2;
     unsigned rx_desc = 1024;
     unsigned tx_desc = 1024;
+    uint64_t first_flight_segments = 0;  // client segments a worker may hold in first flights
 
-    // Mbufs one worker holds outside its shaper: ports x (rxd + txd) + 1.5 x cache + 8 x 32.
+    // Mbufs one worker holds outside its shaper: ports x (rxd + txd) + 1.5 x cache + 8 x 32
+    // + the first-flight segments it may hold (4 x --first-flight-flows, 0 without reassembly).
     uint64_t reserved_per_worker() const noexcept {
-        return uint64_t{ports} * (uint64_t{rx_desc} + tx_desc) + kCache * 3 / 2 + kInFlightBursts * 32;
+        return uint64_t{ports} * (uint64_t{rx_desc} + tx_desc) + kCache * 3 / 2 + kInFlightBursts * 32 +
+               first_flight_segments;
     }
     // The default --mbufs: workers x (reserved + kShaperBacklogDefault) + kPoolSpare.
     uint64_t default_mbufs() const noexcept {

@@ -185,6 +185,7 @@ public:
     std::vector<RiskException> risk_exceptions_storage;
     uint16_t default_policy = 0;
     uint16_t pending_reason = 0;                 // reason id "pending" (L7 not yet known)
+    uint16_t unnamed_reason = 0;                 // reason id "first_flight/unnamed" (--on-unnamed-first-flight drop)
     // Pools.
     PrefixTable4 pool_ips4;                      // value: policy index
     PrefixTable6 pool_ips6;

@@ -40,6 +40,10 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
     if (isn_ == nullptr) {
         return "cannot allocate the flow table (lower --flows or give EAL more memory)";
     }
+    ff_ = static_cast<uint32_t*>(table_alloc(sizeof(uint32_t) * flows_.capacity(), cfg.socket));
+    if (ff_ == nullptr || !ff_pool_.init(cfg.first_flight, cfg.socket)) {
+        return "cannot allocate the first-flight reassembly buffers (lower --first-flight-bytes or --first-flight-flows)";
+    }
     if (!frags_.init(cfg.frags, cfg.frag_timeout_s, cfg.socket)) {
         return "cannot allocate the fragment table (lower --frags)";
     }
@@ -79,6 +83,7 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
 
 Worker::~Worker() {
     table_free(isn_);
+    table_free(ff_);
     if (own_buckets_ != nullptr) {
         own_buckets_->~ShaperBuckets();
         table_free(own_buckets_);
@@ -107,6 +112,11 @@ uint64_t Worker::capture_time(const rte_mbuf* m) noexcept {
 }
 
 void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
+    if (e.ff_held()) {
+        unsigned unused = 0;
+        ff_release(ff_[flows_.index_of(e)], DropReason::FfAbandoned, unused);  // never completed
+        e.set_ff_over();
+    }
     if (e.dpi_state() == DpiState::Classifying || e.dpi_state() == DpiState::Pending) {
         classifier_.finish_at_end(e);
         emit_scores(e, e.last_ns);
@@ -358,7 +368,15 @@ FlowFacts Worker::facts(const FlowEntry& e, char (&lower)[80]) const noexcept {
     f.app_proto = e.app_proto;
     f.category = e.category;
     f.risk = e.risk;
-    const std::string_view h = classifier_.host(e);
+    // As a server reads the name: "Host:  WWW.YouTube.com. " is www.youtube.com (blanks
+    // around it dropped, the DNS root's trailing dot too; lowercased below), for every rule.
+    std::string_view h = classifier_.host(e);
+    while (!h.empty() && (h.front() == ' ' || h.front() == '\t')) {
+        h.remove_prefix(1);
+    }
+    while (!h.empty() && (h.back() == ' ' || h.back() == '\t' || h.back() == '.')) {
+        h.remove_suffix(1);
+    }
     const size_t n = h.size() < sizeof(lower) ? h.size() : sizeof(lower);
     for (size_t i = 0; i < n; ++i) {
         lower[i] = HostTable::lower(h[i]);
@@ -663,9 +681,23 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         if (e->dpi_state() == DpiState::Classifying) {
             // nDPI sees packets that carry their L4 header, from the IP header on.
             if (!pm.is_fragment || pm.first_fragment) {
+                FfStep step = FfStep::Normal;
+                if (slot == e->client_slot() && pm.l4_proto == 6 && ff_pool_.enabled() && policy_ != nullptr &&
+                    !e->ff_over() && !cached::drops(e->action)) {
+                    step = first_flight(*e, m, pm, slot, t, changed, nout);
+                    if (step == FfStep::Consumed) {
+                        continue;
+                    }
+                } else if (e->ff_held()) {
+                    // The server's packets wait for the client's message: nDPI must not end
+                    // before it has seen it.
+                    step = FfStep::Forward;
+                }
                 L7G_TSC(tc0);
-                changed = classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
-                                             m->data_len - pm.l3_offset, t / 1000000u);
+                if (step == FfStep::Normal) {
+                    changed = classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
+                                                 m->data_len - pm.l3_offset, t / 1000000u);
+                }
 #if L7G_PROFILING
                 cyc_classify += rte_rdtsc() - tc0;
 #endif
@@ -729,6 +761,184 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     L7G_STAGE_ADD(Action, rte_rdtsc() - ts_stage3 - cyc_classify - cyc_policy);
 #endif
     return nout;
+}
+
+Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
+                                    bool& changed, unsigned& nout) noexcept {
+    uint32_t& slot_of = ff_[flows_.index_of(e)];  // meaningful while e.ff_held()
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+    const uint8_t* pay = frame + pm.payload_offset;
+    const uint32_t plen = pm.payload_length;
+    const uint32_t seq = pm.tcp_seq + ((pm.tcp_flags & tcp_flag::kSyn) != 0 ? 1u : 0u);
+    if (!e.ff_held()) {
+        if (plen == 0) {
+            return FfStep::Normal;
+        }
+        const uint32_t isn = isn_[flows_.index_of(e)];
+        if (isn != 0 && seq != isn + 1) {
+            // Not the client's first byte (the SYN was seen): its first bytes come later.
+            drop(m, DropReason::FfOutOfOrder);
+            return FfStep::Consumed;
+        }
+        uint32_t scan = 0;
+        if (first_message(pay, plen, scan) != FirstMessage::NeedMore) {
+            e.set_ff_over();  // complete in one segment, or neither TLS nor HTTP: as before
+            return FfStep::Normal;
+        }
+        const uint32_t idx = ff_pool_.take();
+        if (idx == FirstFlightPool::kNone) {
+            counters_.first_flight[static_cast<unsigned>(FirstFlightOutcome::NoSlot)].inc();
+            if (ff_pool_.config().unnamed_drop && names_matter(e, m)) {
+                drop(m, DropReason::FfNoSlot);  // the client resends it; a slot may be free then
+                return FfStep::Consumed;
+            }
+            e.set_ff_over();
+            return FfStep::Normal;
+        }
+        FirstFlightSlot& s = ff_pool_.slot(idx);
+        s.start_ns = t;
+        s.base_seq = seq;
+        s.len = 0;
+        s.scan = 0;
+        s.nheld = 0;
+        slot_of = idx;
+        e.set_ff_held();
+    }
+    const uint32_t idx = slot_of;
+    FirstFlightSlot& s = ff_pool_.slot(idx);
+    uint8_t* buf = ff_pool_.data(idx);
+    const uint32_t bound = ff_pool_.config().bytes;
+    constexpr auto kNotYet = FirstFlightOutcome::Count;
+    FirstFlightOutcome why = kNotYet;
+    if (pm.is_fragment || (pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) != 0) {
+        why = FirstFlightOutcome::Ended;
+    } else if (t > s.start_ns + kFirstFlightHoldNs) {
+        why = FirstFlightOutcome::Timeout;
+    }
+    if (plen == 0) {
+        if (why == kNotYet) {
+            return FfStep::Forward;  // a pure ACK: nDPI must not see the sequence move ahead
+        }
+    } else {
+        const int32_t off = static_cast<int32_t>(seq - s.base_seq);
+        if (off < 0 || static_cast<uint32_t>(off) > s.len) {
+            if (why == kNotYet) {
+                drop(m, DropReason::FfOutOfOrder);
+                return FfStep::Consumed;
+            }
+        } else {
+            const uint32_t o = static_cast<uint32_t>(off);
+            const uint32_t overlap = plen < s.len - o ? plen : s.len - o;
+            if (std::memcmp(buf + o, pay, overlap) != 0) {
+                drop(m, DropReason::FfConflict);
+                return FfStep::Consumed;
+            }
+            uint32_t add = plen - overlap;
+            if (add == 0 && why == kNotYet) {
+                drop(m, DropReason::FfDuplicate);
+                return FfStep::Consumed;
+            }
+            if (add > bound - s.len) {
+                add = bound - s.len;
+                why = why == kNotYet ? FirstFlightOutcome::Bound : why;
+            }
+            std::memcpy(buf + s.len, pay + overlap, add);
+            s.len += add;
+            if (why == kNotYet && first_message(buf, s.len, s.scan) != FirstMessage::NeedMore) {
+                why = FirstFlightOutcome::Complete;
+            }
+            if (why == kNotYet && s.len == bound) {
+                why = FirstFlightOutcome::Bound;
+            }
+        }
+    }
+    if (why == kNotYet) {
+        if (s.nheld < kFirstFlightMaxHeld && ff_pool_.can_hold()) {
+            s.held[s.nheld++] = m;
+            ff_pool_.held_add(1);
+            counters_.first_flight_held.set(ff_pool_.held());
+            return FfStep::Consumed;
+        }
+        why = FirstFlightOutcome::Bound;
+    }
+    // The first flight is over: nDPI gets one packet with this packet's headers (its sequence
+    // number moved back to the first byte, no fragment bits) and every byte reassembled.
+    const uint32_t hdr = static_cast<uint32_t>(pm.payload_offset - pm.l3_offset);
+    if (hdr > FirstFlightPool::kScratchHeaders && why == FirstFlightOutcome::Complete) {
+        why = FirstFlightOutcome::Bound;  // headers too long to hand over: nDPI saw nothing
+    }
+    if (hdr <= FirstFlightPool::kScratchHeaders && s.len != 0 && e.dpi_state() == DpiState::Classifying) {
+        uint8_t* p = ff_pool_.scratch();
+        std::memcpy(p, frame + pm.l3_offset, hdr);
+        std::memcpy(p + hdr, buf, s.len);
+        const uint32_t total = hdr + s.len;
+        if (pm.ip_version == 4) {
+            p[2] = static_cast<uint8_t>(total >> 8);
+            p[3] = static_cast<uint8_t>(total);
+            p[6] &= 0x40;  // keep DF; clear MF and the offset
+            p[7] = 0;
+        } else {
+            const uint32_t pl = total - 40;
+            p[4] = static_cast<uint8_t>(pl >> 8);
+            p[5] = static_cast<uint8_t>(pl);
+        }
+        uint8_t* tcp = p + (pm.l4_offset - pm.l3_offset);
+        tcp[4] = static_cast<uint8_t>(s.base_seq >> 24);
+        tcp[5] = static_cast<uint8_t>(s.base_seq >> 16);
+        tcp[6] = static_cast<uint8_t>(s.base_seq >> 8);
+        tcp[7] = static_cast<uint8_t>(s.base_seq);
+        tcp[13] &= static_cast<uint8_t>(~(tcp_flag::kSyn | tcp_flag::kFin | tcp_flag::kRst));
+        classifier_.packet(e, p, total, t / 1000000u);
+    }
+    changed = true;  // decide now, whatever nDPI found
+    counters_.first_flight[static_cast<unsigned>(why)].inc();
+    if (why != FirstFlightOutcome::Complete && classifier_.host(e).empty() && names_matter(e, m)) {
+        if (ff_pool_.config().unnamed_drop) {
+            counters_.first_flight[static_cast<unsigned>(FirstFlightOutcome::UnnamedDrop)].inc();
+            e.action = cached::kDrop;
+            e.reason = policy_->unnamed_reason;
+            e.generation = epoch_;
+            counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
+        } else {
+            counters_.first_flight[static_cast<unsigned>(FirstFlightOutcome::UnnamedPass)].inc();
+        }
+    }
+    // Decided here, so that the held segments leave (into burst_.out, ahead of this one) or
+    // are dropped now; the caller applies the same verdict to this packet.
+    decide(e, *policy_, m, slot, true);
+    ff_release(idx, cached::drops(e.action) ? DropReason::Policy : DropReason::None, nout);
+    e.set_ff_over();
+    return FfStep::Fed;
+}
+
+bool Worker::names_matter(const FlowEntry& e, const rte_mbuf* m) const noexcept {
+    if (policy_ == nullptr) {
+        return false;
+    }
+    char lower[80];
+    FlowFacts f = facts(e, lower);
+    if (m->data_len >= 12) {
+        const uint8_t* eth = rte_pktmbuf_mtod(m, const uint8_t*);
+        f.client_mac = eth + 6;  // a client packet: its source MAC is the client's
+        f.server_mac = eth;
+    }
+    bool local_is_server = false;
+    const uint16_t p = policy_->pool_policy(f, local_is_server);
+    return p < policy_->policies.size() && policy_->policies[p].first_l7_pos != kNoPos;
+}
+
+void Worker::ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept {
+    FirstFlightSlot& s = ff_pool_.slot(idx);
+    for (uint32_t k = 0; k < s.nheld; ++k) {
+        if (r == DropReason::None) {
+            burst_.out[nout++] = s.held[k];
+        } else {
+            drop(s.held[k], r);
+        }
+    }
+    ff_pool_.held_sub(s.nheld);
+    counters_.first_flight_held.set(ff_pool_.held());
+    ff_pool_.put(idx);
 }
 
 void Worker::answer_query() noexcept {
@@ -795,6 +1005,7 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
     const unsigned n = flows_.expire(now_ns, budget, [this](FlowEntry& e) { end_flow(e, FlowEnd::Idle); });
     if (n != 0) {
         counters_.flows_expired.add(n);
+        free_dropped();  // segments held in the first flights of expired flows
     }
     counters_.flows_active.set(flows_.active());
     classifier_.publish();
@@ -803,6 +1014,7 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
 
 void Worker::flush_flows() noexcept {
     const unsigned n = flows_.expire_all([this](FlowEntry& e) { end_flow(e, FlowEnd::Shutdown); });
+    free_dropped();  // segments still held in first flights
     counters_.flows_flushed.add(n);
     counters_.flows_active.set(flows_.active());
 }

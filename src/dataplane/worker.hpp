@@ -8,6 +8,7 @@
 
 #include "dataplane/classifier_ndpi.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/first_flight.hpp"
 #include "dataplane/flow_query.hpp"
 #include "dataplane/host_block.hpp"
 #include "dataplane/memory.hpp"
@@ -52,6 +53,7 @@ struct WorkerConfig {
     uint64_t timestamp_flag = 0;       // ol_flags bit saying the field is valid
     uint32_t timestamp_scale_ns = 1;   // ns per timestamp unit
     ClassifierConfig classifier{};
+    FirstFlightConfig first_flight{};  // client first-flight reassembly (first_flight.hpp)
     rte_ring* flow_log = nullptr;      // dp -> cp finished flows; nullptr: no flow log
     // The published policy (cp: rw, dp: ro). nullptr inside: no policy, everything passes.
     const std::atomic<const PolicySnapshot*>* policy = nullptr;
@@ -89,7 +91,8 @@ struct Burst {
     uint64_t time_ns[kMaxBurst];
     FlowEntry* flows[kMaxBurst];
     uint8_t lookup_slot[kMaxBurst];  // index into keys/flows for packets that need a lookup
-    rte_mbuf* out[kMaxBurst];
+    // A packet that ends a first flight brings the segments held before it (first_flight.hpp).
+    rte_mbuf* out[kMaxBurst * (kFirstFlightMaxHeld + 1)];
 };
 
 class alignas(64) Worker {
@@ -187,6 +190,19 @@ private:
     // now (else dropped, rejected or queued by a shaper).
     bool flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t client, unsigned pi, uint64_t now_ns,
                   bool table_full) noexcept;
+    // A client packet of a TCP flow in classification whose first flight may need
+    // reassembly: Normal (feed nDPI as usual), Forward (pass it on without nDPI: a pure ACK
+    // while held), Consumed (held or dropped), Fed (nDPI had the reassembled bytes, the flow
+    // is decided and its held segments are in burst_.out[.., nout) or dropped).
+    enum class FfStep : uint8_t { Normal, Forward, Consumed, Fed };
+    FfStep first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, bool& changed,
+                        unsigned& nout) noexcept;
+    // Could the flow's verdict depend on its hostname: does the policy its pool maps it to
+    // have a hostname, protocol or category marker? (Client packet `m`.)
+    bool names_matter(const FlowEntry& e, const rte_mbuf* m) const noexcept;
+    // Forwards (into burst_.out; r == DropReason::None) or drops with reason r the segments
+    // held in first-flight slot `idx`, and frees the slot.
+    void ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept;
     void answer_query() noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
@@ -234,6 +250,10 @@ private:
     uint64_t inj_last_ns_ = 0;
     unsigned peer_idx_[kMaxPorts] = {};  // index of peer port in cfg_.port
     uint32_t* isn_ = nullptr;  // per flow entry: the client's initial sequence number (TCP)
+    // Per flow entry: its slot in ff_pool_ while FlowEntry::ff_held() (read only then, so a
+    // new flow needs no store here).
+    uint32_t* ff_ = nullptr;
+    FirstFlightPool ff_pool_;
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     static constexpr unsigned kDropBatch = 64;
     rte_mbuf* dropped_[kDropBatch] = {};
