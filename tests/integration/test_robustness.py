@@ -407,9 +407,10 @@ class MbufPressureTest(HostileBase):
         # beyond its rate, next to an unshaped flow, in a 4,096-mbuf pool: before issue 18 the
         # queue held the whole pool and the PMD could not receive (rx_nombuf). Now the worker's
         # backlog cap, 4,096 - 1,024 spare - (2 ports x (256 + 256) + 384 cache + 256 in
-        # flight) = 1,408, bounds what it holds; beyond it packets are dropped as
-        # shaper_backlog and everything is received.
+        # flight + 1,024 first-flight segments) = 384, bounds what it holds; beyond it packets
+        # are dropped as shaper_backlog and everything is received.
         n = 6000
+        cap = 384
         shaped = ipv4("198.18.6.1", "198.19.6.1", 17, hostile.udp(50000, 50001, b"p" * 900))
         free = ipv4("198.18.6.2", "198.19.7.1", 17, hostile.udp(50002, 50003, b"f" * 100))
         recs = []
@@ -428,15 +429,15 @@ class MbufPressureTest(HostileBase):
         self.assertEqual(len(pools), 1, pools)
         self.assertEqual(pools[0]["size"], 4096)
         self.assertEqual(p0["rx_nombuf"], 0, "the shaper emptied the pool")
-        self.assertEqual(st["shapers"]["backlog_cap"], 1408)
+        self.assertEqual(st["shapers"]["backlog_cap"], cap)
         drops = st["drops"]
         out = read_pcap_records(r.outs[1][0])
         self.assertEqual(sum(1 for _, fr in out if fr[30:34] == bytes([198, 19, 7, 1])), nfree,
                          "the unshaped flow lost packets")
         sh = st["shapers"]["by_shaper"]["slow"]
         self.assertGreater(drops["shaper_backlog"], 0, drops)
-        self.assertLessEqual(drops["shaper_flush"], 1408, drops)
-        self.assertGreater(drops["shaper_flush"], 1408 * 3 // 4, "the queue held about the cap at the stop")
+        self.assertLessEqual(drops["shaper_flush"], cap, drops)
+        self.assertGreater(drops["shaper_flush"], cap * 3 // 4, "the queue held about the cap at the stop")
         self.assertEqual(sh["sent"] + sh["delayed"] + drops["shaper_backlog"] + drops["shaper_overflow"]
                          + drops["shaper_delay"] + drops["shaper_flush"], n, (sh, drops))
         report("mbuf pressure: a shaper queue of 8192 in a 4096-mbuf pool, 6000 frames beyond its rate and %d "

@@ -135,10 +135,12 @@ TEST(PreflightMemory, EstimateFollowsMainSizing) {
     ctl::Options o;
     o.rxq = 2;
     // 2 workers x (4 ports x (1024 + 1024) descriptors + 1.5 x 256 cache + 8 x 32 burst
-    // + 4096 shaper backlog) + 1024
-    EXPECT_EQ(ctl::estimate_memory(o, 4).mbufs, 2u * (4 * 2048 + 384 + 256 + 4096) + 1024);
-    EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 2u * (2 * 2048 + 384 + 256 + 4096) + 1024);
+    // + 4 x 256 first-flight segments + 4096 shaper backlog) + 1024
+    EXPECT_EQ(ctl::estimate_memory(o, 4).mbufs, 2u * (4 * 2048 + 384 + 256 + 1024 + 4096) + 1024);
+    EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 2u * (2 * 2048 + 384 + 256 + 1024 + 4096) + 1024);
     EXPECT_EQ(ctl::estimate_memory(o, 2).shaper_backlog, 4096u);
+    o.ff_bytes = 0;  // no first-flight reassembly: no segments held
+    EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 2u * (2 * 2048 + 384 + 256 + 4096) + 1024);
     o.rxq = 1;
     o.rx_desc = o.tx_desc = 512;
     EXPECT_EQ(ctl::estimate_memory(o, 2).mbufs, 8191u);  // the floor
