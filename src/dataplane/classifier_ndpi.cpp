@@ -394,6 +394,14 @@ void AppClassifier::finish_at_end(FlowEntry& e) noexcept {
     finish(e, slot(e.ext), true, 0, 0, 0);
 }
 
+namespace {
+bool is_zero(const uint8_t (&digest)[16]) noexcept {
+    uint64_t w[2];
+    std::memcpy(w, digest, sizeof(w));
+    return (w[0] | w[1]) == 0;
+}
+} // namespace
+
 void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint16_t master,
                            uint16_t app, uint16_t category) noexcept {
     if (give_up) {
@@ -424,8 +432,11 @@ void AppClassifier::finish(FlowEntry& e, ndpi_flow_struct* f, bool give_up, uint
             md5_from_hex(f->protos.tls_quic.ja3_server, fm.ja3s);
             fm.tls_version = f->protos.tls_quic.ssl_version;
         }
-        m = metas_.intern(fm);  // MetaTable::kNone is kNoExt
-        if (m == kNoExt) {
+        // Nothing learnt (a TLS flow given up on its port before any handshake: a SYN flood's
+        // flows) keeps no record: it would read back as the all-zero value anyway.
+        const bool empty = !has_host && fm.tls_version == 0 && is_zero(fm.ja3c) && is_zero(fm.ja3s);
+        m = empty ? kNoExt : metas_.intern(fm);  // MetaTable::kNone is kNoExt
+        if (m == kNoExt && !empty) {
             counters_.meta_pool_full.inc();
             e.set_meta_lost();
             lost_entry_ = &e;
