@@ -29,6 +29,24 @@ policies:
     ips: {198.19.9.9: drop}
 )";
 
+// A UDP datagram (`whole`: its UDP header and payload) from `src` to `dst` as IPv4 fragments
+// of 24 bytes (the last shorter).
+std::vector<std::vector<uint8_t>> fragments(const Bytes& whole, Ip4 src, Ip4 dst, uint16_t id) {
+    std::vector<std::vector<uint8_t>> out;
+    for (size_t off = 0; off < whole.size(); off += 24) {
+        Ipv4Spec ip;
+        ip.src = src;
+        ip.dst = dst;
+        ip.proto = ipproto::kUdp;
+        ip.id = id;
+        ip.frag_offset = static_cast<uint16_t>(off / 8);
+        ip.mf = off + 24 < whole.size();
+        const size_t end = off + 24 < whole.size() ? off + 24 : whole.size();
+        out.push_back(ipv4_frame(ip, Bytes(whole.begin() + static_cast<long>(off), whole.begin() + static_cast<long>(end))));
+    }
+    return out;
+}
+
 // A UDP datagram of 8 + 48 bytes from 198.18.6.<host>:port to `dst`:5353 in three fragments:
 // the first holds the UDP header and 16 bytes, the next two 16 bytes each.
 std::vector<std::vector<uint8_t>> udp_fragments(Ip4 dst, uint8_t host, uint16_t port, uint16_t id) {
@@ -40,19 +58,7 @@ std::vector<std::vector<uint8_t>> udp_fragments(Ip4 dst, uint8_t host, uint16_t 
     u.sport = port;
     u.dport = 5353;
     const Bytes whole = udp(u, data);
-    std::vector<std::vector<uint8_t>> out;
-    for (size_t off = 0; off < whole.size(); off += 24) {
-        Ipv4Spec ip;
-        ip.src = {198, 18, 6, host};
-        ip.dst = dst;
-        ip.proto = ipproto::kUdp;
-        ip.id = id;
-        ip.frag_offset = static_cast<uint16_t>(off / 8);
-        ip.mf = off + 24 < whole.size();
-        const size_t end = off + 24 < whole.size() ? off + 24 : whole.size();
-        out.push_back(ipv4_frame(ip, Bytes(whole.begin() + static_cast<long>(off), whole.begin() + static_cast<long>(end))));
-    }
-    return out;
+    return fragments(whole, {198, 18, 6, host}, dst, id);
 }
 
 class FragVerdict : public PolicyWorker {
@@ -162,19 +168,7 @@ std::vector<std::vector<uint8_t>> later_datagram(uint8_t host, uint16_t port, ui
     u.sport = port;
     u.dport = 53;
     const Bytes whole = udp(u, data);
-    std::vector<std::vector<uint8_t>> out;
-    for (size_t off = 0; off < whole.size(); off += 24) {
-        Ipv4Spec ip;
-        ip.src = {198, 18, 11, host};
-        ip.dst = {198, 19, 11, 1};
-        ip.proto = ipproto::kUdp;
-        ip.id = id;
-        ip.frag_offset = static_cast<uint16_t>(off / 8);
-        ip.mf = off + 24 < whole.size();
-        const size_t end = off + 24 < whole.size() ? off + 24 : whole.size();
-        out.push_back(ipv4_frame(ip, Bytes(whole.begin() + static_cast<long>(off), whole.begin() + static_cast<long>(end))));
-    }
-    return out;
+    return fragments(whole, {198, 18, 11, host}, {198, 19, 11, 1}, id);
 }
 
 class FragRss : public PolicyWorker {

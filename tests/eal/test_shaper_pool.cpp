@@ -231,11 +231,11 @@ protected:
         rte_pktmbuf_free_bulk(pending.data(), static_cast<unsigned>(pending.size()));  // pool ran out mid-burst
         w->flush_shaper();
         w->flush_flows();
+        last_counters_backlog_drops_ = c.drops[static_cast<size_t>(dp::DropReason::ShaperBacklog)].get();
         dp::NdpiArena::attach(nullptr);
-        w.reset();
+        w.reset();  // `c` goes with it
         drain_tx();
         rte_pktmbuf_free_bulk(rings.data(), static_cast<unsigned>(rings.size()));
-        last_counters_backlog_drops_ = c.drops[static_cast<size_t>(dp::DropReason::ShaperBacklog)].get();
         EXPECT_EQ(rte_mempool_in_use_count(pool), 0u);
         rte_mempool_free(pool);
     }
