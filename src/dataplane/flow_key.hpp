@@ -190,6 +190,17 @@ __attribute__((target("aes"))) inline uint32_t flow_key_aes_hash(const FlowKey& 
     return static_cast<uint32_t>(h ^ h >> 32);
 }
 
+// The AES-round hash of n keys (out[i] = flow_key_aes_hash(*keys[i], key)). One function
+// compiled for AES-NI with the hash inlined: the round keys are loaded once and the rounds of
+// successive keys overlap, where a call per key (the target attribute forbids inlining the
+// hash into code built without AES-NI) serialises each key's chain of aesenc.
+__attribute__((target("aes"))) inline void flow_key_aes_hash_burst(const FlowKey* const* keys, uint32_t* out,
+                                                                   unsigned n, const AesHashKey& key) noexcept {
+    for (unsigned i = 0; i < n; ++i) {
+        out[i] = flow_key_aes_hash(*keys[i], key);
+    }
+}
+
 // The flow table's keyed hash: the secret's SipHash key and AES round keys, and which
 // construction this table uses (AES rounds where the CPU has AES-NI, checked once here).
 class FlowHasher {
@@ -213,6 +224,16 @@ public:
 
     uint32_t operator()(const FlowKey& k) const noexcept {
         return kind_ == Kind::AesRounds ? flow_key_aes_hash(k, aes_) : flow_key_siphash(k, sip_);
+    }
+    // The hashes of n keys (a burst's), the same values as operator() gives one by one.
+    void burst(const FlowKey* const* keys, uint32_t* out, unsigned n) const noexcept {
+        if (kind_ == Kind::AesRounds) {
+            flow_key_aes_hash_burst(keys, out, n, aes_);
+        } else {
+            for (unsigned i = 0; i < n; ++i) {
+                out[i] = flow_key_siphash(*keys[i], sip_);
+            }
+        }
     }
     Kind kind() const noexcept { return kind_; }
     const HashKey& secret() const noexcept { return sip_; }

@@ -163,6 +163,10 @@ public:
 
     // The hash lookup() and insert() expect for a key (once per packet).
     uint32_t hash(const FlowKey& key) const noexcept { return hasher_(key); }
+    // hash() of n keys at once (a burst's: see FlowHasher::burst).
+    void hash_burst(const FlowKey* const* keys, uint32_t* out, unsigned n) const noexcept {
+        hasher_.burst(keys, out, n);
+    }
     const HashKey& secret() const noexcept { return hasher_.secret(); }
     FlowHasher::Kind hash_kind() const noexcept { return hasher_.kind(); }
     // The two buckets a hash selects (tests: which keys share a bucket pair).

@@ -524,7 +524,8 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     uint64_t rx_bytes = 0;
 
     L7G_TSC(ts_parse);
-    // Stage 1: parse and hash, prefetching a few packets ahead.
+    // Stage 1: parse, prefetching a few packets ahead, then hash the keys to look up (all at
+    // once: see FlowHasher::burst).
     unsigned nlook = 0;
     const bool capture_clock = cfg_.capture_clock;
     for (unsigned i = 0; i < n && i < 3; ++i) {
@@ -541,12 +542,14 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
         b.flows[i] = nullptr;
         if (pm.kind == PacketKind::Ip && (!pm.is_fragment || pm.first_fragment)) {
-            pm.hash = flows_.hash(pm.key);
             b.keys[nlook] = &pm.key;
-            b.hashes[nlook] = pm.hash;
             b.lookup_slot[nlook] = static_cast<uint8_t>(i);
             ++nlook;
         }
+    }
+    flows_.hash_burst(b.keys, b.hashes, nlook);
+    for (unsigned k = 0; k < nlook; ++k) {
+        b.meta[b.lookup_slot[k]].hash = b.hashes[k];
     }
     qc.rx_packets.add(n);
     qc.rx_bytes.add(rx_bytes);

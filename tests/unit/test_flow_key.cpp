@@ -398,6 +398,26 @@ TEST_P(FlowKeyHashKinds, HashHasFewCollisionsOverRandomKeys) {
     EXPECT_LT(hash_collisions(keys), 10u);
 }
 
+// The worker hashes a burst's keys at once (FlowHasher::burst): the same values as one by one,
+// for bursts of every length up to the worker's 32, IPv4 and IPv6 keys mixed.
+TEST_P(FlowKeyHashKinds, BurstHashesEqualSingleHashes) {
+    const std::vector<FlowKey> keys = random_distinct_keys(200, 0xb1a5);
+    const dp::HashKey secret{0x0123456789abcdefull, 0xfedcba9876543210ull};
+    const dp::FlowHasher h(secret, GetParam());
+    for (unsigned n = 0; n <= 32; ++n) {
+        const FlowKey* ptrs[32];
+        uint32_t out[32];
+        for (unsigned i = 0; i < n; ++i) {
+            ptrs[i] = &keys[(n * 7 + i) % keys.size()];
+            out[i] = 0xdeadbeef;
+        }
+        h.burst(ptrs, out, n);
+        for (unsigned i = 0; i < n; ++i) {
+            ASSERT_EQ(out[i], h(*ptrs[i])) << "burst of " << n << ", key " << i;
+        }
+    }
+}
+
 TEST_P(FlowKeyHashKinds, HashSpreadsRandomKeysOverBuckets) {
     const std::vector<FlowKey> keys = random_distinct_keys(10000, 0xb0c4e7);
     size_t empty = 0;
