@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
 #include "dataplane/host_table.hpp"
 #include "dataplane/prefix_table.hpp"
 

@@ -1,6 +1,6 @@
 #pragma once
 // PolicySnapshot: an immutable, compiled policy. The control thread builds it from the YAML
-// (src/control/policy_compiler.cpp); workers only read it, once per flow state change (flow
+// (src/control/policy/compiler.cpp); workers only read it, once per flow state change (flow
 // created, protocol or risks changed, policy reloaded), never per packet: the verdict is
 // cached in the flow entry.
 //

@@ -14,10 +14,10 @@
 
 #include <rte_mbuf.h>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_config.hpp"
-#include "control/policy_loader.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/config.hpp"
+#include "control/policy/loader.hpp"
 #include "dataplane/host_block.hpp"
 #include "dataplane/worker.hpp"
 #include "eal_env.hpp"

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "control/geoip.hpp"
+#include "control/policy/geoip.hpp"
 #include "policy_worker.hpp"
 
 namespace l7gate::test {

@@ -21,10 +21,10 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_config.hpp"
-#include "control/policy_loader.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/config.hpp"
+#include "control/policy/loader.hpp"
 #include "dataplane/memory.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"

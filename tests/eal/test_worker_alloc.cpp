@@ -35,10 +35,10 @@
 
 #include <ndpi_api.h>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_config.hpp"
-#include "control/policy_loader.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/config.hpp"
+#include "control/policy/loader.hpp"
 #include "dataplane/flow_record.hpp"
 #include "dataplane/ndpi_arena.hpp"
 #include "dataplane/port.hpp"

@@ -5,9 +5,9 @@
 #include <cstdlib>
 #include <vector>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_loader.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/loader.hpp"
 
 namespace l7gate::fuzz {
 

@@ -5,7 +5,7 @@ Run by meson or directly (as root: DPDK vdevs):
 
     L7GATE_BIN=build/l7gate L7GATE_TOOLS=tools /usr/bin/python3 tests/integration/test_prometheus.py -v
 
-Depends on the --metrics option of l7gate (src/control/metrics.hpp is the exporter):
+Depends on the --metrics option of l7gate (src/control/observe/metrics.hpp is the exporter):
 `--metrics HOST:PORT|off`, default 127.0.0.1:9777. While `l7gate -h` does not list --metrics,
 every test here is skipped with that reason.
 

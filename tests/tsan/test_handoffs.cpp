@@ -27,10 +27,10 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
-#include "control/flow_log.hpp"
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_manager.hpp"
+#include "control/records/flow_log.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/manager.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_record.hpp"
 #include "dataplane/policy_snapshot.hpp"

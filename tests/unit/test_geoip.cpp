@@ -14,7 +14,7 @@
 #include <tuple>
 #include <vector>
 
-#include "control/geoip.hpp"
+#include "control/policy/geoip.hpp"
 
 namespace l7gate::test {
 namespace {

@@ -3,8 +3,8 @@
 #include <cstring>
 #include <string>
 
-#include "control/host_scores.hpp"
-#include "control/policy_compiler.hpp"
+#include "control/hosts/host_scores.hpp"
+#include "control/policy/compiler.hpp"
 #include "dataplane/policy_snapshot.hpp"
 
 namespace l7gate::test {

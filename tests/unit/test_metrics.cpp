@@ -24,10 +24,10 @@
 
 #include <ndpi_api.h>
 
-#include "control/metrics.hpp"
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/stats_report.hpp"
+#include "control/observe/metrics.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/observe/stats_report.hpp"
 #include "dataplane/drop_reason.hpp"
 #include "dataplane/policy_snapshot.hpp"
 

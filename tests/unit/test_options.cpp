@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "control/options.hpp"
+#include "control/ops/options.hpp"
 
 namespace l7gate::test {
 namespace {

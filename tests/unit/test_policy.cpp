@@ -19,11 +19,11 @@
 
 #include <ndpi_api.h>
 
-#include "control/geoip.hpp"
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_config.hpp"
-#include "control/policy_loader.hpp"
+#include "control/policy/geoip.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/config.hpp"
+#include "control/policy/loader.hpp"
 #include "dataplane/policy_snapshot.hpp"
 #include "policy_inputs.hpp"
 

@@ -5,12 +5,12 @@
 #include <string>
 #include <vector>
 
-#include "control/policy_config.hpp"
-#include "control/policy_loader.hpp"
+#include "control/policy/config.hpp"
+#include "control/policy/loader.hpp"
 #include "policy_inputs.hpp"
 
 namespace l7gate::ctl {
-// Defined in policy_nprobe.cpp; policy_loader.cpp declares it for itself only.
+// Defined in policy/nprobe.cpp; policy/loader.cpp declares it for itself only.
 bool load_nprobe_text(const std::string& text, const std::string& name, PolicyConfig& out,
                       std::vector<PolicyError>& errors);
 } // namespace l7gate::ctl

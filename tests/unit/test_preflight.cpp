@@ -10,8 +10,8 @@
 
 #include <unistd.h>
 
-#include "control/options.hpp"
-#include "control/preflight.hpp"
+#include "control/ops/options.hpp"
+#include "control/ops/preflight.hpp"
 
 namespace l7gate::test {
 namespace {

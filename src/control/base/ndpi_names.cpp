@@ -1,4 +1,4 @@
-#include "control/ndpi_names.hpp"
+#include "control/base/ndpi_names.hpp"
 
 #include <cctype>
 #include <cstring>

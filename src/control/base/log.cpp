@@ -1,4 +1,4 @@
-#include "control/log.hpp"
+#include "control/base/log.hpp"
 
 #include <cstdio>
 #include <ctime>

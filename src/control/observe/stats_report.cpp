@@ -1,4 +1,4 @@
-#include "control/stats_report.hpp"
+#include "control/observe/stats_report.hpp"
 
 #include <algorithm>
 #include <cinttypes>
@@ -7,11 +7,11 @@
 #include <rte_ethdev.h>
 #include <rte_mempool.h>
 
-#include "control/json.hpp"
-#include "control/host_scores.hpp"
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/watchdog.hpp"
+#include "control/base/json.hpp"
+#include "control/hosts/host_scores.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/ops/watchdog.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 

@@ -1,4 +1,4 @@
-#include "control/host_scores.hpp"
+#include "control/hosts/host_scores.hpp"
 
 #include <arpa/inet.h>
 
@@ -10,9 +10,9 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
-#include "control/flow_log.hpp"
-#include "control/log.hpp"
-#include "control/policy_compiler.hpp"
+#include "control/records/flow_log.hpp"
+#include "control/base/log.hpp"
+#include "control/policy/compiler.hpp"
 #include "dataplane/policy_snapshot.hpp"
 
 namespace l7gate::ctl {

@@ -1,4 +1,4 @@
-#include "control/flow_log.hpp"
+#include "control/records/flow_log.hpp"
 
 #include <arpa/inet.h>
 
@@ -11,8 +11,8 @@
 
 #include <ndpi_api.h>
 
-#include "control/json.hpp"
-#include "control/policy_compiler.hpp"
+#include "control/base/json.hpp"
+#include "control/policy/compiler.hpp"
 
 namespace l7gate::ctl {
 

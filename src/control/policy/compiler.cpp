@@ -1,4 +1,4 @@
-#include "control/policy_compiler.hpp"
+#include "control/policy/compiler.hpp"
 
 #include <arpa/inet.h>
 
@@ -10,9 +10,9 @@
 
 #include <hs/hs.h>
 
-#include "control/geoip.hpp"
-#include "control/ndpi_names.hpp"
-#include "control/policy_loader.hpp"
+#include "control/policy/geoip.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/loader.hpp"
 
 namespace l7gate::ctl {
 

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "control/policy_compiler.hpp"
+#include "control/policy/compiler.hpp"
 
 struct rte_rcu_qsbr;
 

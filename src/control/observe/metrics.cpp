@@ -1,4 +1,4 @@
-#include "control/metrics.hpp"
+#include "control/observe/metrics.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,9 +24,9 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
-#include "control/ndpi_names.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_manager.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/manager.hpp"
 #include "dataplane/drop_reason.hpp"
 #include "dataplane/policy_snapshot.hpp"
 

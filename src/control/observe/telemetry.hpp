@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "control/policy_manager.hpp"
+#include "control/policy/manager.hpp"
 
 namespace l7gate::dp {
 class Worker;

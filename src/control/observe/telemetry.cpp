@@ -1,12 +1,12 @@
-#include "control/telemetry.hpp"
+#include "control/observe/telemetry.hpp"
 
 #include <mutex>
 #include <type_traits>
 
 #include <rte_telemetry.h>
 
-#include "control/ndpi_names.hpp"
-#include "control/stats_report.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/observe/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {

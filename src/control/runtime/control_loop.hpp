@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "control/options.hpp"
+#include "control/ops/options.hpp"
 
 namespace l7gate::dp {
 class Worker;

@@ -1,4 +1,4 @@
-#include "control/policy_loader.hpp"
+#include "control/policy/loader.hpp"
 
 #include <algorithm>
 #include <cctype>

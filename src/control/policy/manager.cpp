@@ -1,4 +1,4 @@
-#include "control/policy_manager.hpp"
+#include "control/policy/manager.hpp"
 
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -11,8 +11,8 @@
 
 #include <rte_rcu_qsbr.h>
 
-#include "control/log.hpp"
-#include "control/policy_loader.hpp"
+#include "control/base/log.hpp"
+#include "control/policy/loader.hpp"
 
 namespace l7gate::ctl {
 

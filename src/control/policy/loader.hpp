@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "control/policy_config.hpp"
+#include "control/policy/config.hpp"
 
 namespace l7gate::ctl {
 

@@ -1,4 +1,4 @@
-#include "control/preflight.hpp"
+#include "control/ops/preflight.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "control/stats_report.hpp"
+#include "control/observe/stats_report.hpp"
 
 namespace l7gate::dp {
 class Worker;

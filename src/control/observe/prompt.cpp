@@ -1,4 +1,4 @@
-#include "control/prompt.hpp"
+#include "control/observe/prompt.hpp"
 
 #include <unistd.h>
 
@@ -14,12 +14,12 @@
 #include <arpa/inet.h>
 #include <editline/readline.h>
 
-#include "control/flow_log.hpp"
-#include "control/host_scores.hpp"
-#include "control/ndpi_names.hpp"
-#include "control/options.hpp"
-#include "control/policy_compiler.hpp"
-#include "control/policy_manager.hpp"
+#include "control/records/flow_log.hpp"
+#include "control/hosts/host_scores.hpp"
+#include "control/base/ndpi_names.hpp"
+#include "control/ops/options.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/manager.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {

@@ -1,11 +1,11 @@
-#include "control/watchdog.hpp"
+#include "control/ops/watchdog.hpp"
 
 #include <string>
 
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
-#include "control/log.hpp"
+#include "control/base/log.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {

@@ -1,4 +1,4 @@
-#include "control/options.hpp"
+#include "control/ops/options.hpp"
 
 #include <cerrno>
 #include <cmath>
@@ -612,7 +612,7 @@ std::string roff(std::string_view s) {
 
 std::string man_page() {
     std::string s;
-    s += ".\\\" Generated from src/control/options.cpp (the table behind --help); do not edit.\n";
+    s += ".\\\" Generated from src/control/ops/options.cpp (the table behind --help); do not edit.\n";
     s += ".TH L7GATE 8 \"\" \"l7gate " + std::string(version()) + "\" \"System Administration\"\n";
     s += ".SH NAME\nl7gate \\- inline IPS: bridges DPDK ports in pairs and classifies every flow with nDPI\n";
     s += ".SH SYNOPSIS\n.B l7gate\n[\\fIEAL options\\fR]\n.B \\-\\-\n[\\fIl7gate options\\fR]\n.br\n"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "control/stats_report.hpp"
+#include "control/observe/stats_report.hpp"
 
 namespace prometheus {
 class Exposer;

@@ -1,17 +1,17 @@
-#include "control/control_loop.hpp"
+#include "control/runtime/control_loop.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <thread>
 
-#include "control/flow_log.hpp"
-#include "control/metrics.hpp"
-#include "control/policy_manager.hpp"
-#include "control/host_scores.hpp"
-#include "control/prompt.hpp"
-#include "control/telemetry.hpp"
-#include "control/watchdog.hpp"
-#include "control/stats_report.hpp"
+#include "control/records/flow_log.hpp"
+#include "control/observe/metrics.hpp"
+#include "control/policy/manager.hpp"
+#include "control/hosts/host_scores.hpp"
+#include "control/observe/prompt.hpp"
+#include "control/observe/telemetry.hpp"
+#include "control/ops/watchdog.hpp"
+#include "control/observe/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {

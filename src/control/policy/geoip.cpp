@@ -1,4 +1,4 @@
-#include "control/geoip.hpp"
+#include "control/policy/geoip.hpp"
 
 #include <arpa/inet.h>
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "control/policy_config.hpp"
+#include "control/policy/config.hpp"
 #include "dataplane/policy_snapshot.hpp"
 
 namespace l7gate::ctl {

@@ -20,7 +20,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "control/policy_loader.hpp"
+#include "control/policy/loader.hpp"
 
 namespace l7gate::ctl {
 
