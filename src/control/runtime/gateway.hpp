@@ -1,0 +1,96 @@
+#pragma once
+// The running gateway, as main() composes it: options in, then EAL, ports and mbuf pools,
+// names and policy, the workers on their lcores, the control services, the run, the stop.
+// Each phase is one member function; a start-up failure prints one line and exits 2
+// (after closing the ports when EAL is up). docs/architecture.md draws what each phase
+// creates and who owns it.
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/base/ndpi_names.hpp"
+#include "control/hosts/host_scores.hpp"
+#include "control/observe/telemetry.hpp"
+#include "control/ops/options.hpp"
+#include "control/policy/compiler.hpp"
+#include "control/policy/geoip.hpp"
+#include "control/records/flow_log.hpp"
+
+struct rte_mempool;
+struct rte_rcu_qsbr;
+struct rte_ring;
+
+namespace l7gate::dp {
+class Worker;
+struct ShaperBuckets;
+}
+
+namespace l7gate::ctl {
+
+class MetricsExporter;
+class PolicyManager;
+class Prompt;
+class Watchdog;
+
+// What the command line asks for before any DPDK call: nothing (run the gateway), or an
+// exit code (help, version, an offline policy tool, a bad option, a pre-flight stop).
+std::optional<int> handle_command_line(int argc, char** argv, Options& opt, int& eal_argc);
+
+class Gateway {
+public:
+    explicit Gateway(Options& opt);
+    ~Gateway();
+    Gateway(const Gateway&) = delete;
+    Gateway& operator=(const Gateway&) = delete;
+
+    void start_eal(int eal_argc, char** argv);
+    void open_ports();     // checks, mbuf pools, start, pre-flight of the ports
+    void load_policy();    // nDPI names, GeoIP, the first policy snapshot
+    void open_records();   // flow and event logs
+    void make_workers();   // one per queue, with its rings
+    void make_services();  // telemetry, metrics, watchdog, prompt
+    // Launches the workers and runs the control loop until a stop condition; returns why.
+    std::string run(const std::atomic<bool>& stop, std::atomic<bool>& reload);
+    // Stops the workers, drains what they flushed, reports, frees everything. Exit code.
+    int stop(const std::string& why);
+
+private:
+    void report(double elapsed, int& rc);  // summary, --stats-json, final metrics
+    void release();
+
+    Options& opt_;
+    std::vector<uint16_t> ports_;
+    std::vector<uint16_t> peer_of_;
+    std::vector<unsigned> lcores_;
+    std::map<int, rte_mempool*> pools_;
+    uint32_t mbufs_ = 0;
+    uint32_t shaper_backlog_ = 0;
+    int ts_offset_ = -1;
+    uint64_t ts_flag_ = 0;
+    bool pdump_ = false;
+
+    NdpiNames names_;
+    GeoIpDb geo_;
+    ReasonRegistry reasons_;
+    ShaperSlots shaper_slots_;
+    rte_rcu_qsbr* qsbr_ = nullptr;
+    std::unique_ptr<PolicyManager> policy_;
+    FlowLog flow_log_;
+    FlowLog event_log_;
+    std::unique_ptr<HostScores> hosts_;
+    dp::ShaperBuckets* shaper_buckets_ = nullptr;
+    std::vector<dp::Worker*> workers_;
+    std::vector<rte_ring*> rings_;
+    TelemetryContext telemetry_;
+    std::unique_ptr<MetricsExporter> metrics_;
+    std::unique_ptr<Watchdog> watchdog_;
+    std::unique_ptr<Prompt> prompt_;
+    double started_ = 0;  // steady-clock seconds at launch
+};
+
+} // namespace l7gate::ctl
