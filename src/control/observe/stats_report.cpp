@@ -17,22 +17,25 @@
 
 namespace l7gate::ctl {
 
-StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
-                            const std::vector<const dp::Worker*>& workers, bool with_pmd,
-                            const Watchdog* watchdog) {
-    StatsSnapshot s;
-    if (with_pmd) {
-        rte_mempool_walk(
-            [](rte_mempool* mp, void* arg) {
-                StatsSnapshot::MempoolStats m;
-                m.name = mp->name;
-                m.size = mp->size;
-                m.available = rte_mempool_avail_count(mp);
-                m.in_use = rte_mempool_in_use_count(mp);
-                static_cast<StatsSnapshot*>(arg)->mempools.push_back(m);
-            },
-            &s);
-    }
+namespace {
+
+// The mbuf pools' fill (every pool of the process, not only l7gate's).
+void fold_mempools(StatsSnapshot& s) {
+    rte_mempool_walk(
+        [](rte_mempool* mp, void* arg) {
+            StatsSnapshot::MempoolStats m;
+            m.name = mp->name;
+            m.size = mp->size;
+            m.available = rte_mempool_avail_count(mp);
+            m.in_use = rte_mempool_in_use_count(mp);
+            static_cast<StatsSnapshot*>(arg)->mempools.push_back(m);
+        },
+        &s);
+}
+
+// Per port and queue: the workers' and the standby path's packets; the PMD's own counters.
+void fold_ports(StatsSnapshot& s, const std::vector<uint16_t>& ports, const std::vector<const dp::Worker*>& workers,
+                bool with_pmd, const Watchdog* watchdog) {
     for (uint16_t p : ports) {
         PortStats ps;
         ps.port = p;
@@ -76,6 +79,10 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.tx_bytes += ps.total.tx_bytes;
         s.ports.push_back(std::move(ps));
     }
+}
+
+// Per worker: packets, drops by reason, flow table and fragment counters.
+void fold_workers(StatsSnapshot& s, const std::vector<uint16_t>& ports, const std::vector<const dp::Worker*>& workers) {
     for (const dp::Worker* w : workers) {
         const dp::WorkerCounters& c = w->counters();
         WorkerStats ws;
@@ -118,17 +125,23 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         }
         s.workers.push_back(ws);
     }
-    if (watchdog != nullptr) {
-        for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
-            const uint64_t d = watchdog->standby().drops[r].get();
-            s.drops[r] += d;
-            s.dropped += d;
-            s.standby_dropped += d;
-        }
-        s.stalls = watchdog->stalls();
-        s.takeovers = watchdog->takeovers();
-        s.recoveries = watchdog->recoveries();
+}
+
+// The fail-open standby path's drops and the watchdog's events.
+void fold_standby(StatsSnapshot& s, const Watchdog& wd) {
+    for (size_t r = 0; r < dp::kDropReasonCount; ++r) {
+        const uint64_t d = wd.standby().drops[r].get();
+        s.drops[r] += d;
+        s.dropped += d;
+        s.standby_dropped += d;
     }
+    s.stalls = wd.stalls();
+    s.takeovers = wd.takeovers();
+    s.recoveries = wd.recoveries();
+}
+
+// Policy outcomes: verdict reasons, injected packets, shaper and first-flight counters.
+void fold_policy(StatsSnapshot& s, const std::vector<const dp::Worker*>& workers) {
     std::vector<StatsSnapshot::ReasonStats> reasons(dp::kMaxReasons);
     for (const dp::Worker* w : workers) {
         const dp::WorkerCounters& c = w->counters();
@@ -165,6 +178,10 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
     std::sort(s.reasons.begin(), s.reasons.end(), [](const auto& a, const auto& b) {
         return a.packets != b.packets ? a.packets > b.packets : a.id < b.id;
     });
+}
+
+// nDPI: protocols, risks, categories, pools and the arena.
+void fold_classifiers(StatsSnapshot& s, const std::vector<const dp::Worker*>& workers) {
     std::vector<ProtoStats> protos(dp::kMaxNdpiProtocols);
     for (const dp::Worker* w : workers) {
         const dp::ClassifierCounters& cc = w->classifier().counters();
@@ -200,6 +217,24 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
     }
     std::sort(s.protocols.begin(), s.protocols.end(),
               [](const ProtoStats& a, const ProtoStats& b) { return a.bytes != b.bytes ? a.bytes > b.bytes : a.id < b.id; });
+}
+
+} // namespace
+
+StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
+                            const std::vector<const dp::Worker*>& workers, bool with_pmd,
+                            const Watchdog* watchdog) {
+    StatsSnapshot s;
+    if (with_pmd) {
+        fold_mempools(s);
+    }
+    fold_ports(s, ports, workers, with_pmd, watchdog);
+    fold_workers(s, ports, workers);
+    if (watchdog != nullptr) {
+        fold_standby(s, *watchdog);
+    }
+    fold_policy(s, workers);
+    fold_classifiers(s, workers);
     return s;
 }
 
