@@ -327,15 +327,11 @@ void MetricsExporter::update(const StatsSnapshot& s, const NdpiNames& names, con
     update_at(now, s, names, reasons, policy, tsc_hz, current);
 }
 
-void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNames& names,
-                                const ReasonRegistry& reasons, const PolicyStatus& policy, double tsc_hz,
-                                const dp::PolicySnapshot* current) {
-    std::vector<MetricFamily> out;
-    out.reserve(40);
-    const auto C = MetricType::Counter;
-    const auto G = MetricType::Gauge;
+namespace {
 
-    // -- ports and queues ---------------------------------------------------------------------
+// Ports and queues: the workers' packets and bytes, the PMD's own counters.
+void add_port_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
+    const auto C = MetricType::Counter;
     std::array<MetricFamily, 8> port_families = families({
         {"l7gate_rx_packets_total", C,
          "Packets received on a port's RX queue (worker N owns queue N of every port)."},
@@ -375,8 +371,11 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         }
     }
     append(out, port_families, false);
+}
 
-    // -- drops and anomalies ------------------------------------------------------------------
+// Drops by reason and malformed packets by anomaly.
+void add_drop_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
+    const auto C = MetricType::Counter;
     std::array<MetricFamily, 2> drop_families = families({
         {"l7gate_drops_total", C,
          "Packets dropped, by reason (README: Drop reasons). Every received packet is either transmitted or dropped under exactly one reason."},
@@ -392,8 +391,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         }
     }
     append(out, drop_families, false);
+}
 
-    // -- flows --------------------------------------------------------------------------------
+// Flow tables: active, created, expired, full; packets that got no flow entry.
+void add_flow_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
+    const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
     MetricFamily active = family("l7gate_flows_active", G,
         "Flows in a worker's flow table now (worker = its queue index).");
     for (const WorkerStats& w : s.workers) {
@@ -416,8 +419,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         add(flowless, {{"outcome", dp::kFlowlessNames[k]}}, d(s.flowless[k]));
     }
     append(out, flowless, false);
+}
 
-    // -- application protocols, categories, risks ---------------------------------------------
+// Application protocols, categories and risks, and nDPI's pools.
+void add_l7_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s, const NdpiNames& names) {
+    const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
     std::array<MetricFamily, 4> l7_families = families({
         {"l7gate_l7_packets_total", C,
          "Packets of classified flows by nDPI protocol (app protocol, else master), counted from the end of classification with the packets seen before it."},
@@ -471,8 +478,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     single(out, "l7gate_meta_records", G,
         "Flow metadata records in use (hostname, JA3, TLS version), each shared by the flows with the same values.",
         d(s.meta_in_use));
+}
 
-    // -- verdicts -----------------------------------------------------------------------------
+// Verdicts by reason, with the action of the policy in force.
+void add_verdict_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s, const ReasonRegistry& reasons,
+                         const dp::PolicySnapshot* current) {
+    const auto C = MetricType::Counter;
     std::map<uint16_t, const char*> action_of;
     if (current != nullptr) {
         for (const dp::Marker& m : current->markers) {
@@ -498,7 +509,7 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     uint64_t other = 0;
     size_t own = 0;
     for (const auto& r : by_flows) {
-        if (r.id == dp::kReasonOther || own >= kMaxVerdictReasons) {
+        if (r.id == dp::kReasonOther || own >= MetricsExporter::kMaxVerdictReasons) {
             other += r.flows;
             continue;
         }
@@ -509,8 +520,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     }
     add(verdicts, {{"action", ""}, {"reason", "other"}}, d(other));
     append(out, verdicts, true);
+}
 
-    // -- policy -------------------------------------------------------------------------------
+// The policy in force and its reloads.
+void add_policy_metrics(std::vector<MetricFamily>& out, const PolicyStatus& policy) {
+    const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
     single(out, "l7gate_policy_generation", G,
         "Generation of the policy in force: 1 for the policy loaded at start, +1 per successful reload; 0 without a policy.", d(policy.generation));
     MetricFamily reloads = family("l7gate_policy_reloads_total", C,
@@ -522,6 +537,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         "Unix time of the last policy load attempt (the load at start included); 0 if none.", policy.last_reload_unix);
     single(out, "l7gate_policy_last_reload_success", G,
         "1 if the last policy load attempt succeeded, 0 if it failed (the previous policy stays in force).", policy.last_reload_success ? 1.0 : 0.0);
+}
+
+// Shapers and policers, first-flight reassembly, the shaper backlog.
+void add_shaper_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s, const PolicyStatus& policy) {
+    const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
     MetricFamily shaper = family("l7gate_shaper_rate_bits", G,
         "Configured rate of each shaper of the policy in force, in bits per second.");
     for (size_t i = 0; i < std::min(policy.shaper_names.size(), policy.shaper_rate_bps.size()); ++i) {
@@ -573,8 +594,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     single(out, "l7gate_shaper_host_buckets_full_total", C,
         "Refills of a per-host shaper queue that found no shared bucket free for its host (the "
         "packets wait; kHostBuckets = 16,384 buckets, 8 probed per host).", d(s.shaper_host_buckets_full));
+}
 
-    // -- hosts ----------------------------------------------------------------------------------
+// The watchdog and fail-open path; host scores and blocks.
+void add_host_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
+    const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
     // -- watchdog -------------------------------------------------------------------------------
     single(out, "l7gate_worker_stalls_total", C,
         "Times the watchdog found a worker whose loop had not moved for --watchdog-ms.", d(s.stalls));
@@ -594,8 +619,22 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
         add(hscore, {{"host", h.host}}, d(h.score));
     }
     append(out, hscore, true);
+}
 
-    // -- workers ------------------------------------------------------------------------------
+// The flow-record stream.
+void add_flow_log_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
+    const auto C = MetricType::Counter;
+    single(out, "l7gate_flow_log_records_total", C,
+        "Flow records the workers handed to the flow log (--flow-log).", d(s.flow_log_records));
+    single(out, "l7gate_flow_log_lost_total", C,
+        "Flow records lost because a worker's flow-log ring was full.", d(s.flow_log_lost));
+}
+
+} // namespace
+
+void MetricsExporter::add_worker_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s, double now,
+                                         double tsc_hz) {
+    const auto G = MetricType::Gauge;
     std::array<MetricFamily, 2> worker_families = families({
         {"l7gate_worker_cycles_per_packet", G,
          "TSC cycles a worker spent per packet received since start (end of RX burst to end of TX burst), as cycles_per_packet in --stats-json."},
@@ -620,13 +659,23 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     }
     prev_t_ = now;
     have_prev_ = true;
+}
 
-    // -- flow log -----------------------------------------------------------------------------
-    single(out, "l7gate_flow_log_records_total", C,
-        "Flow records the workers handed to the flow log (--flow-log).", d(s.flow_log_records));
-    single(out, "l7gate_flow_log_lost_total", C,
-        "Flow records lost because a worker's flow-log ring was full.", d(s.flow_log_lost));
-
+void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNames& names,
+                                const ReasonRegistry& reasons, const PolicyStatus& policy, double tsc_hz,
+                                const dp::PolicySnapshot* current) {
+    std::vector<MetricFamily> out;
+    out.reserve(80);
+    add_port_metrics(out, s);
+    add_drop_metrics(out, s);
+    add_flow_metrics(out, s);
+    add_l7_metrics(out, s, names);
+    add_verdict_metrics(out, s, reasons, current);
+    add_policy_metrics(out, policy);
+    add_shaper_metrics(out, s, policy);
+    add_host_metrics(out, s);
+    add_worker_metrics(out, s, now, tsc_hz);
+    add_flow_log_metrics(out, s);
     store_->set(out);
 }
 

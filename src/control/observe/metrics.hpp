@@ -19,6 +19,7 @@
 
 namespace prometheus {
 class Exposer;
+struct MetricFamily;
 }
 
 namespace l7gate::dp {
@@ -92,6 +93,10 @@ private:
     bool have_prev_ = false;
     double prev_t_ = 0;
     std::vector<uint64_t> prev_busy_;
+
+    // Per-worker cost and busy ratio over the interval since the previous update.
+    void add_worker_metrics(std::vector<prometheus::MetricFamily>& out, const StatsSnapshot& s, double now,
+                            double tsc_hz);
 };
 
 } // namespace l7gate::ctl
