@@ -45,6 +45,7 @@
 #include "control/policy_manager.hpp"
 #include "control/host_scores.hpp"
 #include "control/prompt.hpp"
+#include "control/record_stream.hpp"
 #include "control/telemetry.hpp"
 #include "control/watchdog.hpp"
 #include "control/options.hpp"
@@ -62,9 +63,11 @@ using namespace l7gate;
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
+std::atomic<bool> g_reopen{false};  // SIGUSR1: reopen the logs (logrotate); SIGHUP is the policy
 
 void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
 void on_sighup(int) { g_reload.store(true, std::memory_order_relaxed); }
+void on_sigusr1(int) { g_reopen.store(true, std::memory_order_relaxed); }
 
 bool g_eal_up = false;
 
@@ -348,18 +351,24 @@ int main(int argc, char** argv) {
         }
     }
     const std::atomic<const dp::PolicySnapshot*>& policy_slot = policy != nullptr ? policy->slot() : no_policy;
-    ctl::FlowLog flow_log;
+    // Flow records leave through the record stream's sinks (record_stream.hpp); an exporter is
+    // one more add_sink() here.
+    ctl::RecordStream records;
+    records.set_reopen_flag(&g_reopen);
+    ctl::FlowLog flow_log("flow_log");
     flow_log.set_names(&reasons, &policy_slot);
     if (!opt.flow_log.empty()) {
         if (std::string err = flow_log.open(opt.flow_log, names.module()); !err.empty()) {
             fail(err);
         }
+        records.add_sink(flow_log);
     }
-    ctl::FlowLog event_log;  // --event-log: host events apart from the flow records
+    ctl::FlowLog event_log("event_log");  // --event-log: host events apart from the flow records
     if (!opt.event_log.empty()) {
         if (std::string err = event_log.open(opt.event_log, names.module()); !err.empty()) {
             fail(err);
         }
+        records.add_output(event_log);
     }
 
     std::vector<rte_ring*> flow_rings;
@@ -445,7 +454,7 @@ int main(int argc, char** argv) {
                 fail("cannot create the flow-log ring of worker " + std::to_string(q) + ": " +
                      rte_strerror(rte_errno));
             }
-            flow_log.add_ring(wc.flow_log);
+            records.add_ring(wc.flow_log);
             flow_rings.push_back(wc.flow_log);
         }
         if (const char* err = w->init(wc); err != nullptr) {
@@ -489,6 +498,8 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGHUP, on_sighup);
+    std::signal(SIGUSR1, on_sigusr1);
+    std::signal(SIGPIPE, SIG_IGN);  // a FIFO's reader leaving is a write error (EPIPE), not death
 
     std::printf("l7gate %s: %zu port(s) in %zu pair(s), %u worker(s), %u flows/worker (hash %s), %u mbufs "
                 "(shaper backlog %u/worker)\n",
@@ -503,7 +514,7 @@ int main(int argc, char** argv) {
     ctl::FlowLog* fl = opt.flow_log.empty() ? nullptr : &flow_log;
     ctl::FlowLog* events = opt.event_log.empty() ? fl : &event_log;
     ctl::ControlHooks hooks;
-    hooks.flow_log = fl;
+    hooks.records = &records;
     hooks.events = events;
     hooks.policy = policy.get();
     hooks.reload_requested = &g_reload;
@@ -529,6 +540,7 @@ int main(int argc, char** argv) {
         pc.reasons = &reasons;
         pc.options = &opt;
         pc.hosts = &hosts;
+        pc.reopen_logs = [&records] { return records.reopen(); };
         prompt = std::make_unique<ctl::Prompt>(pc);
         prompt->start();
         hooks.prompt = prompt.get();
@@ -539,34 +551,29 @@ int main(int argc, char** argv) {
     for (dp::Worker* w : workers) {
         w->request_stop();
     }
-    // Workers flush their flows into the flow-log rings on the way out: keep draining.
+    // Workers flush their flows into the flow-log rings on the way out: keep draining (each
+    // poll bounded; a sink that cannot keep up refuses, counted).
     for (bool running = true; running;) {
         running = false;
         for (unsigned lc : lcores) {
             running = running || rte_eal_get_lcore_state(lc) == RUNNING;
         }
-        if (fl != nullptr) {
-            fl->drain();
-        }
-        if (running) {
+        records.poll();
+        if (running && records.backlog() == 0) {
             rte_delay_us_sleep(1000);
         }
     }
     rte_eal_mp_wait_lcore();
-    if (fl != nullptr) {
-        fl->drain();
-    }
-    // The last score events (flows flushed at stop), before the logs close.
+    // The last score events (flows flushed at stop), then every record left in the rings, and
+    // at most RecordStream::kShutdownBound for the sinks to write what they hold.
     hosts.poll(policy != nullptr ? policy->current() : nullptr, events);
-    if (fl != nullptr) {
-        fl->close();
-    }
-    event_log.close();
+    records.finish();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("l7gate: stopping (%s)\n", why.c_str());
 
     ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true, &watchdog);
     ctl::fill_host_stats(snap, &hosts, opt.top_hosts);
+    ctl::fill_record_stats(snap, &records);
     if (policy != nullptr) {
         const ctl::ReloadStatus& rs = policy->status();
         snap.has_policy = true;
