@@ -171,7 +171,9 @@ TEST(RecordStream, StopsAtTheTimeBudget) {
     // 2 ms at 20 us a record is 100 records; the check comes after each batch of kBatch.
     EXPECT_GE(n, ctl::RecordStream::kBatch);
     EXPECT_LE(n, 100 + ctl::RecordStream::kBatch);
-    EXPECT_LT(ms, 2.0 + ctl::RecordStream::kBatch * 0.020 + 5.0);  // + slack for a busy machine
+    // Wall time: 2.6 ms here; the bound leaves room for a preempted test on a shared machine
+    // (the whole ring would take 200 ms).
+    EXPECT_LT(ms, 100.0);
     EXPECT_EQ(s.backlog(), 10000u - n);
 }
 
