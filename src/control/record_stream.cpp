@@ -1,5 +1,7 @@
 #include "control/record_stream.hpp"
 
+#include <algorithm>
+
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
