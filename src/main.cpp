@@ -17,9 +17,11 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
+std::atomic<bool> g_reopen{false};  // SIGUSR1: reopen the logs (logrotate); SIGHUP is the policy
 
 void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
 void on_sighup(int) { g_reload.store(true, std::memory_order_relaxed); }
+void on_sigusr1(int) { g_reopen.store(true, std::memory_order_relaxed); }
 
 } // namespace
 
@@ -34,13 +36,15 @@ int main(int argc, char** argv) {
     gw.start_eal(eal_argc, argv);
     gw.open_ports();
     gw.load_policy();
-    gw.open_records();
+    gw.open_records(g_reopen);
     gw.make_workers();
     gw.make_services();
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    std::signal(SIGHUP, on_sighup);  // policy reload
+    std::signal(SIGHUP, on_sighup);    // policy reload
+    std::signal(SIGUSR1, on_sigusr1);  // reopen the logs
+    std::signal(SIGPIPE, SIG_IGN);     // a FIFO's reader leaving is a write error (EPIPE), not death
     const std::string why = gw.run(g_stop, g_reload);
     return gw.stop(why);
 }

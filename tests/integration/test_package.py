@@ -14,7 +14,7 @@ installed (the test will not replace an operator's package).
 2. dpkg -i installs it: `l7gate --version`, `l7gate --check` on the shipped policy, the man page
    lists every --help option, `systemd-analyze verify` passes on the installed unit.
 3. An edited policy survives reinstalling the package (the upgrade path).
-4. dpkg --purge removes every file it installed, /etc/l7gate included.
+4. dpkg --purge removes every file it installed, /etc/l7gate and /etc/logrotate.d/l7gate included.
 """
 
 import glob
@@ -109,7 +109,8 @@ class PackageTest(unittest.TestCase):
         for path in ("/usr/sbin/l7gate", "/usr/share/man/man8/l7gate.8.gz", "/etc/l7gate/l7gate.conf",
                      "/etc/l7gate/policy.yaml", "/etc/l7gate/lists/bad-ips.txt", "/lib/systemd/system/l7gate.service",
                      "/usr/share/doc/l7gate/examples/policy.yaml", "/usr/share/l7gate/grafana/l7gate.json",
-                     "/usr/share/l7gate/prometheus.yml", "/usr/share/doc/l7gate/copyright"):
+                     "/usr/share/l7gate/prometheus.yml", "/usr/share/doc/l7gate/copyright",
+                     "/etc/logrotate.d/l7gate"):
             self.assertIn(path, names)
         self.assertTrue(any(n.startswith("/usr/share/doc/l7gate/deployment.md") for n in names), names)
         info = tempfile.mkdtemp(dir=self.out)
@@ -118,6 +119,7 @@ class PackageTest(unittest.TestCase):
             conffiles = f.read().split()
         self.assertIn("/etc/l7gate/l7gate.conf", conffiles)
         self.assertIn("/etc/l7gate/policy.yaml", conffiles)
+        self.assertIn("/etc/logrotate.d/l7gate", conffiles)  # an operator's edits survive upgrades
         # The service is neither enabled nor started by the installation (the ports need
         # configuring first).
         with open(os.path.join(info, "postinst")) as f:
@@ -140,7 +142,8 @@ class PackageTest(unittest.TestCase):
         self.assertNotEqual(subprocess.run(["dpkg-query", "-W", "-f=${Status}", "l7gate"], capture_output=True,
                                            text=True).stdout.strip(), "install ok installed")
         left = [path for path in ("/usr/sbin/l7gate", "/etc/l7gate", "/lib/systemd/system/l7gate.service",
-                                  "/usr/share/doc/l7gate", "/usr/share/l7gate", "/usr/share/man/man8/l7gate.8.gz")
+                                  "/usr/share/doc/l7gate", "/usr/share/l7gate", "/usr/share/man/man8/l7gate.8.gz",
+                                  "/etc/logrotate.d/l7gate")
                 if os.path.lexists(path)]
         self.assertEqual(left, [], "left behind by dpkg --purge")
 

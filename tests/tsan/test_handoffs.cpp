@@ -5,7 +5,7 @@
 //     only after the RCU grace period: a retired snapshot stays while one reader still holds it;
 //   - single-writer counters read by another thread (dp::Counter);
 //   - the flow-log ring: a worker thread enqueues FlowRecords, the control thread drains
-//     them with FlowLog::drain() while they arrive.
+//     them with RecordStream::poll() into the FlowLog sink while they arrive.
 // TSan fails the test on any data race or use after free; the tests also check the counts.
 
 #include <gtest/gtest.h>
@@ -31,6 +31,7 @@
 #include "control/base/ndpi_names.hpp"
 #include "control/policy/compiler.hpp"
 #include "control/policy/manager.hpp"
+#include "control/records/record_stream.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/flow_record.hpp"
 #include "dataplane/policy_snapshot.hpp"
@@ -337,7 +338,9 @@ TEST(Handoffs, FlowLogRingDrainedWhileWorkerEnqueues) {
     const std::string out = dir + "/flows.jsonl";
     ctl::FlowLog log;
     ASSERT_EQ(log.open(out, names().module()), "");
-    log.add_ring(ring);
+    ctl::RecordStream stream;
+    stream.add_ring(ring);
+    stream.add_sink(log);
 
     std::atomic<bool> done{false};
     uint64_t full = 0;
@@ -360,10 +363,10 @@ TEST(Handoffs, FlowLogRingDrainedWhileWorkerEnqueues) {
     });
     size_t drained = 0;
     while (!done.load(std::memory_order_acquire) || drained < kRecords) {
-        drained += log.drain();
+        drained += stream.poll();
     }
     worker.join();
-    log.close();
+    stream.finish();
     EXPECT_EQ(drained, kRecords);
     EXPECT_EQ(log.written(), kRecords);
     std::ifstream f(out);

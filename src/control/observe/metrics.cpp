@@ -624,10 +624,50 @@ void add_host_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
 // The flow-record stream.
 void add_flow_log_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
     const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
     single(out, "l7gate_flow_log_records_total", C,
         "Flow records the workers handed to the flow log (--flow-log).", d(s.flow_log_records));
     single(out, "l7gate_flow_log_lost_total", C,
         "Flow records lost because a worker's flow-log ring was full.", d(s.flow_log_lost));
+    // The record stream's sinks (record_stream.hpp): per sink, written + lost by every cause +
+    // queued + the rings' backlog = flow records the workers produced.
+    if (!s.record_sinks.empty()) {
+        std::array<MetricFamily, 5> rec = families({
+            {"l7gate_flow_records_written_total", C, "Flow records a sink wrote out in full."},
+            {"l7gate_flow_records_lost_total", C,
+             "Flow records a sink never wrote, by cause: ring_full (the worker's ring was full: the "
+             "same for every sink), sink_full (the sink's buffer was full: a slow reader), write_error "
+             "(a line cut by a failed write), shutdown (still buffered when the exit bound passed)."},
+            {"l7gate_flow_records_queued", G, "Flow records a sink holds, formatted, not yet written."},
+            {"l7gate_flow_records_reopens_total", C,
+             "Times a log was reopened (SIGUSR1 or the prompt's reopen logs: log rotation)."},
+            {"l7gate_flow_records_open_failures_total", C,
+             "Failed attempts to open a log (a FIFO without a reader is opened again every 100 ms)."},
+        });
+        auto& [written, lost, queued, reopens, open_failures] = rec;
+        for (const StatsSnapshot::RecordSinkStats& k : s.record_sinks) {
+            const Labels l{{"sink", k.name}};
+            if (k.records) {
+                add(written, l, d(k.written));
+                add(lost, {{"sink", k.name}, {"cause", "ring_full"}}, d(s.flow_log_lost));
+                add(lost, {{"sink", k.name}, {"cause", "sink_full"}}, d(k.sink_full));
+                add(lost, {{"sink", k.name}, {"cause", "write_error"}}, d(k.write_error));
+                add(lost, {{"sink", k.name}, {"cause", "shutdown"}}, d(k.shutdown));
+                add(queued, l, d(k.queued));
+            }
+            add(reopens, l, d(k.reopens));
+            add(open_failures, l, d(k.open_failures));
+        }
+        append(out, rec, false);
+        single(out, "l7gate_flow_records_backlog", G,
+            "Flow records waiting in the workers' rings for the control thread.", d(s.record_backlog));
+        MetricFamily ev = family("l7gate_host_events_lost_total", C,
+            "Host block/release event lines a log could not take or write (buffer full, cut, exit bound).");
+        for (const StatsSnapshot::RecordSinkStats& k : s.record_sinks) {
+            add(ev, {{"sink", k.name}}, d(k.events_lost));
+        }
+        append(out, ev, false);
+    }
 }
 
 } // namespace

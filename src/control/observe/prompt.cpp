@@ -33,6 +33,7 @@ constexpr const char* kHelp =
     "  show policy          policy source, generation, size, reload counters\n"
     "  show hosts           hosts by risk score over the auto_block window, blocked first\n"
     "  reload               reload the policy file now\n"
+    "  reopen logs          reopen the flow and event logs (after logrotate; as SIGUSR1)\n"
     "  set stats-interval S print a one-line summary every S seconds (0: off)\n"
     "  help                 this list\n"
     "  quit                 stop l7gate (as SIGTERM)\n";
@@ -163,6 +164,9 @@ std::string Prompt::execute(const std::string& line) {
         return ok ? "reloaded: generation " + std::to_string(ctx_.policy->status().generation) + "\n"
                   : "reload failed, generation " + std::to_string(ctx_.policy->status().generation) +
                         " stays in force: " + ctx_.policy->status().last_error + "\n";
+    }
+    if (w[0] == "reopen" && w.size() == 2 && w[1] == "logs") {
+        return ctx_.reopen_logs ? ctx_.reopen_logs() : "reopen logs: no log to reopen\n";
     }
     if (w[0] == "set" && w.size() == 3 && w[1] == "stats-interval") {
         char* end = nullptr;

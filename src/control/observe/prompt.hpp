@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,7 @@ struct PromptContext {
     const ReasonRegistry* reasons = nullptr;
     Options* options = nullptr;          // set stats-interval changes it
     const HostScores* hosts = nullptr;
+    std::function<std::string()> reopen_logs;  // reopen logs: the record stream's sinks
 };
 
 class Prompt {

@@ -332,7 +332,18 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
       << ",\"ndpi_packets\":" << s.ndpi_packets
       << ",\"ndpi_cycles_per_packet\":" << per(s.ndpi_cycles, s.ndpi_packets)
       << ",\"ndpi_arena_full\":" << s.ndpi_arena_full << ",\"ndpi_arena_refused\":" << s.ndpi_arena_refused << "},\"flow_log\":{\"records\":"
-      << s.flow_log_records << ",\"lost\":" << s.flow_log_lost << "}";
+      << s.flow_log_records << ",\"lost\":" << s.flow_log_lost << ",\"backlog\":" << s.record_backlog
+      << ",\"sinks\":{";
+    for (size_t i = 0; i < s.record_sinks.size(); ++i) {
+        const StatsSnapshot::RecordSinkStats& k = s.record_sinks[i];
+        o << (i ? "," : "") << json_string(k.name) << ":{\"records\":" << (k.records ? "true" : "false")
+          << ",\"written\":" << k.written << ",\"lost\":{\"ring_full\":" << (k.records ? s.flow_log_lost : 0)
+          << ",\"sink_full\":" << k.sink_full << ",\"write_error\":" << k.write_error
+          << ",\"shutdown\":" << k.shutdown << "},\"queued\":" << k.queued << ",\"reopens\":" << k.reopens
+          << ",\"open_failures\":" << k.open_failures << ",\"events_written\":" << k.events_written
+          << ",\"events_lost\":" << k.events_lost << "}";
+    }
+    o << "}}";
     o << ",\"verdicts\":{\"evaluations\":" << s.policy_evaluations << ",\"reasons\":{";
     for (size_t i = 0; i < s.reasons.size(); ++i) {
         o << (i ? "," : "") << json_string(reasons.name(s.reasons[i].id)) << ":{\"flows\":" << s.reasons[i].flows
@@ -418,6 +429,19 @@ void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t
     std::fprintf(out, "classification: %" PRIu64 " flows classified (%" PRIu64 " by give-up), "
                       "%" PRIu64 " without nDPI state; nDPI saw %" PRIu64 " packets at %.0f cycles each\n",
                  s.classified, s.giveups, s.dpi_pool_full, s.ndpi_packets, per(s.ndpi_cycles, s.ndpi_packets));
+    for (const StatsSnapshot::RecordSinkStats& k : s.record_sinks) {
+        if (k.records) {
+            std::fprintf(out, "flow records (%s): produced %" PRIu64 ", written %" PRIu64 ", lost ring_full %" PRIu64
+                              ", sink_full %" PRIu64 ", write_error %" PRIu64 ", shutdown %" PRIu64 "; reopened %" PRIu64
+                              " times, %" PRIu64 " failed opens\n",
+                         k.name.c_str(), s.flow_log_records + s.flow_log_lost, k.written, s.flow_log_lost, k.sink_full,
+                         k.write_error, k.shutdown, k.reopens, k.open_failures);
+        }
+        if (k.events_written + k.events_lost != 0) {
+            std::fprintf(out, "host events (%s): written %" PRIu64 ", lost %" PRIu64 "\n", k.name.c_str(),
+                         k.events_written, k.events_lost);
+        }
+    }
     if (!s.protocols.empty()) {
         std::fprintf(out, "\n%-28s %8s %12s %14s\n", "protocol", "flows", "packets", "bytes");
         size_t shown = 0;

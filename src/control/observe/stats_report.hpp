@@ -64,6 +64,16 @@ struct StatsSnapshot {
              dpi_deferred = 0, dpi_deferred_no_payload = 0;
     uint64_t ndpi_packets = 0, ndpi_cycles = 0, ndpi_arena_full = 0, ndpi_arena_refused = 0;
     uint64_t flow_log_records = 0, flow_log_lost = 0;
+    // The flow-record stream (fill_record_stats, record_stream.hpp): per sink, records written
+    // and lost by cause (ring_full is flow_log_lost, the same for every sink), and the backlog.
+    struct RecordSinkStats {
+        std::string name;
+        bool records = true;  // false: an output of events only (--event-log)
+        uint64_t written = 0, sink_full = 0, write_error = 0, shutdown = 0, queued = 0;
+        uint64_t reopens = 0, open_failures = 0, events_written = 0, events_lost = 0;
+    };
+    std::vector<RecordSinkStats> record_sinks;
+    uint64_t record_backlog = 0;  // records waiting in the workers' rings
     uint64_t policy_evaluations = 0;
     uint64_t injected = 0, inject_limited = 0, inject_failed = 0, reject_suppressed = 0;
     // Every mbuf pool (with_pmd only): mbufs in the pool and how many are out of it (in RX

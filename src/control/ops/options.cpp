@@ -67,7 +67,9 @@ constexpr OptSpec kOpts[] = {
      "127.0.0.1:9777, loopback only; port 0 picks a free port); off: no metrics endpoint"},
     {"flow-log", 0, true, "FILE",
      "write one JSON object per line for every flow when it ends (FIN/RST + grace, idle "
-     "timeout, or l7gate stopping, which flushes every active flow); - for stdout"},
+     "timeout, or l7gate stopping, which flushes every active flow); - for stdout. Opened for "
+     "append, reopened on SIGUSR1 (log rotation); never blocks l7gate: a FIFO or file that "
+     "cannot keep up loses records, counted"},
     {"flow-log-ring", 0, true, "N",
      "records the flow-log ring of each worker holds until the control thread writes them (a "
      "power of two, default 65536); a flow ending when it is full loses its record (counted "

@@ -1,17 +1,22 @@
 #include "control/records/flow_log.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cinttypes>
 #include <cstring>
 
-#include <rte_ring.h>
-#include <rte_ring_elem.h>
-
 #include <ndpi_api.h>
 
 #include "control/base/json.hpp"
+#include "control/base/log.hpp"
 #include "control/policy/compiler.hpp"
 
 namespace l7gate::ctl {
@@ -194,60 +199,308 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
 
 FlowLog::~FlowLog() { close(); }
 
-std::string FlowLog::open(const std::string& path, ndpi_detection_module_struct* names) {
+std::string FlowLog::open(const std::string& path, ndpi_detection_module_struct* names, size_t buffer_bytes) {
     names_ = names;
+    path_ = path;
+    cap_ = buffer_bytes;
     if (path == "-") {
-        out_ = stdout;
-        own_ = false;
-    } else {
-        out_ = std::fopen(path.c_str(), "w");
-        if (out_ == nullptr) {
-            return "--flow-log: cannot open " + path + ": " + std::strerror(errno);
-        }
-        own_ = true;
+        stdout_ = true;
+        fd_ = STDOUT_FILENO;
+        struct stat st {};
+        chunked_ = fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode);
+        configured_ = true;
+        return {};
     }
+    if (std::string err = open_fd(true); !err.empty()) {
+        return err;
+    }
+    configured_ = true;
     return {};
 }
 
-void FlowLog::write_line(const std::string& line) {
-    if (out_ != nullptr) {
-        std::fwrite(line.data(), 1, line.size(), out_);
-        std::fflush(out_);
+// first: at start-up, where an error other than a FIFO without reader stops l7gate (exit 2).
+std::string FlowLog::open_fd(bool first) {
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        const int e = errno;
+        ++c_.open_failures;
+        next_open_ = Clock::now() + kRetryOpen;
+        std::string option = std::string("--") + name_;
+        std::replace(option.begin(), option.end(), '_', '-');
+        if (e == ENXIO) {
+            if (last_errno_ != ENXIO) {
+                log_info("ctl.records", option + " " + path_ + ": a FIFO with no reader yet; opened again every " +
+                                            std::to_string(kRetryOpen.count()) + " ms, records wait in memory");
+            }
+            last_errno_ = ENXIO;
+            return {};
+        }
+        const std::string msg = "cannot open " + path_ + ": " + std::strerror(e);
+        if (first) {
+            return option + ": " + msg;
+        }
+        if (last_errno_ != e) {
+            log_warning("ctl.records", option + ": " + msg + " (tried again every " +
+                                           std::to_string(kRetryOpen.count()) + " ms)");
+        }
+        last_errno_ = e;
+        return msg;
+    }
+    struct stat st {};
+    // Not a regular file (a FIFO, a socket, a terminal): writes end on line ends, PIPE_BUF
+    // at most, so a reader never sees half a line.
+    chunked_ = fstat(fd, &st) != 0 || !S_ISREG(st.st_mode);
+    fd_ = fd;
+    if (last_errno_ != 0) {
+        log_info("ctl.records", std::string(name_) + ": " + path_ + " open, writing");
+    }
+    last_errno_ = 0;
+    return {};
+}
+
+void FlowLog::close_fd() {
+    if (fd_ >= 0 && !stdout_) {
+        ::close(fd_);
+    }
+    if (!stdout_) {
+        fd_ = -1;
     }
 }
 
-size_t FlowLog::drain() {
-    if (out_ == nullptr) {
-        return 0;
+void FlowLog::pop_written() {
+    while (!lines_.empty() && lines_.front().end <= written_) {
+        if (lines_.front().record) {
+            ++c_.sent;
+            --c_.queued;
+        } else {
+            ++c_.events_sent;
+        }
+        done_ = lines_.front().end;
+        lines_.pop_front();
     }
-    constexpr unsigned kBatch = 64;
-    dp::FlowRecord recs[kBatch];
-    size_t total = 0;
-    for (rte_ring* ring : rings_) {
-        unsigned n;
-        while ((n = rte_ring_sc_dequeue_burst_elem(ring, recs, sizeof(dp::FlowRecord), kBatch, nullptr)) > 0) {
-            for (unsigned i = 0; i < n; ++i) {
-                const std::string line = format_flow_record(recs[i], names_, reasons_,
-                                                            policy_ != nullptr ? policy_->load(std::memory_order_acquire) : nullptr);
-                std::fwrite(line.data(), 1, line.size(), out_);
+    if (written_ == base_ + buf_.size()) {
+        buf_.clear();
+        base_ = written_;
+    }
+}
+
+// The line being written cannot be finished where it started (its output is closed): the rest
+// of it is dropped and counted; the output shows a line without its end.
+void FlowLog::drop_partial_line() {
+    if (!partial() || lines_.empty()) {
+        return;
+    }
+    if (lines_.front().record) {
+        ++c_.write_errors;
+        --c_.queued;
+    } else {
+        ++c_.events_lost;
+    }
+    written_ = done_ = lines_.front().end;
+    lines_.pop_front();
+    pop_written();
+}
+
+void FlowLog::write_some(Clock::time_point deadline, bool to_line_end) {
+    while (written_ < base_ + buf_.size()) {
+        if (fd_ < 0) {
+            if (stdout_ || Clock::now() < next_open_) {
+                return;
             }
-            total += n;
+            open_fd(false);
+            if (fd_ < 0) {
+                return;
+            }
+        }
+        const char* p = buf_.data() + (written_ - base_);
+        size_t len = base_ + buf_.size() - written_;
+        if (to_line_end) {
+            len = lines_.front().end - written_;
+        } else if (chunked_) {
+            len = lines_.front().end - written_;  // the front line whole, even beyond PIPE_BUF
+            for (size_t i = 1; i < lines_.size() && lines_[i].end - written_ <= PIPE_BUF; ++i) {
+                len = lines_[i].end - written_;
+            }
+        } else {
+            len = std::min<size_t>(len, size_t{1} << 20);
+        }
+        if (stdout_) {
+            // stdout is not ours to make non-blocking: write when it can take PIPE_BUF bytes.
+            pollfd pfd{fd_, POLLOUT, 0};
+            if (::poll(&pfd, 1, 0) != 1 || (pfd.revents & POLLOUT) == 0) {
+                return;
+            }
+        }
+        const ssize_t w = ::write(fd_, p, len);
+        if (w > 0) {
+            written_ += static_cast<uint64_t>(w);
+            pop_written();
+            last_errno_ = 0;
+            if (to_line_end && !partial()) {
+                return;
+            }
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;  // a slow reader: the bytes stay
+        } else {
+            const int e = w < 0 ? errno : EIO;
+            if (e != last_errno_) {
+                log_warning("ctl.records", std::string(name_) + ": writing " + path_ + ": " + std::strerror(e));
+            }
+            last_errno_ = e;
+            if (!stdout_ && (e == EPIPE || e == EBADF || e == EIO || e == EINVAL)) {
+                // The reader went away (or the output broke): open it again later; a line cut
+                // here is lost (counted), the lines after it wait.
+                drop_partial_line();
+                close_fd();
+                next_open_ = Clock::now() + kRetryOpen;
+            }
+            // Disk full and the like: everything stays queued, tried again next flush.
+            return;
+        }
+        if (Clock::now() >= deadline) {
+            return;
         }
     }
-    if (total != 0) {
-        std::fflush(out_);
-        written_ += total;
-    }
-    return total;
 }
 
-void FlowLog::close() {
-    if (out_ != nullptr && own_) {
-        std::fclose(out_);
-    } else if (out_ != nullptr) {
-        std::fflush(out_);
+bool FlowLog::append_line(const std::string& line, bool record) {
+    if (written_ > base_ && written_ - base_ >= buf_.size() / 2) {
+        buf_.erase(0, written_ - base_);
+        base_ = written_;
     }
-    out_ = nullptr;
+    buf_ += line;
+    lines_.push_back({base_ + buf_.size(), record});
+    if (record) {
+        ++c_.queued;
+    }
+    return true;
 }
+
+size_t FlowLog::offer(const dp::FlowRecord* recs, size_t n) {
+    if (!configured_) {
+        return 0;
+    }
+    constexpr size_t kMinLine = 400;  // a record line is longer (~450 bytes with every field empty)
+    bool tried = false;
+    // Room for len more bytes, writing once (per offer) to make it.
+    auto fits = [&](size_t len) {
+        if (base_ + buf_.size() - written_ + len <= cap_) {
+            return true;
+        }
+        if (tried) {
+            return false;
+        }
+        tried = true;
+        write_some(Clock::now(), false);
+        return base_ + buf_.size() - written_ + len <= cap_;
+    };
+    const dp::PolicySnapshot* policy = policy_ != nullptr ? policy_->load(std::memory_order_acquire) : nullptr;
+    for (size_t i = 0; i < n; ++i) {
+        if (!fits(kMinLine)) {
+            return i;
+        }
+        const std::string line = format_flow_record(recs[i], names_, reasons_, policy);
+        if (!fits(line.size())) {
+            return i;
+        }
+        append_line(line, true);
+    }
+    return n;
+}
+
+void FlowLog::write_line(const std::string& line) {
+    if (!configured_) {
+        return;
+    }
+    if (base_ + buf_.size() - written_ + line.size() > cap_) {
+        write_some(Clock::now(), false);
+        if (base_ + buf_.size() - written_ + line.size() > cap_) {
+            ++c_.events_lost;
+            return;
+        }
+    }
+    append_line(line, false);
+    write_some(Clock::now(), false);
+}
+
+void FlowLog::flush(Clock::time_point deadline) {
+    if (!configured_) {
+        return;
+    }
+    if (reopen_pending_) {
+        write_some(deadline, true);
+        if (!partial()) {
+            reopen();
+        }
+    }
+    if (!reopen_pending_) {
+        write_some(deadline, false);
+    }
+}
+
+std::string FlowLog::reopen() {
+    if (!configured_) {
+        return "not open";
+    }
+    if (stdout_) {
+        return "stdout, nothing to reopen";
+    }
+    if (partial() && fd_ >= 0) {
+        write_some(Clock::now(), true);  // finish the line under way where it started
+    }
+    if (partial()) {
+        reopen_pending_ = true;
+        return "reopen pending: a line is half written, reopened once it is out";
+    }
+    reopen_pending_ = false;
+    close_fd();
+    ++c_.reopens;
+    last_errno_ = 0;
+    const std::string err = open_fd(false);
+    if (!err.empty()) {
+        return err;
+    }
+    return fd_ < 0 ? "FIFO without a reader, opened once one comes" : std::string();
+}
+
+void FlowLog::close(Clock::time_point deadline) {
+    if (!configured_) {
+        return;
+    }
+    write_some(deadline, false);
+    while (written_ < base_ + buf_.size() && Clock::now() < deadline) {
+        const uint64_t before = written_;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (fd_ >= 0 && chunked_) {
+            pollfd pfd{fd_, POLLOUT, 0};
+            (void)::poll(&pfd, 1, static_cast<int>(std::clamp<int64_t>(left.count(), 1, 10)));
+        }
+        write_some(deadline, false);
+        if (written_ == before) {
+            ::usleep(1000);  // no reader, disk full: try again until the deadline
+        }
+    }
+    // What could not be written within the bound is lost, counted (a line cut short included).
+    for (const Line& l : lines_) {
+        if (l.record) {
+            ++c_.abandoned;
+        } else {
+            ++c_.events_lost;
+        }
+    }
+    lines_.clear();
+    c_.queued = 0;
+    buf_.clear();
+    base_ = written_ = done_;
+    close_fd();
+    if (stdout_) {
+        fd_ = -1;
+    }
+    configured_ = false;
+}
+
+SinkCounters FlowLog::counters() const { return c_; }
 
 } // namespace l7gate::ctl

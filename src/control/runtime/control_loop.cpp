@@ -9,6 +9,7 @@
 #include "control/policy/manager.hpp"
 #include "control/hosts/host_scores.hpp"
 #include "control/observe/prompt.hpp"
+#include "control/records/record_stream.hpp"
 #include "control/observe/telemetry.hpp"
 #include "control/ops/watchdog.hpp"
 #include "control/observe/stats_report.hpp"
@@ -40,8 +41,8 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
         if (hooks.watchdog != nullptr) {
             forwarding = hooks.watchdog->tick(clock::now());
         }
-        if (hooks.flow_log != nullptr) {
-            hooks.flow_log->drain();
+        if (hooks.records != nullptr) {
+            hooks.records->poll();  // at most RecordStream::kMaxRecordsPerPoll / kMaxTimePerPoll
         }
         if (hooks.hosts != nullptr) {
             hooks.hosts->poll(hooks.policy != nullptr ? hooks.policy->current() : nullptr, hooks.events);
@@ -66,6 +67,7 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
             // with_pmd: the port families need the PMD's counters (rte_eth_stats_get).
             StatsSnapshot ms = collect_stats(ports, workers, true, hooks.watchdog);
             fill_host_stats(ms, hooks.hosts, opt.top_hosts);
+            fill_record_stats(ms, hooks.records);
             hooks.metrics->update(ms, *hooks.names, *hooks.reasons,
                                   policy_status(hooks.policy), hooks.tsc_hz,
                                   hooks.policy != nullptr ? hooks.policy->current() : nullptr);

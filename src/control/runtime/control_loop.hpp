@@ -18,6 +18,7 @@ class FlowLog;
 class MetricsExporter;
 class NdpiNames;
 class PolicyManager;
+class RecordStream;
 class Prompt;
 class HostScores;
 class ReasonRegistry;
@@ -25,7 +26,7 @@ class Watchdog;
 
 // What the loop drives besides stop conditions and stats; any pointer may be null.
 struct ControlHooks {
-    FlowLog* flow_log = nullptr;
+    RecordStream* records = nullptr;                // flow records to their sinks, bounded per tick
     PolicyManager* policy = nullptr;
     std::atomic<bool>* reload_requested = nullptr;  // set by the SIGHUP handler
     MetricsExporter* metrics = nullptr;             // updated once a second; needs names, reasons

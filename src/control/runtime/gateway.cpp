@@ -330,18 +330,23 @@ void Gateway::load_policy() {
     }
 }
 
-void Gateway::open_records() {
+// Flow records leave through the record stream's sinks (records/record_stream.hpp): an
+// exporter is one more add_sink() here.
+void Gateway::open_records(std::atomic<bool>& reopen) {
     static const std::atomic<const dp::PolicySnapshot*> no_policy{nullptr};
+    records_.set_reopen_flag(&reopen);
     flow_log_.set_names(&reasons_, policy_ != nullptr ? &policy_->slot() : &no_policy);
     if (!opt_.flow_log.empty()) {
         if (std::string err = flow_log_.open(opt_.flow_log, names_.module()); !err.empty()) {
             fail(err);
         }
+        records_.add_sink(flow_log_);
     }
     if (!opt_.event_log.empty()) {  // --event-log: host events apart from the flow records
         if (std::string err = event_log_.open(opt_.event_log, names_.module()); !err.empty()) {
             fail(err);
         }
+        records_.add_output(event_log_);
     }
 }
 
@@ -409,7 +414,7 @@ void Gateway::make_workers() {
         cc.categories_file = opt_.ndpi_categories.empty() ? nullptr : opt_.ndpi_categories.c_str();
         if (!opt_.flow_log.empty()) {
             wc.flow_log = worker_ring("flow-log", "l7g_flowlog_", q, sizeof(dp::FlowRecord), opt_.flow_log_ring, sock);
-            flow_log_.add_ring(wc.flow_log);
+            records_.add_ring(wc.flow_log);
             rings_.push_back(wc.flow_log);
         }
         void* mem = rte_zmalloc_socket("l7gate_worker", sizeof(dp::Worker), 64, sock);
@@ -465,6 +470,7 @@ void Gateway::make_services() {
         pc.reasons = &reasons_;
         pc.options = &opt_;
         pc.hosts = hosts_.get();
+        pc.reopen_logs = [this] { return records_.reopen(); };
         prompt_ = std::make_unique<Prompt>(pc);
         prompt_->start();
     }
@@ -482,7 +488,7 @@ std::string Gateway::run(const std::atomic<bool>& stop, std::atomic<bool>& reloa
     }
     FlowLog* fl = opt_.flow_log.empty() ? nullptr : &flow_log_;
     ControlHooks hooks;
-    hooks.flow_log = fl;
+    hooks.records = &records_;
     hooks.events = opt_.event_log.empty() ? fl : &event_log_;
     hooks.policy = policy_.get();
     hooks.reload_requested = &reload;
@@ -502,27 +508,23 @@ int Gateway::stop(const std::string& why) {
         w->request_stop();
     }
     FlowLog* fl = opt_.flow_log.empty() ? nullptr : &flow_log_;
-    // Workers flush their flows into the flow-log rings on the way out: keep draining.
+    // Workers flush their flows into the flow-log rings on the way out: keep draining (each
+    // poll bounded; a sink that cannot keep up refuses, counted).
     for (bool running = true; running;) {
         running = false;
         for (unsigned lc : lcores_) {
             running = running || rte_eal_get_lcore_state(lc) == RUNNING;
         }
-        if (fl != nullptr) {
-            fl->drain();
-        }
-        if (running) {
+        records_.poll();
+        if (running && records_.backlog() == 0) {
             rte_delay_us_sleep(1000);
         }
     }
     rte_eal_mp_wait_lcore();
-    if (fl != nullptr) {
-        fl->drain();
-    }
-    // The last score events (flows flushed at stop), before the logs close.
+    // The last score events (flows flushed at stop), then every record left in the rings, and
+    // at most RecordStream::kShutdownBound for the sinks to write what they hold.
     hosts_->poll(policy_ != nullptr ? policy_->current() : nullptr, opt_.event_log.empty() ? fl : &event_log_);
-    flow_log_.close();
-    event_log_.close();
+    records_.finish();
     const double elapsed = steady_seconds() - started_;
     std::printf("l7gate: stopping (%s)\n", why.c_str());
     int rc = 0;
@@ -534,6 +536,7 @@ int Gateway::stop(const std::string& why) {
 void Gateway::report(double elapsed, int& rc) {
     StatsSnapshot snap = collect_stats(ports_, telemetry_.workers, true, watchdog_.get());
     fill_host_stats(snap, hosts_.get(), opt_.top_hosts);
+    fill_record_stats(snap, &records_);
     if (policy_ != nullptr) {
         const ReloadStatus& rs = policy_->status();
         snap.has_policy = true;

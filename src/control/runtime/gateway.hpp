@@ -20,6 +20,7 @@
 #include "control/policy/compiler.hpp"
 #include "control/policy/geoip.hpp"
 #include "control/records/flow_log.hpp"
+#include "control/records/record_stream.hpp"
 
 struct rte_mempool;
 struct rte_rcu_qsbr;
@@ -51,7 +52,8 @@ public:
     void start_eal(int eal_argc, char** argv);
     void open_ports();     // checks, mbuf pools, start, pre-flight of the ports
     void load_policy();    // nDPI names, GeoIP, the first policy snapshot
-    void open_records();   // flow and event logs
+    // The record stream and its sinks (flow log, event log); `reopen` is set by SIGUSR1.
+    void open_records(std::atomic<bool>& reopen);
     void make_workers();   // one per queue, with its rings
     void make_services();  // telemetry, metrics, watchdog, prompt
     // Launches the workers and runs the control loop until a stop condition; returns why.
@@ -80,8 +82,9 @@ private:
     ShaperSlots shaper_slots_;
     rte_rcu_qsbr* qsbr_ = nullptr;
     std::unique_ptr<PolicyManager> policy_;
-    FlowLog flow_log_;
-    FlowLog event_log_;
+    RecordStream records_;
+    FlowLog flow_log_{"flow_log"};
+    FlowLog event_log_{"event_log"};
     std::unique_ptr<HostScores> hosts_;
     dp::ShaperBuckets* shaper_buckets_ = nullptr;
     std::vector<dp::Worker*> workers_;

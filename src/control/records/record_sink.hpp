@@ -1,0 +1,61 @@
+#pragma once
+/// RecordSink: where finished-flow records leave l7gate (the JSON Lines flow log today; IPFIX
+/// or Kafka exporters next). The RecordStream (record_stream.hpp) drains the workers' rings on
+/// the control thread and offers every record to every sink; a sink formats or encodes it,
+/// queues the result in memory it bounds, and moves it out without ever blocking.
+///
+/// Contract (every call on the control thread, none may block):
+///   - offer() takes a prefix of the batch and returns its length. What it does not take is
+///     lost for this sink: the stream counts it (cause sink_full). A sink refuses rather than
+///     waits: a slow consumer of one sink never holds up the workers' rings or the others.
+///   - flush() moves queued output on until `deadline`, at least one attempt per call.
+///   - reopen() reopens the output (log rotation); records queued stay queued and go to the
+///     new output, a record never goes out half in the old one and half in the new one.
+///   - close() is the last flush, bounded by `deadline`; what is still queued then is counted
+///     in `abandoned` (cause shutdown), never waited for.
+/// Accounting, exact for every sink: records offered = refused (counted by the stream) + sent
+/// + write_errors + abandoned + queued.
+///
+/// Adding an exporter: a new file with a RecordSink, and one RecordStream::add_sink() line
+/// where l7gate is composed (main.cpp). Workers never change.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "dataplane/flow_record.hpp"
+
+namespace l7gate::ctl {
+
+struct SinkCounters {
+    uint64_t sent = 0;           // records out in full
+    uint64_t write_errors = 0;   // records lost to an output error (a line cut by a failed write)
+    uint64_t abandoned = 0;      // records still queued when close() gave up (shutdown bound)
+    uint64_t queued = 0;         // records taken, not yet out (a gauge)
+    uint64_t reopens = 0;        // outputs reopened (rotation, or after the reader went away)
+    uint64_t open_failures = 0;  // attempts to open the output that failed (a FIFO without reader)
+    uint64_t events_sent = 0;    // non-record lines (host block events), out in full
+    uint64_t events_lost = 0;    // non-record lines refused, cut or abandoned
+};
+
+class RecordSink {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    virtual ~RecordSink() = default;
+
+    /// Label of its metrics ("flow_log").
+    virtual const char* name() const = 0;
+    /// Takes recs[0..k) for some k <= n and returns k; never blocks.
+    virtual size_t offer(const dp::FlowRecord* recs, size_t n) = 0;
+    /// Moves queued output on until `deadline` (one attempt at least); never blocks.
+    virtual void flush(Clock::time_point deadline) = 0;
+    /// Reopens the output; "" or why it failed (the sink retries on its own).
+    virtual std::string reopen() = 0;
+    /// Final flush until `deadline`; the rest is counted abandoned and the output closed.
+    virtual void close(Clock::time_point deadline) = 0;
+    virtual SinkCounters counters() const = 0;
+};
+
+} // namespace l7gate::ctl
