@@ -455,6 +455,10 @@ int main(int argc, char** argv) {
     }
 
     std::vector<const dp::Worker*> cworkers(workers.begin(), workers.end());
+    if (policy != nullptr) {
+        // A reload is applied once every worker acknowledged its generation.
+        policy->set_acks(workers.size(), [&workers](size_t w) { return workers[w]->counters().policy_generation.get(); });
+    }
     ctl::TelemetryContext tctx;
     tctx.ports = ports;
     tctx.workers = cworkers;

@@ -37,6 +37,7 @@ public:
     // Opens the output ("-" = stdout). Returns "" or an error.
     std::string open(const std::string& path, ndpi_detection_module_struct* names);
     void add_ring(rte_ring* r) { rings_.push_back(r); }
+    const std::vector<rte_ring*>& rings() const { return rings_; }
     // Verdict names: reason ids and the current snapshot's shapers.
     void set_names(const ReasonRegistry* reasons, const std::atomic<const dp::PolicySnapshot*>* policy) {
         reasons_ = reasons;

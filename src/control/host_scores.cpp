@@ -153,21 +153,40 @@ void HostScores::decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowL
     }
 }
 
-void HostScores::poll(const dp::PolicySnapshot* policy, FlowLog* events) {
+size_t HostScores::poll(const dp::PolicySnapshot* policy, FlowLog* events, size_t max_events,
+                        Clock::time_point deadline) {
     constexpr unsigned kBatch = 64;
     dp::ScoreEvent evs[kBatch];
-    for (rte_ring* r : rings_) {
-        unsigned n;
-        while ((n = rte_ring_sc_dequeue_burst_elem(r, evs, sizeof(dp::ScoreEvent), kBatch, nullptr)) > 0) {
-            for (unsigned i = 0; i < n; ++i) {
-                add(evs[i]);
-            }
+    size_t taken = 0;
+    // One batch per ring in turn until every ring is empty, max_events are taken or the
+    // deadline passed (checked once per batch).
+    for (size_t empty = 0; empty < rings_.size() && taken < max_events;) {
+        rte_ring* r = rings_[next_ring_];
+        next_ring_ = next_ring_ + 1 < rings_.size() ? next_ring_ + 1 : 0;
+        const unsigned want = static_cast<unsigned>(std::min<size_t>(kBatch, max_events - taken));
+        const unsigned n = rte_ring_sc_dequeue_burst_elem(r, evs, sizeof(dp::ScoreEvent), want, nullptr);
+        empty = n == 0 ? empty + 1 : 0;
+        for (unsigned i = 0; i < n; ++i) {
+            add(evs[i]);
+        }
+        taken += n;
+        if (n != 0 && deadline != Clock::time_point::max() && Clock::now() >= deadline) {
+            break;
         }
     }
     decide(policy, capture_clock_ ? latest_event_ns_ : wall_ns(), events);
     while (!retired_.empty() && (qsbr_ == nullptr || rte_rcu_qsbr_check(qsbr_, retired_.front().token, false) == 1)) {
         retired_.pop_front();
     }
+    return taken;
+}
+
+uint64_t HostScores::backlog() const {
+    uint64_t n = 0;
+    for (rte_ring* r : rings_) {
+        n += rte_ring_count(r);
+    }
+    return n;
 }
 
 std::vector<HostInfo> HostScores::top(size_t n) const {

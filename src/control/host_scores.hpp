@@ -14,6 +14,7 @@
 // the wall clock.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -57,9 +58,19 @@ public:
     void add_ring(rte_ring* r) { rings_.push_back(r); }
     const std::atomic<const dp::BlockedSet*>& slot() const { return slot_; }
 
-    // Control-loop tick: take the events, apply the policy's auto_block (if any), free
-    // retired sets. `events` (may be null) receives block/release lines.
-    void poll(const dp::PolicySnapshot* policy, FlowLog* events);
+    // Control-loop tick: take at most max_events events (round robin over the workers' rings,
+    // stopping at `deadline` too), apply the policy's auto_block (if any), free retired sets.
+    // `events` (may be null) receives block/release lines. What is left waits in the rings
+    // (backlog()); a worker whose ring is full counts the events it could not queue
+    // (WorkerCounters::score_events_lost). Returns the events taken.
+    using Clock = std::chrono::steady_clock;
+    static constexpr size_t kEventsPerTick = 4096;
+    size_t poll(const dp::PolicySnapshot* policy, FlowLog* events, size_t max_events = SIZE_MAX,
+                Clock::time_point deadline = Clock::time_point::max());
+    // Events waiting in the rings.
+    uint64_t backlog() const;
+    // Blocked sets replaced but not yet freed (a worker has not passed a quiescent state).
+    size_t retired_pending() const { return retired_.size(); }
     // The same without rings, for tests: feed events directly, `now_ns` explicit.
     void add(const dp::ScoreEvent& ev);
     void decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowLog* events);
@@ -85,6 +96,7 @@ private:
     ReasonRegistry& reasons_;
     bool capture_clock_;
     std::vector<rte_ring*> rings_;
+    size_t next_ring_ = 0;  // poll(): the ring served first, so a busy one cannot starve the rest
     std::map<dp::HostKey, Host> hosts_;
     std::list<dp::HostKey> lru_;  // hosts_' keys, the one heard from least recently first
     std::map<dp::HostKey, uint64_t> blocked_;   // host -> blocked until (ns)

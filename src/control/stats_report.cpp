@@ -113,6 +113,8 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         s.flows_asymmetric += c.flows_asymmetric.get();
         s.flow_log_records += c.flow_log_records.get();
         s.flow_log_lost += c.flow_log_lost.get();
+        s.host_score_events += c.score_events.get();
+        s.host_score_events_lost += c.score_events_lost.get();
         for (size_t k = 0; k < static_cast<size_t>(dp::Stage::Count); ++k) {
             s.stage_cycles[k] += c.stage_cycles[k].get();
         }
@@ -212,6 +214,8 @@ void fill_host_stats(StatsSnapshot& s, const HostScores* hosts, size_t top) {
     }
     s.blocked_hosts = hosts->blocked_count();
     s.host_blocks_total = hosts->blocks_total();
+    s.host_score_backlog = hosts->backlog();
+    s.blocked_sets_retired_pending = hosts->retired_pending();
 }
 
 namespace {
