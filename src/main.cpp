@@ -537,6 +537,8 @@ int main(int argc, char** argv) {
         prompt->start();
         hooks.prompt = prompt.get();
     }
+    std::vector<ctl::ServiceStats> services;  // for the final metrics
+    hooks.services_out = &services;
     const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, hooks);
     watchdog.release_all();  // a stalled worker gets its queues back to stop cleanly
 
@@ -571,6 +573,7 @@ int main(int argc, char** argv) {
 
     ctl::StatsSnapshot snap = ctl::collect_stats(ports, cworkers, true, &watchdog);
     ctl::fill_host_stats(snap, &hosts, opt.top_hosts);
+    snap.services = services;
     if (policy != nullptr) {
         const ctl::ReloadStatus& rs = policy->status();
         snap.has_policy = true;

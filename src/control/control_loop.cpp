@@ -118,7 +118,8 @@ class MetricsService : public Service {
 public:
     MetricsService(const std::vector<uint16_t>& ports, const std::vector<const dp::Worker*>& workers,
                    const ControlHooks& hooks, size_t top_hosts, const ServiceRuntime& rt)
-        : ports_(ports), workers_(workers), hooks_(hooks), top_hosts_(top_hosts), rt_(rt), last_(Clock::now()) {}
+        : ports_(ports), workers_(workers), hooks_(hooks), top_hosts_(top_hosts), rt_(rt),
+          last_(Clock::now() - std::chrono::seconds(1)) {}  // the first tick updates
     const char* name() const override { return "metrics"; }
     bool run(Clock::time_point now, Clock::time_point) override {
         if (now - last_ < std::chrono::seconds(1)) {
@@ -176,16 +177,16 @@ private:
 
 } // namespace
 
-std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
-                             const std::vector<const dp::Worker*>& workers,
-                             const std::atomic<bool>& stop, const ControlHooks& hooks) {
+namespace {
+
+std::string run_services(Options& opt, const std::vector<uint16_t>& ports, const std::vector<const dp::Worker*>& workers,
+                         const std::atomic<bool>& stop, const ControlHooks& hooks, ServiceRuntime& rt) {
     const auto start = Clock::now();
     auto last_tick = start;
     Clock::duration idle_for{0};
     uint64_t last_rx = 0;
     std::vector<uint64_t> last_beat(workers.size(), 0);
 
-    ServiceRuntime rt;
     std::unique_ptr<WatchdogService> watchdog;
     std::unique_ptr<FlowRecordService> records;
     std::unique_ptr<HostService> hosts;
@@ -273,6 +274,19 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
         }
     }
     return "signal";
+}
+
+} // namespace
+
+std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
+                             const std::vector<const dp::Worker*>& workers,
+                             const std::atomic<bool>& stop, const ControlHooks& hooks) {
+    ServiceRuntime rt;
+    std::string why = run_services(opt, ports, workers, stop, hooks, rt);
+    if (hooks.services_out != nullptr) {
+        *hooks.services_out = rt.stats();
+    }
+    return why;
 }
 
 } // namespace l7gate::ctl

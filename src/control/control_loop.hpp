@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "control/options.hpp"
+#include "control/service.hpp"
 
 namespace l7gate::dp {
 class Worker;
@@ -47,6 +48,7 @@ struct ControlHooks {
     HostScores* hosts = nullptr;                    // score events, auto-block
     FlowLog* events = nullptr;                      // block / release events (may be the flow log)
     Watchdog* watchdog = nullptr;                   // stalled workers; fail-open forwarding
+    std::vector<ServiceStats>* services_out = nullptr;  // the services' figures when the loop returns
 };
 
 inline constexpr std::chrono::milliseconds kTick{5};  // sleep between ticks when nothing is left
