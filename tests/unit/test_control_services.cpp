@@ -155,6 +155,50 @@ TEST(ControlServices, HostScoresTakesABoundedShareOfEveryRingPerTick) {
     EXPECT_EQ(hosts.backlog(), 0u);
 }
 
+TEST(ControlServices, HostDecisionsCostWhatChangedNotTheTable) {
+    constexpr uint64_t kSec = 1000000000ull;
+    ctl::ReasonRegistry reasons;
+    ctl::HostScores hosts(nullptr, reasons, true);
+    dp::PolicySnapshot pol;
+    pol.auto_block = true;
+    pol.auto_block_score = 100;
+    pol.auto_block_window_ns = 60 * kSec;
+    pol.auto_block_for_ns = 600 * kSec;
+    auto ev = [](uint32_t i, uint16_t score, uint64_t t) {
+        dp::ScoreEvent e{};
+        e.ip_version = 4;
+        const uint8_t a[4] = {10, 7, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+        std::memcpy(e.addr, a, 4);
+        e.score = score;
+        e.time_ns = t;
+        return e;
+    };
+    const uint32_t n = ctl::HostScores::kMaxHosts;
+    for (uint32_t i = 0; i < n; ++i) {
+        hosts.add(ev(i, 1, kSec));
+    }
+    hosts.decide(&pol, kSec, nullptr);
+    EXPECT_EQ(hosts.visited_last_decide(), n) << "the first decision (a new policy) checks every host";
+    hosts.add(ev(5, 99, 2 * kSec));  // 1 + 99: at the threshold
+    hosts.add(ev(6, 1, 2 * kSec));
+    hosts.decide(&pol, 2 * kSec, nullptr);
+    EXPECT_LE(hosts.visited_last_decide(), 2 + ctl::HostScores::kSweepPerCall) << "the hosts heard from and a slice";
+    EXPECT_EQ(hosts.blocked_count(), 1u) << "a host heard from is blocked at once";
+    // Past the window every idle host is forgotten, a slice per call.
+    size_t calls = 0;
+    while (hosts.host_count() > 1 && calls < 100) {
+        hosts.decide(&pol, 100 * kSec, nullptr);
+        EXPECT_LE(hosts.visited_last_decide(), ctl::HostScores::kSweepPerCall);
+        ++calls;
+    }
+    EXPECT_EQ(hosts.host_count(), 1u) << "only the blocked host stays";
+    EXPECT_LE(calls, n / ctl::HostScores::kSweepPerCall + 2);
+    // A reload (another threshold) checks every host again.
+    pol.auto_block_score = 50;
+    hosts.decide(&pol, 100 * kSec, nullptr);
+    EXPECT_EQ(hosts.visited_last_decide(), 1u);
+}
+
 TEST(ControlServices, RetiredBlockedSetsAreCountedAndExported) {
     constexpr uint64_t kSec = 1000000000ull;
     StalledQsbr q;
