@@ -528,6 +528,9 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     single(out, "l7gate_policy_retired_pending", G,
         "Replaced policy snapshots not yet freed: some worker has not passed a quiescent state since (a stalled worker keeps every later one).",
         d(policy.retired_pending));
+    single(out, "l7gate_reason_names", G,
+        "Verdict reason names registered since start (policy/kind/key), of 4,095: names are never reused, and once all are taken a new rule's reason is counted and logged as \"other\".",
+        d(reasons.size()));
     single(out, "l7gate_policy_last_reload_timestamp_seconds", G,
         "Unix time of the last policy load attempt (the load at start included); 0 if none.", policy.last_reload_unix);
     single(out, "l7gate_policy_last_reload_success", G,

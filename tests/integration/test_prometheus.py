@@ -104,6 +104,7 @@ FAMILIES = {
     "l7gate_policy_applied_generation": "gauge", "l7gate_policy_retired_pending": "gauge",
     "l7gate_control_service_seconds_total": "counter", "l7gate_control_service_backlog": "gauge",
     "l7gate_control_tick_overruns_total": "counter", "l7gate_control_service_max_seconds": "gauge",
+    "l7gate_reason_names": "gauge",
 }
 # promtool's lint remarks accepted on purpose (the name is part of the contract).
 KNOWN_LINT = {'l7gate_shaper_rate_bits use base unit "bytes" instead of "bits"'}

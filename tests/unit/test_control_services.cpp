@@ -229,6 +229,16 @@ TEST(ControlServices, RetiredBlockedSetsAreCountedAndExported) {
     EXPECT_EQ(hosts.retired_pending(), 0u);
 }
 
+TEST(ControlServices, ReasonNamesInUseAreExported) {
+    ctl::ReasonRegistry reasons;  // "none" is registered at construction
+    for (int i = 0; i < 5000; ++i) {
+        reasons.id("p/ips/rule" + std::to_string(i));
+    }
+    ctl::MetricsExporter m;
+    m.update_at(1.0, {}, names(), reasons, {}, 2e9);
+    EXPECT_TRUE(has_line(m.text(), "l7gate_reason_names 4095")) << "saturated: the rest are \"other\"";
+}
+
 TEST(ControlServices, ScoreEventsLostAreExported) {
     ctl::StatsSnapshot s;
     s.host_score_events = 11;
