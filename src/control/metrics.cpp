@@ -525,6 +525,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     single(out, "l7gate_policy_applied_generation", G,
         "Lowest policy generation every worker acknowledged (loaded at the top of its loop); below l7gate_policy_generation while a reload is not applied everywhere (a stalled worker).",
         d(policy.applied_generation));
+    MetricFamily worker_gen = family("l7gate_worker_policy_generation", G,
+        "Policy generation each worker acknowledged: the snapshot it loaded last (at the top of its loop).");
+    for (const WorkerStats& w : s.workers) {
+        add(worker_gen, {{"worker", u(w.queue)}}, d(w.policy_generation));
+    }
+    append(out, worker_gen, false);
     single(out, "l7gate_policy_retired_pending", G,
         "Replaced policy snapshots not yet freed: some worker has not passed a quiescent state since (a stalled worker keeps every later one).",
         d(policy.retired_pending));

@@ -95,6 +95,7 @@ StatsSnapshot collect_stats(const std::vector<uint16_t>& ports,
         ws.idle_polls = c.idle_polls.get();
         ws.busy_cycles = c.busy_cycles.get();
         ws.flows_active = c.flows_active.get();
+        ws.policy_generation = c.policy_generation.get();
         s.non_ip += c.non_ip.get();
         s.flows_created += c.flows_created.get();
         s.flows_expired += c.flows_expired.get();

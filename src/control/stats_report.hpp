@@ -36,6 +36,7 @@ struct WorkerStats {
     uint64_t rx_packets = 0, tx_packets = 0, dropped = 0;
     uint64_t bursts = 0, idle_polls = 0, busy_cycles = 0;
     uint64_t flows_active = 0;
+    uint64_t policy_generation = 0;  // the generation it acknowledged (loaded last)
 };
 
 struct ProtoStats {
