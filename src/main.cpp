@@ -616,6 +616,9 @@ int main(int argc, char** argv) {
     for (uint16_t p : ports) {
         dp::port_stop(p);
     }
+    if (policy != nullptr) {
+        policy->set_acks(0, {});  // its acknowledgement source reads the workers
+    }
     for (dp::Worker* w : workers) {
         w->~Worker();
         rte_free(w);
