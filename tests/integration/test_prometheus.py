@@ -99,6 +99,12 @@ FAMILIES = {
     "l7gate_shaper_packets_total": "counter", "l7gate_shaper_bytes_total": "counter",
     "l7gate_shaper_backlog_packets": "gauge",
     "l7gate_blocked_hosts": "gauge", "l7gate_host_blocks_total": "counter", "l7gate_host_score": "gauge",
+    "l7gate_host_score_events_total": "counter", "l7gate_host_score_events_lost_total": "counter",
+    "l7gate_host_score_backlog": "gauge", "l7gate_blocked_sets_retired_pending": "gauge",
+    "l7gate_policy_applied_generation": "gauge", "l7gate_policy_retired_pending": "gauge",
+    "l7gate_control_service_seconds_total": "counter", "l7gate_control_service_backlog": "gauge",
+    "l7gate_control_tick_overruns_total": "counter", "l7gate_control_service_max_seconds": "gauge",
+    "l7gate_reason_names": "gauge", "l7gate_worker_policy_generation": "gauge",
 }
 # promtool's lint remarks accepted on purpose (the name is part of the contract).
 KNOWN_LINT = {'l7gate_shaper_rate_bits use base unit "bytes" instead of "bits"'}
@@ -544,6 +550,12 @@ class ExpositionTest(unittest.TestCase):
         self.assertEqual({s[1]["reason"] for s in fams["l7gate_drops_total"]["samples"]},
                          set(r["stats"]["drops"]), "every drop reason, zeros included")
         self.assertEqual(fams["l7gate_policy_generation"]["samples"][0][2], 1)
+        self.assertEqual(fams["l7gate_policy_applied_generation"]["samples"][0][2], 1, "every worker runs it")
+        self.assertEqual(fams["l7gate_policy_retired_pending"]["samples"][0][2], 0)
+        self.assertEqual({s[2] for s in fams["l7gate_worker_policy_generation"]["samples"]}, {1})
+        services = {s[1]["service"]: s[2] for s in fams["l7gate_control_service_seconds_total"]["samples"]}
+        self.assertEqual(set(services), {"watchdog", "hosts", "policy", "metrics"}, "the control services")
+        self.assertGreater(services["metrics"], 0, "the metrics service's time is measured")
         self.assertEqual({s[1]["shaper"]: s[2] for s in fams["l7gate_shaper_rate_bits"]["samples"]},
                          {"bulk": 20e6})
 

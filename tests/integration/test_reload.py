@@ -45,7 +45,7 @@ RELOADS = 110
 
 def sighup_reloads(log):
     """SIGHUP-requested loads in l7gate's log, the refused ones included."""
-    return sum("reloaded " in ln and " (SIGHUP): generation" in ln or "reload (SIGHUP) failed" in ln
+    return sum("loaded " in ln and " (SIGHUP): generation" in ln or "reload (SIGHUP) failed" in ln
                for ln in log.splitlines())
 
 

@@ -13,9 +13,11 @@ once, rx = tx + dropped.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import json
 from collections import Counter
@@ -97,6 +99,51 @@ class WatchdogTest(unittest.TestCase):
         self.assertEqual(t["rx_packets"], FRAMES)
         self.assertEqual(t["rx_packets"], t["tx_packets"] + t["dropped"])
         self.assertIn("forwarding its queues uninspected", p.stderr)
+
+    def test_reload_is_applied_only_when_the_stalled_worker_takes_it(self):
+        # SIGHUP while worker 0 stalls (3 s): the new generation is published at once but not
+        # applied; after 2 s it is reported NOT applied (counted), and applied, late, once the
+        # worker moves again. Also with --fail-open: the standby path runs no policy.
+        policy = os.path.join(self.work, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write("version: 1\ndefault_policy: p\npolicies:\n  p: {default: pass}\n")
+        log = os.path.join(self.work, "ack.log")
+        vdevs = []
+        for p, rx in ((0, self.inp), (1, self.empty)):
+            vdevs += ["--vdev", "net_pcap%d,rx_pcap=%s,tx_pcap=%s,tx_pcap=%s"
+                      % (p, rx, os.path.join(self.work, "ack%d.pcap" % p), os.path.join(self.work, "ack%ds.pcap" % p))]
+        stats = os.path.join(self.work, "ack-stats.json")
+        cmd = [harness.BIN, "--no-huge", "--no-pci", "-m", "512", harness.lcores_arg(2),
+               "--log-level=*:warning", "--file-prefix", "l7gwd%dack" % os.getpid()] + vdevs + [
+               "--", "--metrics", "off", "--idle-exit", "500", "--stats-json", stats, "--policy", policy,
+               "--watchdog-ms", "300", "--fail-open", "--test-stall-worker", "0:%d:3000" % STALL_AFTER]
+        with open(log, "w") as errf:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, text=True)
+            try:
+                deadline = time.monotonic() + 30
+                while "worker 0 stalled" not in open(log).read():
+                    self.assertIsNone(proc.poll(), open(log).read()[-3000:])
+                    self.assertLess(time.monotonic(), deadline, "no stall")
+                    time.sleep(0.05)
+                proc.send_signal(signal.SIGHUP)
+                self.assertEqual(proc.wait(timeout=60), 0)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        err = open(log).read()
+        harness.note_l7gate("watchdog ack run", text=err)
+        lines = err.splitlines()
+        published = [i for i, ln in enumerate(lines) if "generation 2 published, waiting for the workers" in ln]
+        failed = [i for i, ln in enumerate(lines) if "generation 2 NOT applied: worker(s) 0 (generation 1)" in ln]
+        late = [i for i, ln in enumerate(lines) if "generation 2 applied by every worker, late" in ln]
+        self.assertEqual((len(published), len(failed), len(late)), (1, 1, 1), err[-3000:])
+        self.assertLess(published[0], failed[0])
+        self.assertLess(failed[0], late[0])
+        recovered = [i for i, ln in enumerate(lines) if "worker 0 recovered" in ln]
+        self.assertTrue(recovered and failed[0] < recovered[0], "reported while the worker was still stalled")
+        self.assertFalse(any("generation 2 applied by every worker (" in ln for ln in lines),
+                         "never reported applied while the worker had not taken it")
 
     def test_fail_open_needs_the_extra_tx_queue(self):
         out = os.path.join(self.work, "o.pcap")

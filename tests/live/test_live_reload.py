@@ -48,7 +48,7 @@ HOSTS = ("allowed.test", "a-only.test", "b-only.test")
 
 def sighup_reloads(log):
     """SIGHUP-requested loads in l7gate's log, the refused ones included."""
-    return sum("reloaded " in ln and " (SIGHUP): generation" in ln or "reload (SIGHUP) failed" in ln
+    return sum("loaded " in ln and " (SIGHUP): generation" in ln or "reload (SIGHUP) failed" in ln
                for ln in log.splitlines())
 
 

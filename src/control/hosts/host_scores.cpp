@@ -64,6 +64,7 @@ void HostScores::add(const dp::ScoreEvent& ev) {
         lru_.splice(lru_.end(), lru_, it->second.lru);
     }
     Host& h = it->second;
+    touched_.push_back(k);
     h.events.emplace_back(ev.time_ns, ev.score);
     h.roles.push_back(ev.role);
     h.sum += ev.score;
@@ -97,12 +98,45 @@ void HostScores::publish() {
     current_ = std::move(next);
 }
 
+bool HostScores::visit(std::map<dp::HostKey, Host>::iterator& it, const dp::PolicySnapshot* policy, bool on,
+                       uint64_t now_ns, uint64_t window, FlowLog* events, bool& changed) {
+    ++visited_;
+    trim(it->second, now_ns, window);
+    if (it->second.events.empty() && blocked_.count(it->first) == 0 && it->second.last_ns + window <= now_ns) {
+        lru_.erase(it->second.lru);
+        it = hosts_.erase(it);
+        return false;
+    }
+    if (on && it->second.sum >= policy->auto_block_score && blocked_.count(it->first) == 0) {
+        blocked_[it->first] = now_ns + policy->auto_block_for_ns;
+        ++blocks_total_;
+        changed = true;
+        const std::string line = "{\"event\":\"host_blocked\",\"ts\":" + ts_text(now_ns) + ",\"host\":\"" +
+                                 key_text(it->first) + "\",\"score\":" + std::to_string(it->second.sum) +
+                                 ",\"threshold\":" + std::to_string(policy->auto_block_score) +
+                                 ",\"until\":" + ts_text(now_ns + policy->auto_block_for_ns) +
+                                 ",\"reason\":\"hosts/auto_block\"}\n";
+        log_info("ctl.hosts", "blocked " + key_text(it->first) + ": score " + std::to_string(it->second.sum));
+        if (events != nullptr) {
+            events->write_line(line);
+        }
+        // The score starts again from zero: at release the host is blocked again only if
+        // it earned the threshold anew meanwhile (it kept attacking).
+        it->second.events.clear();
+        it->second.roles.clear();
+        it->second.sum = 0;
+        it->second.client_sum = 0;
+    }
+    return true;
+}
+
 void HostScores::decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowLog* events) {
     const bool on = policy != nullptr && policy->auto_block;
     const uint64_t window = on ? policy->auto_block_window_ns : 60ull * 1000000000u;
     bool changed = false;
+    visited_ = 0;
     // Releases first, so a host that earned the threshold again while blocked is blocked
-    // again in the same round.
+    // again in the same round (it is checked below with the hosts heard from).
     for (auto it = blocked_.begin(); it != blocked_.end();) {
         if (now_ns >= it->second || !on) {
             const std::string line = "{\"event\":\"host_released\",\"ts\":" + ts_text(now_ns) + ",\"host\":\"" +
@@ -111,63 +145,89 @@ void HostScores::decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowL
             if (events != nullptr) {
                 events->write_line(line);
             }
+            touched_.push_back(it->first);
             it = blocked_.erase(it);
             changed = true;
         } else {
             ++it;
         }
     }
-    for (auto it = hosts_.begin(); it != hosts_.end();) {
-        trim(it->second, now_ns, window);
-        if (it->second.events.empty() && blocked_.count(it->first) == 0 && it->second.last_ns + window <= now_ns) {
-            lru_.erase(it->second.lru);
-            it = hosts_.erase(it);
-            continue;
-        }
-        if (on && it->second.sum >= policy->auto_block_score && blocked_.count(it->first) == 0) {
-            blocked_[it->first] = now_ns + policy->auto_block_for_ns;
-            ++blocks_total_;
-            changed = true;
-            const std::string line = "{\"event\":\"host_blocked\",\"ts\":" + ts_text(now_ns) + ",\"host\":\"" +
-                                     key_text(it->first) + "\",\"score\":" + std::to_string(it->second.sum) +
-                                     ",\"threshold\":" + std::to_string(policy->auto_block_score) +
-                                     ",\"until\":" + ts_text(now_ns + policy->auto_block_for_ns) +
-                                     ",\"reason\":\"hosts/auto_block\"}\n";
-            log_info("ctl.hosts", "blocked " + key_text(it->first) + ": score " + std::to_string(it->second.sum));
-            if (events != nullptr) {
-                events->write_line(line);
+    const uint64_t gen = policy != nullptr ? policy->generation : 0;
+    const uint64_t score = on ? policy->auto_block_score : 0;
+    const bool full = !decided_ || policy != last_policy_ || gen != last_policy_gen_ || on != last_on_ ||
+                      score != last_score_ || window != last_window_;
+    decided_ = true;
+    last_policy_ = policy;
+    last_policy_gen_ = gen;
+    last_on_ = on;
+    last_score_ = score;
+    last_window_ = window;
+    if (full) {
+        // Another policy or threshold: every host once.
+        for (auto it = hosts_.begin(); it != hosts_.end();) {
+            if (visit(it, policy, on, now_ns, window, events, changed)) {
+                ++it;
             }
-            // The score starts again from zero: at release the host is blocked again only if
-            // it earned the threshold anew meanwhile (it kept attacking).
-            it->second.events.clear();
-            it->second.roles.clear();
-            it->second.sum = 0;
-            it->second.client_sum = 0;
-            ++it;
-            continue;
         }
-        ++it;
+        sweep_started_ = false;
+    } else {
+        for (const dp::HostKey& k : touched_) {
+            if (auto it = hosts_.find(k); it != hosts_.end()) {
+                visit(it, policy, on, now_ns, window, events, changed);
+            }
+        }
+        // The rest of the table, a slice per call: trimmed to the window, idle hosts forgotten.
+        auto it = sweep_started_ ? hosts_.lower_bound(sweep_next_) : hosts_.begin();
+        for (size_t n = 0; n < kSweepPerCall && it != hosts_.end(); ++n) {
+            if (visit(it, policy, on, now_ns, window, events, changed)) {
+                ++it;
+            }
+        }
+        sweep_started_ = it != hosts_.end();
+        if (sweep_started_) {
+            sweep_next_ = it->first;
+        }
     }
+    touched_.clear();
     if (changed) {
         publish();
     }
 }
 
-void HostScores::poll(const dp::PolicySnapshot* policy, FlowLog* events) {
+size_t HostScores::poll(const dp::PolicySnapshot* policy, FlowLog* events, size_t max_events,
+                        Clock::time_point deadline) {
     constexpr unsigned kBatch = 64;
     dp::ScoreEvent evs[kBatch];
-    for (rte_ring* r : rings_) {
-        unsigned n;
-        while ((n = rte_ring_sc_dequeue_burst_elem(r, evs, sizeof(dp::ScoreEvent), kBatch, nullptr)) > 0) {
-            for (unsigned i = 0; i < n; ++i) {
-                add(evs[i]);
-            }
+    size_t taken = 0;
+    // One batch per ring in turn until every ring is empty, max_events are taken or the
+    // deadline passed (checked once per batch).
+    for (size_t empty = 0; empty < rings_.size() && taken < max_events;) {
+        rte_ring* r = rings_[next_ring_];
+        next_ring_ = next_ring_ + 1 < rings_.size() ? next_ring_ + 1 : 0;
+        const unsigned want = static_cast<unsigned>(std::min<size_t>(kBatch, max_events - taken));
+        const unsigned n = rte_ring_sc_dequeue_burst_elem(r, evs, sizeof(dp::ScoreEvent), want, nullptr);
+        empty = n == 0 ? empty + 1 : 0;
+        for (unsigned i = 0; i < n; ++i) {
+            add(evs[i]);
+        }
+        taken += n;
+        if (n != 0 && deadline != Clock::time_point::max() && Clock::now() >= deadline) {
+            break;
         }
     }
     decide(policy, capture_clock_ ? latest_event_ns_ : wall_ns(), events);
     while (!retired_.empty() && (qsbr_ == nullptr || rte_rcu_qsbr_check(qsbr_, retired_.front().token, false) == 1)) {
         retired_.pop_front();
     }
+    return taken;
+}
+
+uint64_t HostScores::backlog() const {
+    uint64_t n = 0;
+    for (rte_ring* r : rings_) {
+        n += rte_ring_count(r);
+    }
+    return n;
 }
 
 std::vector<HostInfo> HostScores::top(size_t n) const {

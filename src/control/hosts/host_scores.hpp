@@ -14,6 +14,7 @@
 // the wall clock.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -57,15 +58,36 @@ public:
     void add_ring(rte_ring* r) { rings_.push_back(r); }
     const std::atomic<const dp::BlockedSet*>& slot() const { return slot_; }
 
-    // Control-loop tick: take the events, apply the policy's auto_block (if any), free
-    // retired sets. `events` (may be null) receives block/release lines.
-    void poll(const dp::PolicySnapshot* policy, FlowLog* events);
+    // Control-loop tick: take at most max_events events (round robin over the workers' rings,
+    // stopping at `deadline` too), apply the policy's auto_block (if any), free retired sets.
+    // `events` (may be null) receives block/release lines. What is left waits in the rings
+    // (backlog()); a worker whose ring is full counts the events it could not queue
+    // (WorkerCounters::score_events_lost). Returns the events taken.
+    using Clock = std::chrono::steady_clock;
+    static constexpr size_t kEventsPerTick = 4096;
+    size_t poll(const dp::PolicySnapshot* policy, FlowLog* events, size_t max_events = SIZE_MAX,
+                Clock::time_point deadline = Clock::time_point::max());
+    // Events waiting in the rings.
+    uint64_t backlog() const;
+    // Blocked sets replaced but not yet freed (a worker has not passed a quiescent state).
+    size_t retired_pending() const { return retired_.size(); }
     // The same without rings, for tests: feed events directly, `now_ns` explicit.
     void add(const dp::ScoreEvent& ev);
+    //
+    // decide() costs what changed, not the table: releases walk the blocked hosts; only the
+    // hosts heard from since the last call (and those just released) can reach the threshold,
+    // so only they are checked; the rest of the table is trimmed to the window and forgotten
+    // when idle kSweepPerCall hosts per call (a full walk over 65,536 hosts took 10-18 ms).
+    // A new policy, or another threshold or window, checks every host once. Scores that
+    // top() reports for hosts not heard from lately may lag the window by a sweep round
+    // (65,536 / kSweepPerCall calls, 32 ticks).
+    static constexpr size_t kSweepPerCall = 2048;
     void decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowLog* events);
 
     std::vector<HostInfo> top(size_t n) const;
     size_t blocked_count() const { return blocked_.size(); }
+    size_t host_count() const { return hosts_.size(); }
+    size_t visited_last_decide() const { return visited_; }  // hosts the last decide() looked at
     uint64_t blocks_total() const { return blocks_total_; }
     uint64_t generation() const { return generation_; }
 
@@ -80,12 +102,25 @@ private:
     };
     void trim(Host& h, uint64_t now_ns, uint64_t window_ns);
     void publish();
+    // decide(): trims h; forgets it (false: erased, `it` moved on) when idle and not blocked;
+    // blocks it when at the threshold.
+    bool visit(std::map<dp::HostKey, Host>::iterator& it, const dp::PolicySnapshot* policy, bool on,
+               uint64_t now_ns, uint64_t window, FlowLog* events, bool& changed);
 
     rte_rcu_qsbr* qsbr_;
     ReasonRegistry& reasons_;
     bool capture_clock_;
     std::vector<rte_ring*> rings_;
+    size_t next_ring_ = 0;  // poll(): the ring served first, so a busy one cannot starve the rest
     std::map<dp::HostKey, Host> hosts_;
+    std::vector<dp::HostKey> touched_;  // heard from since the last decide() (may repeat)
+    dp::HostKey sweep_next_{};          // where the incremental sweep resumes
+    bool sweep_started_ = false;
+    // What the last decide() ran under: another one checks every host.
+    const dp::PolicySnapshot* last_policy_ = nullptr;
+    uint64_t last_policy_gen_ = 0, last_score_ = 0, last_window_ = 0;
+    bool last_on_ = false, decided_ = false;
+    size_t visited_ = 0;
     std::list<dp::HostKey> lru_;  // hosts_' keys, the one heard from least recently first
     std::map<dp::HostKey, uint64_t> blocked_;   // host -> blocked until (ns)
     uint64_t latest_event_ns_ = 0;

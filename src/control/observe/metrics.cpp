@@ -239,6 +239,9 @@ PolicyStatus policy_status(const PolicyManager* pm) {
     p.reloads_failed = rs.reloads_failed;
     p.last_reload_unix = rs.last_reload_unix;
     p.last_reload_success = rs.last_reload_success;
+    p.applied_generation = rs.applied_generation;
+    p.reloads_unacknowledged = rs.reloads_unacknowledged;
+    p.retired_pending = pm->retired_pending();
     if (const dp::PolicySnapshot* cur = pm->current(); cur != nullptr) {
         for (const dp::ShaperProfile& sh : cur->shapers) {
             p.shaper_names.push_back(sh.name);
@@ -523,16 +526,33 @@ void add_verdict_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s,
 }
 
 // The policy in force and its reloads.
-void add_policy_metrics(std::vector<MetricFamily>& out, const PolicyStatus& policy) {
+void add_policy_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s, const ReasonRegistry& reasons,
+                        const PolicyStatus& policy) {
     const auto C = MetricType::Counter;
     const auto G = MetricType::Gauge;
     single(out, "l7gate_policy_generation", G,
         "Generation of the policy in force: 1 for the policy loaded at start, +1 per successful reload; 0 without a policy.", d(policy.generation));
     MetricFamily reloads = family("l7gate_policy_reloads_total", C,
-        "Policy reload attempts by result; a failed reload keeps the previous policy in force.");
+        "Policy reload attempts by result: success (compiled and published), failure (the previous policy stays in force); unacknowledged counts successes that some worker had not applied 2 s later.");
     add(reloads, {{"result", "success"}}, d(policy.reloads_ok));
     add(reloads, {{"result", "failure"}}, d(policy.reloads_failed));
+    add(reloads, {{"result", "unacknowledged"}}, d(policy.reloads_unacknowledged));
     append(out, reloads, false);
+    single(out, "l7gate_policy_applied_generation", G,
+        "Lowest policy generation every worker acknowledged (loaded at the top of its loop); below l7gate_policy_generation while a reload is not applied everywhere (a stalled worker).",
+        d(policy.applied_generation));
+    MetricFamily worker_gen = family("l7gate_worker_policy_generation", G,
+        "Policy generation each worker acknowledged: the snapshot it loaded last (at the top of its loop).");
+    for (const WorkerStats& w : s.workers) {
+        add(worker_gen, {{"worker", u(w.queue)}}, d(w.policy_generation));
+    }
+    append(out, worker_gen, false);
+    single(out, "l7gate_policy_retired_pending", G,
+        "Replaced policy snapshots not yet freed: some worker has not passed a quiescent state since (a stalled worker keeps every later one).",
+        d(policy.retired_pending));
+    single(out, "l7gate_reason_names", G,
+        "Verdict reason names registered since start (policy/kind/key), of 4,095: names are never reused, and once all are taken a new rule's reason is counted and logged as \"other\".",
+        d(reasons.size()));
     single(out, "l7gate_policy_last_reload_timestamp_seconds", G,
         "Unix time of the last policy load attempt (the load at start included); 0 if none.", policy.last_reload_unix);
     single(out, "l7gate_policy_last_reload_success", G,
@@ -613,6 +633,16 @@ void add_host_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
         d(s.blocked_hosts));
     single(out, "l7gate_host_blocks_total", C, "Times a host was blocked by hosts.auto_block.",
         d(s.host_blocks_total));
+    single(out, "l7gate_host_score_events_total", C,
+        "Host risk-score events the workers queued for the control thread (hosts.auto_block).", d(s.host_score_events));
+    single(out, "l7gate_host_score_events_lost_total", C,
+        "Host risk-score events a worker could not queue because its ring was full (the control thread fell behind).",
+        d(s.host_score_events_lost));
+    single(out, "l7gate_host_score_backlog", G,
+        "Host risk-score events waiting in the workers' rings for the control thread.", d(s.host_score_backlog));
+    single(out, "l7gate_blocked_sets_retired_pending", G,
+        "Replaced blocked-host sets not yet freed: some worker has not passed a quiescent state since.",
+        d(s.blocked_sets_retired_pending));
     MetricFamily hscore = family("l7gate_host_score", G,
         "Risk score of the top hosts over the auto_block window: the nDPI risk score of their classified flows, their client or server part.");
     for (const auto& h : s.top_hosts) {
@@ -670,6 +700,31 @@ void add_flow_log_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s
     }
 }
 
+// The control services: time, backlog, overruns.
+void add_service_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
+    const auto C = MetricType::Counter;
+    const auto G = MetricType::Gauge;
+    std::array<MetricFamily, 4> service_families = families({
+        {"l7gate_control_service_seconds_total", C,
+         "Time the control thread spent in each service (README: Control services)."},
+        {"l7gate_control_service_backlog", G,
+         "Work a control service left queued after its last run (records, score events; 0 for services without a queue)."},
+        {"l7gate_control_tick_overruns_total", C,
+         "Runs of a control service that took longer than its time budget."},
+        {"l7gate_control_service_max_seconds", G,
+         "Longest single run of each control service since start."},
+    });
+    auto& [svc_s, svc_backlog, svc_over, svc_max] = service_families;
+    for (const ServiceStats& st : s.services) {
+        const Labels l{{"service", st.name}};
+        add(svc_s, l, st.seconds_total);
+        add(svc_backlog, l, d(st.backlog));
+        add(svc_over, l, d(st.overruns));
+        add(svc_max, l, st.max_s);
+    }
+    append(out, service_families, true);
+}
+
 } // namespace
 
 void MetricsExporter::add_worker_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s, double now,
@@ -711,11 +766,12 @@ void MetricsExporter::update_at(double now, const StatsSnapshot& s, const NdpiNa
     add_flow_metrics(out, s);
     add_l7_metrics(out, s, names);
     add_verdict_metrics(out, s, reasons, current);
-    add_policy_metrics(out, policy);
+    add_policy_metrics(out, s, reasons, policy);
     add_shaper_metrics(out, s, policy);
     add_host_metrics(out, s);
     add_worker_metrics(out, s, now, tsc_hz);
     add_flow_log_metrics(out, s);
+    add_service_metrics(out, s);
     store_->set(out);
 }
 

@@ -41,6 +41,9 @@ struct PolicyStatus {
     std::vector<std::string> shaper_names;    // shapers by slot (stable per name since start)
     std::vector<uint64_t> shaper_rate_bps;    // their configured rates, same order
     std::vector<uint8_t> shaper_defined;      // 0: a slot whose shaper this policy no longer has
+    uint64_t applied_generation = 0;          // lowest generation every worker acknowledged
+    uint64_t reloads_unacknowledged = 0;      // reloads some worker had not taken in time
+    uint64_t retired_pending = 0;             // replaced snapshots not yet freed
 };
 
 // The status of `pm` (null: no policy): its reload counters and the shapers of the snapshot

@@ -102,6 +102,7 @@ void fold_workers(StatsSnapshot& s, const std::vector<uint16_t>& ports, const st
         ws.idle_polls = c.idle_polls.get();
         ws.busy_cycles = c.busy_cycles.get();
         ws.flows_active = c.flows_active.get();
+        ws.policy_generation = c.policy_generation.get();
         s.non_ip += c.non_ip.get();
         s.flows_created += c.flows_created.get();
         s.flows_expired += c.flows_expired.get();
@@ -120,6 +121,8 @@ void fold_workers(StatsSnapshot& s, const std::vector<uint16_t>& ports, const st
         s.flows_asymmetric += c.flows_asymmetric.get();
         s.flow_log_records += c.flow_log_records.get();
         s.flow_log_lost += c.flow_log_lost.get();
+        s.host_score_events += c.score_events.get();
+        s.host_score_events_lost += c.score_events_lost.get();
         for (size_t k = 0; k < static_cast<size_t>(dp::Stage::Count); ++k) {
             s.stage_cycles[k] += c.stage_cycles[k].get();
         }
@@ -247,6 +250,8 @@ void fill_host_stats(StatsSnapshot& s, const HostScores* hosts, size_t top) {
     }
     s.blocked_hosts = hosts->blocked_count();
     s.host_blocks_total = hosts->blocks_total();
+    s.host_score_backlog = hosts->backlog();
+    s.blocked_sets_retired_pending = hosts->retired_pending();
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "control/runtime/service.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/drop_reason.hpp"
 
@@ -35,6 +36,7 @@ struct WorkerStats {
     uint64_t rx_packets = 0, tx_packets = 0, dropped = 0;
     uint64_t bursts = 0, idle_polls = 0, busy_cycles = 0;
     uint64_t flows_active = 0;
+    uint64_t policy_generation = 0;  // the generation it acknowledged (loaded last)
 };
 
 struct ProtoStats {
@@ -106,6 +108,11 @@ struct StatsSnapshot {
     };
     std::vector<HostScore> top_hosts;
     uint64_t blocked_hosts = 0, host_blocks_total = 0;
+    uint64_t host_score_events = 0, host_score_events_lost = 0;  // queued by workers / ring full
+    uint64_t host_score_backlog = 0;            // events waiting in the rings (fill_host_stats)
+    uint64_t blocked_sets_retired_pending = 0;  // replaced blocked sets not yet freed (fill_host_stats)
+    // The control services (filled by the control loop from its ServiceRuntime).
+    std::vector<ServiceStats> services;
     bool has_policy = false;            // filled by the caller from PolicyManager::status()
     uint64_t policy_generation = 0, reloads_ok = 0, reloads_failed = 0;
     bool last_reload_success = true;

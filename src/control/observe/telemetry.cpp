@@ -89,6 +89,8 @@ int cmd_policy(const char*, const char*, rte_tel_data* d) {
     const std::string& source = g_ctx->policy_file;
     rte_tel_data_add_dict_string(d, "source", !source.empty() ? source.c_str() : "(none: pass all)");
     rte_tel_data_add_dict_u64(d, "generation", g_status.generation);
+    rte_tel_data_add_dict_u64(d, "applied_generation", g_status.applied_generation);
+    rte_tel_data_add_dict_u64(d, "reloads_unacknowledged", g_status.reloads_unacknowledged);
     rte_tel_data_add_dict_u64(d, "reloads_ok", g_status.reloads_ok);
     rte_tel_data_add_dict_u64(d, "reloads_failed", g_status.reloads_failed);
     rte_tel_data_add_dict_int(d, "last_reload_success", g_status.last_reload_success ? 1 : 0);

@@ -66,9 +66,53 @@ bool PolicyManager::load_initial(std::vector<PolicyError>& errors) {
     }
     slot_.store(current_.get(), std::memory_order_release);
     status_.generation = current_->generation;
+    status_.applied_generation = ack_ ? 0 : status_.generation;
     status_.last_reload_unix = unix_now();
     watch_files();
     return true;
+}
+
+void PolicyManager::set_acks(size_t workers, AckSource ack) {
+    ack_workers_ = workers;
+    ack_ = std::move(ack);
+    if (!ack_) {
+        status_.applied_generation = status_.generation;
+    }
+}
+
+void PolicyManager::check_acks(Clock::time_point now) {
+    if (!ack_) {
+        return;
+    }
+    uint64_t lowest = UINT64_MAX;
+    std::string behind;
+    for (size_t w = 0; w < ack_workers_; ++w) {
+        const uint64_t g = ack_(w);
+        lowest = g < lowest ? g : lowest;
+        if (g < status_.generation) {
+            behind += (behind.empty() ? "" : ", ") + std::to_string(w) + " (generation " + std::to_string(g) + ")";
+        }
+    }
+    status_.applied_generation = lowest == UINT64_MAX ? status_.generation : lowest;
+    if (!status_.awaiting_ack) {
+        return;
+    }
+    const auto waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - ack_since_).count();
+    if (behind.empty()) {
+        status_.awaiting_ack = false;
+        log_info("ctl.policy", "generation " + std::to_string(status_.generation) + " applied by every worker" +
+                                   (ack_reported_ ? ", late" : "") + " (" + std::to_string(waited_ms) +
+                                   " ms after the reload)");
+        ack_reported_ = false;
+        return;
+    }
+    if (!ack_reported_ && now - ack_since_ >= kAckTimeout) {
+        ack_reported_ = true;
+        status_.reloads_unacknowledged += 1;
+        log_error("ctl.policy", "generation " + std::to_string(status_.generation) + " NOT applied: worker(s) " + behind +
+                                    " did not take it within " + std::to_string(waited_ms) +
+                                    " ms (stalled?); it applies when they resume");
+    }
 }
 
 void PolicyManager::watch_files() {
@@ -143,7 +187,21 @@ bool PolicyManager::reload(const std::string& why) {
     status_.reloads_ok += 1;
     status_.last_reload_success = true;
     status_.last_error.clear();
-    log_info("ctl.policy", "reloaded " + path_ + " (" + why + "): generation " + std::to_string(gen));
+    if (ack_) {
+        // Applied once every worker acknowledged it (check_acks). A reload that replaces one
+        // still not applied keeps its start: a stalled worker is reported after kAckTimeout
+        // however often the policy changes meanwhile.
+        if (!status_.awaiting_ack || ack_reported_) {
+            ack_since_ = Clock::now();
+            ack_reported_ = false;
+        }
+        status_.awaiting_ack = true;
+        log_info("ctl.policy", "loaded " + path_ + " (" + why + "): generation " + std::to_string(gen) +
+                                   " published, waiting for the workers to apply it");
+    } else {
+        status_.applied_generation = gen;
+        log_info("ctl.policy", "reloaded " + path_ + " (" + why + "): generation " + std::to_string(gen));
+    }
     watch_files();
     return true;
 }
@@ -180,6 +238,7 @@ void PolicyManager::poll(Clock::time_point now) {
         pending_explicit_ = false;
         reload(pending_why_);
     }
+    check_acks(now);
     // Free what no worker can still see.
     while (!retired_.empty() && (qsbr_ == nullptr || rte_rcu_qsbr_check(qsbr_, retired_.front().token, false) == 1)) {
         retired_.pop_front();

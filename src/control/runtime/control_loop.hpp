@@ -1,12 +1,24 @@
 #pragma once
-// The control thread's main loop (main lcore): stop conditions and periodic stats.
+// The control thread's main loop (main lcore): the control services (service.hpp) ticked
+// every kTick by a ServiceRuntime, and the stop conditions.
+//
+// Services, in the order they run each tick, and their time budgets (kBudget* below):
+//   watchdog      stalled workers, fail-open forwarding                     1 ms
+//   flow_records  flow records from the workers' rings to the flow log     2 ms
+//   hosts         host score events (<= HostScores::kEventsPerTick), blocks 1 ms
+//   prompt        -i commands                                               2 ms
+//   policy        reload triggers, reloads, acknowledgements, retired free  5 ms
+//   metrics       counters folded and the Prometheus families, once a second 20 ms
+//   stats         --stats-interval lines                                    5 ms
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "control/ops/options.hpp"
+#include "control/runtime/service.hpp"
 
 namespace l7gate::dp {
 class Worker;
@@ -37,7 +49,17 @@ struct ControlHooks {
     HostScores* hosts = nullptr;                    // score events, auto-block
     FlowLog* events = nullptr;                      // block / release events (may be the flow log)
     Watchdog* watchdog = nullptr;                   // stalled workers; fail-open forwarding
+    std::vector<ServiceStats>* services_out = nullptr;  // the services' figures when the loop returns
 };
+
+inline constexpr std::chrono::milliseconds kTick{5};  // sleep between ticks when nothing is left
+inline constexpr std::chrono::microseconds kBudgetWatchdog{1000};
+inline constexpr std::chrono::microseconds kBudgetFlowRecords{2000};
+inline constexpr std::chrono::microseconds kBudgetHosts{1000};
+inline constexpr std::chrono::microseconds kBudgetPrompt{2000};
+inline constexpr std::chrono::microseconds kBudgetPolicy{5000};
+inline constexpr std::chrono::microseconds kBudgetMetrics{20000};
+inline constexpr std::chrono::microseconds kBudgetStats{5000};
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.
 // Returns why it stopped, for the log.

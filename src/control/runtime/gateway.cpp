@@ -430,6 +430,11 @@ void Gateway::make_workers() {
 }
 
 void Gateway::make_services() {
+    if (policy_ != nullptr) {
+        // A reload is applied once every worker acknowledged its generation.
+        policy_->set_acks(workers_.size(),
+                          [this](size_t w) { return workers_[w]->counters().policy_generation.get(); });
+    }
     telemetry_.ports = ports_;
     telemetry_.workers.assign(workers_.begin(), workers_.end());
     telemetry_.names = &names_;
@@ -488,7 +493,8 @@ std::string Gateway::run(const std::atomic<bool>& stop, std::atomic<bool>& reloa
     }
     FlowLog* fl = opt_.flow_log.empty() ? nullptr : &flow_log_;
     ControlHooks hooks;
-    hooks.records = &records_;
+    // Without a flow or event log there is no record service: the workers have no record rings.
+    hooks.records = opt_.flow_log.empty() && opt_.event_log.empty() ? nullptr : &records_;
     hooks.events = opt_.event_log.empty() ? fl : &event_log_;
     hooks.policy = policy_.get();
     hooks.reload_requested = &reload;
@@ -499,6 +505,7 @@ std::string Gateway::run(const std::atomic<bool>& stop, std::atomic<bool>& reloa
     hooks.tsc_hz = static_cast<double>(rte_get_tsc_hz());
     hooks.watchdog = watchdog_.get();
     hooks.prompt = prompt_.get();
+    hooks.services_out = &services_;  // for the final metrics
     return run_control_loop(opt_, ports_, telemetry_.workers, stop, hooks);
 }
 
@@ -537,6 +544,7 @@ void Gateway::report(double elapsed, int& rc) {
     StatsSnapshot snap = collect_stats(ports_, telemetry_.workers, true, watchdog_.get());
     fill_host_stats(snap, hosts_.get(), opt_.top_hosts);
     fill_record_stats(snap, &records_);
+    snap.services = services_;
     if (policy_ != nullptr) {
         const ReloadStatus& rs = policy_->status();
         snap.has_policy = true;
@@ -578,6 +586,9 @@ void Gateway::release() {
     }
     for (uint16_t p : ports_) {
         dp::port_stop(p);
+    }
+    if (policy_ != nullptr) {
+        policy_->set_acks(0, {});  // its acknowledgement source reads the workers
     }
     prompt_.reset();
     watchdog_.reset();

@@ -21,6 +21,7 @@
 #include "control/policy/geoip.hpp"
 #include "control/records/flow_log.hpp"
 #include "control/records/record_stream.hpp"
+#include "control/runtime/service.hpp"
 
 struct rte_mempool;
 struct rte_rcu_qsbr;
@@ -93,6 +94,7 @@ private:
     std::unique_ptr<MetricsExporter> metrics_;
     std::unique_ptr<Watchdog> watchdog_;
     std::unique_ptr<Prompt> prompt_;
+    std::vector<ServiceStats> services_;  // the services' figures when the loop returned
     double started_ = 0;  // steady-clock seconds at launch
 };
 
