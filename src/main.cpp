@@ -46,6 +46,7 @@
 #include "control/host_scores.hpp"
 #include "control/prompt.hpp"
 #include "control/telemetry.hpp"
+#include "control/worker_queries.hpp"
 #include "control/watchdog.hpp"
 #include "control/options.hpp"
 #include "control/preflight.hpp"
@@ -455,7 +456,15 @@ int main(int argc, char** argv) {
     }
 
     std::vector<const dp::Worker*> cworkers(workers.begin(), workers.end());
+    // Questions to the workers (show flows, /l7gate/top_flows) through their command rings.
+    std::vector<dp::CommandChannel*> channels;
+    for (dp::Worker* w : workers) {
+        channels.push_back(&w->commands());
+    }
+    ctl::WorkerQueries queries(channels);
     ctl::TelemetryContext tctx;
+    tctx.queries = queries.inbox();
+    tctx.query_wait = queries.timeout() + std::chrono::seconds(1);
     tctx.ports = ports;
     tctx.workers = cworkers;
     tctx.names = &names;
@@ -519,6 +528,7 @@ int main(int argc, char** argv) {
     ctl::Watchdog watchdog(workers, ports, peer_of,
                            {opt.watchdog_ms, opt.fail_open, static_cast<uint16_t>(opt.rxq)});
     hooks.watchdog = &watchdog;
+    hooks.queries = &queries;
     std::unique_ptr<ctl::Prompt> prompt;
     if (opt.interactive) {
         ctl::PromptContext pc;
@@ -529,11 +539,13 @@ int main(int argc, char** argv) {
         pc.reasons = &reasons;
         pc.options = &opt;
         pc.hosts = &hosts;
+        pc.queries = &queries;
         prompt = std::make_unique<ctl::Prompt>(pc);
         prompt->start();
         hooks.prompt = prompt.get();
     }
     const std::string why = ctl::run_control_loop(opt, ports, cworkers, g_stop, hooks);
+    queries.close();  // open questions end "stopping"; the command rings go with the workers
     watchdog.release_all();  // a stalled worker gets its queues back to stop cleanly
 
     for (dp::Worker* w : workers) {

@@ -11,6 +11,7 @@
 #include "control/prompt.hpp"
 #include "control/telemetry.hpp"
 #include "control/watchdog.hpp"
+#include "control/worker_queries.hpp"
 #include "control/stats_report.hpp"
 #include "dataplane/worker.hpp"
 
@@ -45,6 +46,9 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
         }
         if (hooks.hosts != nullptr) {
             hooks.hosts->poll(hooks.policy != nullptr ? hooks.policy->current() : nullptr, hooks.events);
+        }
+        if (hooks.queries != nullptr) {
+            hooks.queries->poll();  // answers due to the prompt and telemetry
         }
         if (hooks.prompt != nullptr && !hooks.prompt->poll()) {
             return "quit";

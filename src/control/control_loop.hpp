@@ -22,6 +22,7 @@ class Prompt;
 class HostScores;
 class ReasonRegistry;
 class Watchdog;
+class WorkerQueries;
 
 // What the loop drives besides stop conditions and stats; any pointer may be null.
 struct ControlHooks {
@@ -36,6 +37,7 @@ struct ControlHooks {
     HostScores* hosts = nullptr;                    // score events, auto-block
     FlowLog* events = nullptr;                      // block / release events (may be the flow log)
     Watchdog* watchdog = nullptr;                   // stalled workers; fail-open forwarding
+    WorkerQueries* queries = nullptr;               // replies from the workers' command rings
 };
 
 // Runs until `stop` is set (signal), --duration passes, or --idle-exit sees no traffic.
