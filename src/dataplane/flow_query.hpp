@@ -1,17 +1,15 @@
 #pragma once
-// A question the control thread asks one worker about its live flows (the prompt's
-// "show flows"). One outstanding query per worker, handed over through a mailbox pointer:
-//   cp: fills the query, stores its pointer (release); then polls `done` (acquire).
-//   dp: picks the pointer up in housekeeping (acquire), scans its flow table a bounded chunk
-//       at a time (never a full scan in one go), fills the answer, sets `done` (release) and
-//       clears the mailbox. The query memory belongs to the control thread throughout.
+// What a worker reports about one live flow (the prompt's "show flows", telemetry's
+// /l7gate/top_flows). Asked for and answered through the worker's CommandChannel
+// (command_channel.hpp), which owns the memory the answer is written into.
 
-#include <atomic>
 #include <cstdint>
 
 #include "dataplane/flow_key.hpp"
 
 namespace l7gate::dp {
+
+inline constexpr unsigned kTopFlowsMax = 100;  // flows one TopFlows command returns at most
 
 struct FlowSummary {
     FlowKey key;
@@ -27,15 +25,6 @@ struct FlowSummary {
     uint64_t bytes;
     uint64_t risk;
     char host[64];
-};
-
-struct TopFlowsQuery {
-    static constexpr unsigned kMax = 100;
-    uint32_t want = 10;              // cp: rw before publishing
-    uint32_t count = 0;              // dp: rw while scanning
-    uint32_t cursor = 0;             // dp: next entry index to scan
-    std::atomic<bool> done{false};   // dp: release store when the answer is complete
-    FlowSummary top[kMax];           // by bytes, descending once done
 };
 
 } // namespace l7gate::dp

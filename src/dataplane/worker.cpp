@@ -66,6 +66,9 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
         return err;
     }
     counters_.shaper_backlog_cap.set(cfg.shaper_backlog);
+    if (!commands_.init(cfg.socket)) {
+        return "cannot allocate the worker's command rings";
+    }
     for (unsigned i = 0; i < cfg.nb_ports; ++i) {
         for (unsigned j = 0; j < cfg.nb_ports; ++j) {
             if (cfg.port[j] == cfg.peer[i]) {
@@ -944,37 +947,43 @@ void Worker::ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept {
     ff_pool_.put(idx);
 }
 
-void Worker::answer_query() noexcept {
-    // acquire: pairs with ask()'s release, so want/cursor are the control thread's values.
-    TopFlowsQuery* q = query_.load(std::memory_order_acquire);
-    if (q == nullptr) {
+void Worker::serve_command() noexcept {
+    const Command* c = commands_.current();
+    if (c == nullptr) {
         return;
     }
+    if (c->type != CommandType::TopFlows) {
+        commands_.finish(1);
+        return;
+    }
+    // The slot is this worker's until finish(): the control thread reads it after the reply.
+    CommandSlot& q = commands_.current_slot();
+    uint32_t& cursor = commands_.cursor();
     constexpr uint32_t kChunk = 4096;  // entries per housekeeping round: a few microseconds
-    const uint32_t want = q->want < TopFlowsQuery::kMax ? q->want : TopFlowsQuery::kMax;
-    const uint32_t end = q->cursor + kChunk < flows_.capacity() ? q->cursor + kChunk : flows_.capacity();
-    for (uint32_t i = q->cursor; i < end; ++i) {
+    const uint32_t want = c->arg == 0 ? 1 : c->arg < kTopFlowsMax ? c->arg : kTopFlowsMax;
+    const uint32_t end = cursor + kChunk < flows_.capacity() ? cursor + kChunk : flows_.capacity();
+    for (uint32_t i = cursor; i < end; ++i) {
         const FlowEntry& e = flows_.at(i);
         if (!e.live()) {
             continue;
         }
         const uint64_t bytes = e.bytes[0] + e.bytes[1];
-        uint32_t pos = q->count;
-        if (q->count == want) {
+        uint32_t pos = q.count;
+        if (q.count == want) {
             // Full: replace the smallest if this one is bigger.
             pos = 0;
-            for (uint32_t k = 1; k < q->count; ++k) {
-                if (q->top[k].bytes < q->top[pos].bytes) {
+            for (uint32_t k = 1; k < q.count; ++k) {
+                if (q.top[k].bytes < q.top[pos].bytes) {
                     pos = k;
                 }
             }
-            if (q->top[pos].bytes >= bytes) {
+            if (q.top[pos].bytes >= bytes) {
                 continue;
             }
         } else {
-            ++q->count;
+            ++q.count;
         }
-        FlowSummary& s = q->top[pos];
+        FlowSummary& s = q.top[pos];
         s = FlowSummary{};
         s.key = e.key;
         s.client_slot = e.client_slot();
@@ -991,10 +1000,9 @@ void Worker::answer_query() noexcept {
             std::memcpy(s.host, h.data(), h.size() < sizeof(s.host) - 1 ? h.size() : sizeof(s.host) - 1);
         }
     }
-    q->cursor = end;
+    cursor = end;
     if (end == flows_.capacity()) {
-        q->done.store(true, std::memory_order_release);
-        query_.store(nullptr, std::memory_order_relaxed);
+        commands_.finish();
     }
 }
 
@@ -1012,7 +1020,7 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
     }
     counters_.flows_active.set(flows_.active());
     classifier_.publish();
-    answer_query();
+    serve_command();
 }
 
 void Worker::flush_flows() noexcept {

@@ -7,9 +7,9 @@
 #include <cstdint>
 
 #include "dataplane/classifier_ndpi.hpp"
+#include "dataplane/command_channel.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/first_flight.hpp"
-#include "dataplane/flow_query.hpp"
 #include "dataplane/host_block.hpp"
 #include "dataplane/memory.hpp"
 #include "dataplane/flow_record.hpp"
@@ -114,12 +114,9 @@ public:
     // cp -> dp: relaxed is enough, the worker only needs to see it eventually.
     void request_stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
 
-    // cp: ask for the top flows by bytes; false when a query is still outstanding. The
-    // release store publishes the query's fields before the pointer.
-    bool ask(TopFlowsQuery* q) noexcept {
-        TopFlowsQuery* expected = nullptr;
-        return query_.compare_exchange_strong(expected, q, std::memory_order_release, std::memory_order_relaxed);
-    }
+    // cp: the worker's command and reply rings (command_channel.hpp); the worker answers from
+    // its housekeeping. The channel and its reply slots live as long as the Worker.
+    CommandChannel& commands() noexcept { return commands_; }
 
     const WorkerCounters& counters() const noexcept { return counters_; }
 
@@ -203,7 +200,8 @@ private:
     // Forwards (into burst_.out; r == DropReason::None) or drops with reason r the segments
     // held in first-flight slot `idx`, and frees the slot.
     void ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept;
-    void answer_query() noexcept;
+    // Works on the command at the head of commands_ (a bounded chunk per housekeeping).
+    void serve_command() noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
@@ -255,6 +253,7 @@ private:
     uint32_t* ff_ = nullptr;
     FirstFlightPool ff_pool_;
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
+    CommandChannel commands_;  // dp: serves it; cp: sends and receives through it (see there)
     static constexpr unsigned kDropBatch = 64;
     rte_mbuf* dropped_[kDropBatch] = {};
     unsigned ndropped_ = 0;
@@ -268,7 +267,6 @@ private:
     std::atomic<uint32_t> rx_owner_{kOwnerWorker};  // cp: rw, dp: ro
     std::atomic<bool> stop_{false};  // cp: rw, dp: ro
     std::atomic<bool> finished_{false};  // dp: rw (once, at the end of run), cp: ro
-    std::atomic<TopFlowsQuery*> query_{nullptr};  // cp: sets when empty, dp: clears when done
 };
 
 } // namespace l7gate::dp

@@ -7,6 +7,7 @@ l7gate replays the generated l7 traffic endlessly (infinite_rx) with config/poli
 its 17 flows stay active while commands arrive on a pipe (`-i`) or over the telemetry socket.
 """
 
+import json
 import re
 import os
 import shutil
@@ -112,13 +113,16 @@ class ControlTest(unittest.TestCase):
         try:
             self.wait_classified(p)
             answers = harness.telemetry(self.prefix, "/", "/l7gate/stats", "/l7gate/flows",
-                                        "/l7gate/policy")
+                                        "/l7gate/policy", "/l7gate/top_flows")
+            with harness.telemetry_connect(self.prefix) as s:  # DPDK answers under the bare name
+                s.send(b"/l7gate/top_flows,5")
+                top = json.loads(s.recv(1 << 20))["/l7gate/top_flows"]
             out, _ = p.communicate(timeout=30)
         finally:
             if p.poll() is None:
                 p.kill()
         self.assertEqual(p.returncode, 0, "l7gate's exit code (stderr below)")
-        for c in ("/l7gate/stats", "/l7gate/flows", "/l7gate/policy"):
+        for c in ("/l7gate/stats", "/l7gate/flows", "/l7gate/policy", "/l7gate/top_flows"):
             self.assertIn(c, answers["/"])
         st = answers["/l7gate/stats"]
         self.assertGreater(st["rx_packets"], 0)
@@ -126,6 +130,14 @@ class ControlTest(unittest.TestCase):
         self.assertEqual(st["flows_created"], 17)
         self.assertGreater(st["drop_policy"], 0)
         self.assertEqual(answers["/l7gate/flows"]["worker0_active"], 17)
+        # The workers' largest flows, asked through their command rings by the control thread.
+        self.assertEqual(top["partial"], 0, top)
+        self.assertEqual(top["timed_out"], "")
+        self.assertEqual(len(top["flows"]), 5, top)
+        sizes = [int(f.rsplit(" ", 1)[1]) for f in top["flows"]]
+        self.assertEqual(sizes, sorted(sizes, reverse=True), top)
+        self.assertTrue(all(f.startswith(("TCP ", "UDP ", "IP ")) for f in top["flows"]), top)
+        self.assertEqual(len(answers["/l7gate/top_flows"]["flows"]), 10)
         pol = answers["/l7gate/policy"]
         self.assertEqual(pol["generation"], 1)
         self.assertTrue(pol["source"].endswith("policy.yaml"))

@@ -554,7 +554,7 @@ class ExpositionTest(unittest.TestCase):
         self.assertEqual(fams["l7gate_policy_retired_pending"]["samples"][0][2], 0)
         self.assertEqual({s[2] for s in fams["l7gate_worker_policy_generation"]["samples"]}, {1})
         services = {s[1]["service"]: s[2] for s in fams["l7gate_control_service_seconds_total"]["samples"]}
-        self.assertEqual(set(services), {"watchdog", "hosts", "policy", "metrics"}, "the control services")
+        self.assertEqual(set(services), {"watchdog", "hosts", "queries", "policy", "metrics"}, "the control services")
         self.assertGreater(services["metrics"], 0, "the metrics service's time is measured")
         self.assertEqual({s[1]["shaper"]: s[2] for s in fams["l7gate_shaper_rate_bits"]["samples"]},
                          {"bulk": 20e6})

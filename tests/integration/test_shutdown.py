@@ -5,7 +5,8 @@
 
 DPDK's telemetry thread and the metrics exporter's HTTP threads answer requests on their own
 threads until the process is gone, while the main lcore tears down the workers, ports and
-names they report on. Threads here ask /l7gate/stats, /l7gate/flows and /l7gate/policy over
+names they report on. Threads here ask /l7gate/stats, /l7gate/flows, /l7gate/policy and
+/l7gate/top_flows (answered by the workers through the control thread) over
 the telemetry socket and scrape /metrics in a tight loop, from start-up until l7gate exits
 (--duration 2), several times over: every run must exit 0, with requests answered.
 A second case does the same against a start-up failure after the telemetry commands are
@@ -29,7 +30,7 @@ import harness  # noqa: E402
 from harness import BIN, lcores_arg, note_l7gate, require_binary, udp_frame, write_pcap  # noqa: E402
 
 RUNS = 5
-COMMANDS = ("/l7gate/stats", "/l7gate/flows", "/l7gate/policy")
+COMMANDS = ("/l7gate/stats", "/l7gate/flows", "/l7gate/policy", "/l7gate/top_flows")
 TELEMETRY_THREADS = 3
 
 

@@ -4,12 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <memory>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
-#include <thread>
 
 #include <arpa/inet.h>
 #include <editline/readline.h>
@@ -20,6 +18,7 @@
 #include "control/ops/options.hpp"
 #include "control/policy/compiler.hpp"
 #include "control/policy/manager.hpp"
+#include "control/observe/worker_queries.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {
@@ -30,6 +29,7 @@ constexpr const char* kHelp =
     "commands:\n"
     "  show port stats      packets and bytes per port, with rates since the last show\n"
     "  show flows [N]       the N (default 10, at most 100) active flows with most bytes\n"
+    "                       (a worker that does not answer within 2 s is named and left out)\n"
     "  show policy          policy source, generation, size, reload counters\n"
     "  show hosts           hosts by risk score over the auto_block window, blocked first\n"
     "  reload               reload the policy file now\n"
@@ -101,8 +101,23 @@ void Prompt::reader(std::shared_ptr<Inbox> inbox) {
     inbox->eof = true;
 }
 
+void Prompt::print(const std::string& text) {
+    if (text.empty()) {
+        return;
+    }
+    if (ctx_.output) {
+        ctx_.output(text);
+        return;
+    }
+    std::fputs(text.c_str(), stdout);
+    std::fflush(stdout);
+}
+
 bool Prompt::poll() {
     for (;;) {
+        if (waiting_) {
+            return true;  // the workers' answer comes first (WorkerQueries::poll prints it)
+        }
         std::string line;
         {
             std::lock_guard<std::mutex> g(inbox_->mutex);
@@ -112,9 +127,7 @@ bool Prompt::poll() {
             line = std::move(inbox_->lines.front());
             inbox_->lines.pop_front();
         }
-        const std::string out = execute(line);
-        std::fputs(out.c_str(), stdout);
-        std::fflush(stdout);
+        print(execute(line));
         if (quit_) {
             return false;
         }
@@ -142,12 +155,13 @@ std::string Prompt::execute(const std::string& line) {
             if (w.size() == 3) {
                 char* end = nullptr;
                 const unsigned long v = std::strtoul(w[2].c_str(), &end, 10);
-                if (*end != '\0' || v == 0 || v > dp::TopFlowsQuery::kMax) {
+                if (*end != '\0' || v == 0 || v > dp::kTopFlowsMax) {
                     return "show flows: N must be from 1 to 100\n";
                 }
                 n = static_cast<unsigned>(v);
             }
-            return show_flows(n);
+            show_flows(n);
+            return {};
         }
         if (w[1] == "policy" && w.size() == 2) {
             return show_policy();
@@ -215,38 +229,23 @@ std::string Prompt::show_port_stats() {
     return out;
 }
 
-std::string Prompt::show_flows(unsigned n) {
-    std::vector<std::unique_ptr<dp::TopFlowsQuery>> qs;
-    for (dp::Worker* w : ctx_.workers) {
-        auto q = std::make_unique<dp::TopFlowsQuery>();
-        q->want = n;
-        if (!w->ask(q.get())) {
-            return "show flows: a worker is still answering an earlier query\n";
-        }
-        qs.push_back(std::move(q));
+void Prompt::show_flows(unsigned n) {
+    if (ctx_.queries == nullptr) {
+        print("show flows: the workers cannot be asked here\n");
+        return;
     }
-    // Workers answer from their housekeeping, a few thousand entries per round.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    for (const auto& q : qs) {
-        while (!q->done.load(std::memory_order_acquire)) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                // The worker keeps the query: leak it rather than free memory it may write.
-                for (auto& p : qs) {
-                    (void)p.release();
-                }
-                return "show flows: no answer from a worker within 2 s\n";
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
+    waiting_ = true;
+    ctx_.queries->top_flows(n, [this](TopFlowsAnswer&& a) {
+        waiting_ = false;
+        print(format_flows(a));
+    });
+}
+
+std::string Prompt::format_flows(const TopFlowsAnswer& a) const {
+    if (a.stopping) {
+        return "show flows: l7gate is stopping\n";
     }
-    std::vector<dp::FlowSummary> all;
-    for (const auto& q : qs) {
-        all.insert(all.end(), q->top, q->top + q->count);
-    }
-    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.bytes > b.bytes; });
-    if (all.size() > n) {
-        all.resize(n);
-    }
+    const std::vector<dp::FlowSummary>& all = a.flows;
     std::string out = "flow                                             protocol        host                     "
                       "   packets        bytes verdict        reason / risks\n";
     char buf[512];
@@ -271,6 +270,21 @@ std::string Prompt::show_flows(unsigned n) {
     }
     if (all.empty()) {
         out += "(no active flows)\n";
+    }
+    const auto list = [](const std::vector<unsigned>& ws) {
+        std::string l;
+        for (unsigned w : ws) {
+            l += (l.empty() ? "" : ", ") + std::to_string(w);
+        }
+        return l;
+    };
+    if (!a.timed_out.empty()) {
+        out += "partial: no answer within " + std::to_string(ctx_.queries->timeout().count()) +
+               " ms from worker(s) " + list(a.timed_out) + " (their flows are not listed)\n";
+    }
+    if (!a.busy.empty()) {
+        out += "partial: worker(s) " + list(a.busy) +
+               " still owe answers to earlier queries and were not asked (their flows are not listed)\n";
     }
     return out;
 }

@@ -3,6 +3,9 @@
 // libedit's line editing and history on a terminal, plain lines from a pipe) and queues
 // them; the control thread runs each command at its next tick, so commands see the same
 // state the control loop owns and nothing else touches it. End of input means quit.
+// Commands that ask the workers ("show flows") never wait on the control thread: they send
+// the question through WorkerQueries and the answer is printed from a later tick, when every
+// worker answered or the timeout passed; lines typed meanwhile wait their turn.
 
 #include <atomic>
 #include <deque>
@@ -25,6 +28,8 @@ class PolicyManager;
 class HostScores;
 class NdpiNames;
 class ReasonRegistry;
+class WorkerQueries;
+struct TopFlowsAnswer;
 struct Options;
 
 struct PromptContext {
@@ -36,6 +41,9 @@ struct PromptContext {
     Options* options = nullptr;          // set stats-interval changes it
     const HostScores* hosts = nullptr;
     std::function<std::string()> reopen_logs;  // reopen logs: the record stream's sinks
+    WorkerQueries* queries = nullptr;    // show flows (null: it says the workers cannot be asked)
+    // Where output goes (tests); empty: stdout.
+    std::function<void(const std::string&)> output;
 };
 
 class Prompt {
@@ -49,8 +57,11 @@ public:
     // Control thread: runs queued commands; returns false once the user asked to quit.
     bool poll();
 
-    // Runs one command line and returns its output (also used by tests).
+    // Runs one command line and returns its output (also used by tests). A command that asks
+    // the workers returns "" and prints its answer later (waiting() until then).
     std::string execute(const std::string& line);
+    // A command's answer from the workers is still due.
+    bool waiting() const { return waiting_; }
 
 private:
     // What the reader thread shares with the control thread. The thread holds a reference:
@@ -63,7 +74,9 @@ private:
     };
     static void reader(std::shared_ptr<Inbox> inbox);
     std::string show_port_stats();
-    std::string show_flows(unsigned n);
+    void show_flows(unsigned n);
+    std::string format_flows(const TopFlowsAnswer& a) const;
+    void print(const std::string& text);
     std::string show_policy();
     std::string show_hosts();
 
@@ -71,6 +84,7 @@ private:
     std::thread thread_;
     std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
     bool quit_ = false;
+    bool waiting_ = false;  // show flows sent, its answer not printed yet
     StatsSnapshot last_;
     bool have_last_ = false;
     double last_time_ = 0;

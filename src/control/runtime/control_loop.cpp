@@ -12,6 +12,7 @@
 #include "control/policy/manager.hpp"
 #include "control/hosts/host_scores.hpp"
 #include "control/observe/prompt.hpp"
+#include "control/observe/worker_queries.hpp"
 #include "control/runtime/service.hpp"
 #include "control/observe/telemetry.hpp"
 #include "control/ops/watchdog.hpp"
@@ -67,6 +68,20 @@ private:
     HostScores& h_;
     const PolicyManager* p_;
     FlowLog* events_;
+};
+
+// Replies from the workers' command rings, for the prompt and telemetry (never waits).
+class QueriesService : public Service {
+public:
+    explicit QueriesService(WorkerQueries& q) : q_(q) {}
+    const char* name() const override { return "queries"; }
+    bool run(Clock::time_point, Clock::time_point) override {
+        q_.poll();
+        return false;
+    }
+
+private:
+    WorkerQueries& q_;
 };
 
 class PromptService : public Service {
@@ -188,6 +203,7 @@ std::string run_services(Options& opt, const std::vector<uint16_t>& ports, const
     std::unique_ptr<WatchdogService> watchdog;
     std::unique_ptr<FlowRecordService> records;
     std::unique_ptr<HostService> hosts;
+    std::unique_ptr<QueriesService> queries;
     std::unique_ptr<PromptService> prompt;
     std::unique_ptr<PolicyService> policy;
     std::unique_ptr<MetricsService> metrics;
@@ -203,6 +219,10 @@ std::string run_services(Options& opt, const std::vector<uint16_t>& ports, const
     if (hooks.hosts != nullptr) {
         hosts = std::make_unique<HostService>(*hooks.hosts, hooks.policy, hooks.events);
         rt.add(*hosts, kBudgetHosts);
+    }
+    if (hooks.queries != nullptr) {
+        queries = std::make_unique<QueriesService>(*hooks.queries);
+        rt.add(*queries, kBudgetQueries);
     }
     if (hooks.prompt != nullptr) {
         prompt = std::make_unique<PromptService>(*hooks.prompt);

@@ -35,6 +35,7 @@ class Prompt;
 class HostScores;
 class ReasonRegistry;
 class Watchdog;
+class WorkerQueries;
 
 // What the loop drives besides stop conditions and stats; any pointer may be null.
 struct ControlHooks {
@@ -49,6 +50,7 @@ struct ControlHooks {
     HostScores* hosts = nullptr;                    // score events, auto-block
     FlowLog* events = nullptr;                      // block / release events (may be the flow log)
     Watchdog* watchdog = nullptr;                   // stalled workers; fail-open forwarding
+    WorkerQueries* queries = nullptr;               // replies from the workers' command rings
     std::vector<ServiceStats>* services_out = nullptr;  // the services' figures when the loop returns
 };
 
@@ -56,6 +58,7 @@ inline constexpr std::chrono::milliseconds kTick{5};  // sleep between ticks whe
 inline constexpr std::chrono::microseconds kBudgetWatchdog{1000};
 inline constexpr std::chrono::microseconds kBudgetFlowRecords{2000};
 inline constexpr std::chrono::microseconds kBudgetHosts{1000};
+inline constexpr std::chrono::microseconds kBudgetQueries{500};
 inline constexpr std::chrono::microseconds kBudgetPrompt{2000};
 inline constexpr std::chrono::microseconds kBudgetPolicy{5000};
 inline constexpr std::chrono::microseconds kBudgetMetrics{20000};

@@ -27,6 +27,7 @@
 #include "control/observe/metrics.hpp"
 #include "control/observe/prompt.hpp"
 #include "control/observe/stats_report.hpp"
+#include "control/observe/worker_queries.hpp"
 #include "control/ops/preflight.hpp"
 #include "control/ops/watchdog.hpp"
 #include "control/policy/loader.hpp"
@@ -430,6 +431,14 @@ void Gateway::make_workers() {
 }
 
 void Gateway::make_services() {
+    // Questions to the workers (show flows, /l7gate/top_flows) through their command rings.
+    std::vector<dp::CommandChannel*> channels;
+    for (dp::Worker* w : workers_) {
+        channels.push_back(&w->commands());
+    }
+    queries_ = std::make_unique<WorkerQueries>(channels);
+    telemetry_.queries = queries_->inbox();
+    telemetry_.query_wait = queries_->timeout() + std::chrono::seconds(1);
     if (policy_ != nullptr) {
         // A reload is applied once every worker acknowledged its generation.
         policy_->set_acks(workers_.size(),
@@ -475,6 +484,7 @@ void Gateway::make_services() {
         pc.reasons = &reasons_;
         pc.options = &opt_;
         pc.hosts = hosts_.get();
+        pc.queries = queries_.get();
         pc.reopen_logs = [this] { return records_.reopen(); };
         prompt_ = std::make_unique<Prompt>(pc);
         prompt_->start();
@@ -505,11 +515,13 @@ std::string Gateway::run(const std::atomic<bool>& stop, std::atomic<bool>& reloa
     hooks.tsc_hz = static_cast<double>(rte_get_tsc_hz());
     hooks.watchdog = watchdog_.get();
     hooks.prompt = prompt_.get();
+    hooks.queries = queries_.get();
     hooks.services_out = &services_;  // for the final metrics
     return run_control_loop(opt_, ports_, telemetry_.workers, stop, hooks);
 }
 
 int Gateway::stop(const std::string& why) {
+    queries_->close();         // open questions end "stopping"; the command rings go with the workers
     watchdog_->release_all();  // a stalled worker gets its queues back to stop cleanly
     for (dp::Worker* w : workers_) {
         w->request_stop();
@@ -591,6 +603,7 @@ void Gateway::release() {
         policy_->set_acks(0, {});  // its acknowledgement source reads the workers
     }
     prompt_.reset();
+    queries_.reset();
     watchdog_.reset();
     for (dp::Worker* w : workers_) {
         w->~Worker();

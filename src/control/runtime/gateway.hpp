@@ -38,6 +38,7 @@ class MetricsExporter;
 class PolicyManager;
 class Prompt;
 class Watchdog;
+class WorkerQueries;
 
 // What the command line asks for before any DPDK call: nothing (run the gateway), or an
 // exit code (help, version, an offline policy tool, a bad option, a pre-flight stop).
@@ -93,6 +94,7 @@ private:
     TelemetryContext telemetry_;
     std::unique_ptr<MetricsExporter> metrics_;
     std::unique_ptr<Watchdog> watchdog_;
+    std::unique_ptr<WorkerQueries> queries_;
     std::unique_ptr<Prompt> prompt_;
     std::vector<ServiceStats> services_;  // the services' figures when the loop returned
     double started_ = 0;  // steady-clock seconds at launch
