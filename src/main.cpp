@@ -519,6 +519,7 @@ int main(int argc, char** argv) {
     ctl::Watchdog watchdog(workers, ports, peer_of,
                            {opt.watchdog_ms, opt.fail_open, static_cast<uint16_t>(opt.rxq)});
     hooks.watchdog = &watchdog;
+    watchdog.start();  // its own thread (logs why when it cannot start)
     std::unique_ptr<ctl::Prompt> prompt;
     if (opt.interactive) {
         ctl::PromptContext pc;

@@ -31,14 +31,13 @@ std::string run_control_loop(Options& opt, const std::vector<uint16_t>& ports,
     constexpr auto kTick = std::chrono::milliseconds(5);
     uint64_t reloads_seen = UINT64_MAX;
 
-    bool forwarding = false;
     while (!stop.load(std::memory_order_relaxed)) {
-        // While the fail-open path forwards a stalled worker's queues it polls at once.
-        if (!forwarding) {
-            std::this_thread::sleep_for(kTick);
+        std::this_thread::sleep_for(kTick);
+        if (opt.test_slow_control_ms != 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(opt.test_slow_control_ms));
         }
         if (hooks.watchdog != nullptr) {
-            forwarding = hooks.watchdog->tick(clock::now());
+            hooks.watchdog->report();  // the watchdog and fail-open run on their own thread
         }
         if (hooks.flow_log != nullptr) {
             hooks.flow_log->drain();
