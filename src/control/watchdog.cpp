@@ -6,7 +6,6 @@
 #include <system_error>
 
 #include <rte_ethdev.h>
-#include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_pause.h>
 
@@ -44,10 +43,9 @@ bool Watchdog::start() {
 
 void Watchdog::run() {
     pthread_setname_np(pthread_self(), "l7g-watchdog");
-    // A registered non-EAL thread has an lcore id, so the mbufs the standby path receives and
-    // frees go through a mempool cache of its own (PoolSizing::kPoolSpare covers it). Without
-    // one (every lcore id taken) it still works, through the pool's ring.
-    const bool registered = rte_thread_register() == 0;
+    // Not registered with rte_thread_register(): that would disable DPDK multi-process, and
+    // dpdk-dumpcap attaches as a secondary process. Without an lcore id the mbufs the standby
+    // path receives and frees go through the pool's ring rather than a per-lcore cache.
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stop_) {
         lock.unlock();
@@ -57,10 +55,6 @@ void Watchdog::run() {
         lock.lock();
         // Nothing taken over: sleep until the next heartbeat read (or stop).
         wake_.wait_for(lock, kPoll, [this] { return stop_; });
-    }
-    lock.unlock();
-    if (registered) {
-        rte_thread_unregister();
     }
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // Worker watchdog and fail-open standby path, on a thread of their own.
 //
-// The watchdog thread (started by start(), a DPDK-registered non-EAL thread beside the
-// control thread) reads each worker's heartbeat (the loop iteration count it publishes at
+// The watchdog thread (started by start(), a plain thread beside the control thread, on the
+// main lcore's CPUs) reads each worker's heartbeat (the loop iteration count it publishes at
 // least every 16 iterations, and on every idle poll) once a millisecond, sleeping in between:
 // nothing on it can take milliseconds (no formatting, no logging, no policy work, no lock the
 // control thread holds), so a slow control thread never delays a takeover. A heartbeat that
