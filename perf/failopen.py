@@ -10,8 +10,9 @@ port 0 (port 1 empty), with --fail-open, --watchdog-ms and --test-stall-worker 0
 with --test-slow-control (every control tick that many ms longer). Read from net_pcap's TX
 timestamps (the time each frame was written): takeover latency, from the last frame the
 worker sent before the stall to the first frame of the standby path's TX queue; forwarding
-rate, the standby path's frames over the time from its first to its last. Prints min /
-median / max over the runs. The worker lcore spins while stalled (the test hook); the
+rate, the standby path's frames over the time from its first to its last (and, for
+reference, the worker's over the frames it sent before the stall). Prints min / median / max
+over the runs. The worker lcore spins while stalled (the test hook); the
 watchdog thread shares the main lcore's CPU with the control thread.
 """
 
@@ -47,11 +48,14 @@ def one_run(binary, work, inp, empty, i, a):
     worker = read_pcap_records(outs[1][0])
     standby = read_pcap_records(outs[1][1])
     first, last = standby[0][0], standby[-1][0]
-    before = max(t for t, _ in worker if t <= first)
+    before_stall = [t for t, _ in worker if t <= first]
+    before = max(before_stall)
+    # The worker's own rate over the frames it sent before the stall, for reference.
+    worker_rate = (len(before_stall) - 1) / max(before - before_stall[0], 1)
     for o in outs:
         for path in o:
             os.unlink(path)
-    return (first - before) / 1000.0, (len(standby) - 1) / max(last - first, 1), len(standby)
+    return (first - before) / 1000.0, (len(standby) - 1) / max(last - first, 1), len(standby), worker_rate
 
 
 def main():
@@ -70,17 +74,21 @@ def main():
                                  for i in range(a.frames)])
         empty = os.path.join(work, "empty.pcap")
         write_pcap_records(empty, [])
-        lat, rate = [], []
+        lat, rate, wrate = [], [], []
         for i in range(a.runs):
-            l, r, n = one_run(a.bin, work, inp, empty, i, a)
-            print("run %d: takeover %.2f ms after the stall, standby path %d frames at %.2f Mpps" % (i + 1, l, n, r))
+            l, r, n, w = one_run(a.bin, work, inp, empty, i, a)
+            print("run %d: takeover %.2f ms after the stall, standby path %d frames at %.2f Mpps "
+                  "(the worker before the stall: %.2f Mpps)" % (i + 1, l, n, r, w))
             lat.append(l)
             rate.append(r)
+            wrate.append(w)
     print("takeover latency (ms, --watchdog-ms %d%s): min %.2f / median %.2f / max %.2f"
           % (a.watchdog_ms, ", --test-slow-control %d" % a.slow_control if a.slow_control else "",
              min(lat), statistics.median(lat), max(lat)))
     print("standby forwarding rate (Mpps, net_pcap to net_pcap): min %.2f / median %.2f / max %.2f"
           % (min(rate), statistics.median(rate), max(rate)))
+    print("worker rate before the stall, same runs (Mpps, %d frames): min %.2f / median %.2f / max %.2f"
+          % (STALL_AFTER, min(wrate), statistics.median(wrate), max(wrate)))
 
 
 if __name__ == "__main__":
