@@ -21,7 +21,7 @@ void table_free(void* p) noexcept;
 // filled, every TX descriptor may hold a sent frame until the PMD frees it, its lcore's
 // mempool cache can keep up to 1.5x the cache size, and a burst in flight holds up to
 // kInFlightBursts bursts (RX, its output, the drop batch, injected packets, the shaper's
-// release batch); plus kPoolSpare for the control thread (fail-open standby path, tests).
+// release batch); plus kPoolSpare for the watchdog thread (fail-open standby path) and tests.
 // What is left, split evenly, is each worker's shaper backlog cap: the packets its shaper
 // queues may hold together. The default pool size gives every worker kShaperBacklogDefault.
 struct PoolSizing {

@@ -521,6 +521,221 @@ FlowEntry* Worker::flow_for_fragment(const uint8_t* frame, const PacketMeta& m, 
     return &e;
 }
 
+// process_burst's stages. Each is force-inlined into process_burst: the compiler still sees
+// one loop body (the callgrind budget checks that the split costs no instruction), the reader
+// sees the steps of a packet.
+#define L7G_STAGE [[gnu::always_inline]] inline
+
+// Stage 3, a packet that is not IP (non-IP, or malformed): counted, then forwarded or dropped
+// (--malformed).
+L7G_STAGE void Worker::pass_unparsed(rte_mbuf* m, const PacketMeta& pm, unsigned& nout) noexcept {
+    if (pm.kind == PacketKind::NonIp) {
+        counters_.non_ip.inc();
+        burst_.out[nout++] = m;
+    } else {
+        counters_.malformed[static_cast<unsigned>(pm.error)].inc();
+        if (cfg_.malformed_drop) {
+            drop(m, pm.error);
+        } else {
+            burst_.out[nout++] = m;
+        }
+    }
+}
+
+// Stage 3, flow: packet i's (m's) flow, found by the burst lookup (or, for a later fragment, through
+// its first fragment), found again (created earlier in this burst), or created now. A SYN
+// with a new initial sequence number on a closed flow's 5-tuple ends that flow and starts a
+// new one. nullptr: the packet was dealt with here (a fragment without its first, a flow
+// that found no entry) and is in burst_.out[.., nout) or dropped. `slot`: the packet's key
+// slot (the fragment's flow may say otherwise).
+L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& pm, unsigned pi, uint64_t now_ns,
+                                     uint8_t& slot, unsigned& nout) noexcept {
+    Burst& b = burst_;
+    FlowEntry* e = b.flows[i];
+    if (pm.is_fragment && !pm.first_fragment) {
+        e = flow_for_fragment(rte_pktmbuf_mtod(m, const uint8_t*), pm, now_ns, slot);
+        if (e == nullptr) {
+            counters_.malformed[static_cast<unsigned>(DropReason::FragNoFirst)].inc();
+            if (cfg_.malformed_drop) {
+                drop(m, DropReason::FragNoFirst);
+            } else {
+                b.out[nout++] = m;
+            }
+            return nullptr;
+        }
+        counters_.frag_matched.inc();
+    } else {
+        if (e == nullptr) {
+            // A flow created earlier in this same burst is found by the second lookup.
+            e = flows_.lookup(pm.key, pm.hash);
+        }
+        // tcp_flags is 0 outside TCP: no branch on the protocol.
+        const bool syn = (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn;
+        if (e != nullptr && syn && e->tclass() == TimeoutClass::TcpClosed && isn_[flows_.index_of(*e)] != pm.tcp_seq) {
+            // A new connection (a SYN with another initial sequence number) on the
+            // 5-tuple of one that ended (RST, or FIN both ways; a reject counts): a new
+            // flow, classified and judged afresh, never the old one's cached verdict.
+            // Clients reuse a port at once after a reset. The same SYN again (a
+            // retransmission, a replayed capture) stays with its flow.
+            end_flow(*e, FlowEnd::Reused);
+            flows_.remove(*e);
+            counters_.flows_reused.inc();
+            e = nullptr;
+        }
+        if (e == nullptr) {
+            // A TCP flow that opens with the server's SYN-ACK: its SYN reached another
+            // worker (the RSS hash is not symmetric) or passed before l7gate started. The
+            // receiver of the SYN-ACK is the client.
+            const bool synack = pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck | tcp_flag::kRst)) ==
+                                                        (tcp_flag::kSyn | tcp_flag::kAck);
+            const uint8_t client = static_cast<uint8_t>(synack ? slot ^ 1u : slot);
+            e = flows_.insert(pm.key, pm.hash, b.time_ns[i], client);
+            if (e == nullptr) {
+                // Every entry taken, or only this key's two buckets full (a collision
+                // attack would show here, not as a full table): counted apart, one policy.
+                const bool table_full = flows_.full();
+                (table_full ? counters_.table_full : counters_.bucket_full).inc();
+                if (flowless(m, pm, slot, client, pi, b.time_ns[i], table_full)) {
+                    b.out[nout++] = m;
+                }
+                return nullptr;
+            }
+            counters_.flows_created.inc();
+            if (synack) {
+                counters_.flows_asymmetric.inc();
+            }
+            isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
+            if (syn && pm.payload_length == 0 && (pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) == 0 &&
+                classifier_.deferrable(pm.key)) {
+                classifier_.defer(*e);  // no nDPI state until its first payload
+            } else {
+                if (!classifier_.has_free_state()) {
+                    reclaim_half_open(*e, b.time_ns[i]);
+                }
+                classifier_.start(*e);
+            }
+        }
+    }
+    return e;
+}
+
+// Stage 3, track: the flow's packet and byte counts, last-seen time and TCP state.
+L7G_STAGE void Worker::track(FlowEntry& e, const rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t) noexcept {
+    flows_.touch(e, slot, m->pkt_len, t);
+    // TCP state. The seen bit is set for every protocol (only a TCP flow's class reads
+    // it), so that mixed TCP and UDP traffic takes no unpredictable branch here; only a
+    // FIN or RST (never set outside TCP) or a TCP flow still in its handshake goes further.
+    e.add_tcp(static_cast<uint8_t>(tcp_state::kSeen0 << slot));
+    if (((pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) != 0 || e.tclass() == TimeoutClass::TcpSyn) &&
+        pm.l4_offset != 0) {
+        update_tcp(flows_, e, pm.tcp_flags, slot, t);
+    }
+}
+
+// Stage 3, classify: nDPI (a deferred flow's state taken at its first payload; a client's
+// first flight reassembled first when it may need it), or the per-protocol packet count of a
+// flow whose classification is over. `changed`: the classification moved. false: first-flight
+// reassembly consumed the packet (held, or dropped).
+L7G_STAGE bool Worker::classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
+                                bool& changed, unsigned& nout, uint64_t& cycles) noexcept {
+    (void)cycles;
+    if (e.dpi_state() == DpiState::Pending && pm.l4_offset != 0) {
+        if (pm.payload_length == 0) {
+            AppClassifier::skip(e, pm.tcp_flags, slot);
+        } else {
+            if (!classifier_.has_free_state()) {
+                reclaim_half_open(e, t);
+            }
+            classifier_.begin(e, m->pkt_len);
+        }
+    }
+    if (e.dpi_state() == DpiState::Classifying) {
+        // nDPI sees packets that carry their L4 header, from the IP header on.
+        if (!pm.is_fragment || pm.first_fragment) {
+            FfStep step = FfStep::Normal;
+            if (slot == e.client_slot() && pm.l4_proto == 6 && ff_pool_.enabled() && policy_ != nullptr &&
+                !e.ff_over() && !cached::drops(e.action)) {
+                step = first_flight(e, m, pm, slot, t, changed, nout);
+                if (step == FfStep::Consumed) {
+                    return false;
+                }
+            } else if (e.ff_held()) {
+                // The server's packets wait for the client's message: nDPI must not end
+                // before it has seen it.
+                step = FfStep::Forward;
+            }
+            L7G_TSC(tc0);
+            if (step == FfStep::Normal) {
+                changed = classifier_.packet(e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
+                                             m->data_len - pm.l3_offset, t / 1000000u);
+            }
+#if L7G_PROFILING
+            cycles += rte_rdtsc() - tc0;
+#endif
+            if (changed && e.dpi_state() == DpiState::Done) {
+                emit_scores(e, t);  // the flow's risks are final now
+            }
+        }
+    } else if (e.dpi_state() != DpiState::Pending) {
+        // Done or None. A Classifying or Pending flow's packets are counted once, when its
+        // classification ends (under its final protocol), never as Unknown before that.
+        classifier_.count_packet(e, m->pkt_len);
+    }
+    return true;
+}
+
+// Stage 3, a first fragment: recorded whatever the verdict, so that the later fragments of a
+// dropped flow's datagram find their flow and take its verdict (and are counted under it),
+// instead of counting as frag_no_first and following --malformed.
+L7G_STAGE void Worker::track_fragment(const FlowEntry& e, const rte_mbuf* m, const PacketMeta& pm, uint8_t slot,
+                                      uint64_t t) noexcept {
+    FragKey fk;
+    FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
+    if (frags_.insert(fk, flows_.index_of(e), slot, t)) {
+        counters_.frag_tracked.inc();
+    } else {
+        counters_.frag_table_full.inc();
+    }
+}
+
+// Stage 3, verdict and action: the policy decides again when something the verdict depends
+// on changed (a new flow: generation 0 never matches the epoch, which skips 0; the protocol or
+// risks; a snapshot), then the flow's cached action applies: drop or reject (counted under
+// its reason), shape or police, pass. true: the packet leaves now.
+L7G_STAGE bool Worker::act(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, unsigned pi,
+                           bool changed, uint16_t generation, uint64_t& cycles) noexcept {
+    (void)cycles;
+    if (policy_ != nullptr) {
+        if (changed || e.generation != generation) {
+            L7G_TSC(tp0);
+            decide(e, *policy_, m, slot, changed);
+#if L7G_PROFILING
+            cycles += rte_rdtsc() - tp0;
+#endif
+        }
+        if (e.action != static_cast<uint8_t>(Action::Pass)) {
+            counters_.reason_packets[e.reason & (kMaxReasons - 1)].inc();
+            if (cached::drops(e.action)) {
+                if (e.action == cached::kReject) {
+                    reject(m, pm, t);
+                    if (pm.l4_proto == 6 && e.tclass() != TimeoutClass::TcpClosed) {
+                        // Both endpoints were told to reset: the connection is over, and
+                        // a new SYN on its 5-tuple starts a new flow.
+                        e.add_tcp(tcp_state::kRst);
+                        flows_.set_class(e, TimeoutClass::TcpClosed, t);
+                    }
+                }
+                drop(m, DropReason::Policy);
+                return false;
+            }
+        }
+    }
+    if (cached::shaped(e.action) && policy_ != nullptr && !shape(m, e, pi, t)) {
+        return false;  // queued or dropped by the shaper
+    }
+    return true;
+}
+
 unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcept {
     Burst& b = burst_;
     QueueCounters& qc = counters_.port[cfg_.port[pi]];
@@ -572,202 +787,50 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
     }
     L7G_TSC(ts_stage3);
     L7G_STAGE_ADD(Lookup, ts_stage3 - ts_lookup);
-#if L7G_PROFILING
-    uint64_t cyc_classify = 0;
+    uint64_t cyc_classify = 0;  // L7G_PROFILING only
     uint64_t cyc_policy = 0;
-#endif
 
-    // Stage 3: per packet: create flows, account, decide.
+    // Stage 3: per packet: its flow, tracking, classification, verdict and action.
     const uint16_t generation = epoch_;  // the snapshots change between bursts only
     unsigned nout = 0;
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = b.mbufs[i];
         const PacketMeta& pm = b.meta[i];
         if (pm.kind != PacketKind::Ip) {
-            if (pm.kind == PacketKind::NonIp) {
-                counters_.non_ip.inc();
-                b.out[nout++] = m;
-            } else {
-                counters_.malformed[static_cast<unsigned>(pm.error)].inc();
-                if (cfg_.malformed_drop) {
-                    drop(m, pm.error);
-                } else {
-                    b.out[nout++] = m;
-                }
-            }
+            pass_unparsed(m, pm, nout);
             continue;
         }
         uint8_t slot = pm.reversed;
-        FlowEntry* e = b.flows[i];
-        if (pm.is_fragment && !pm.first_fragment) {
-            e = flow_for_fragment(rte_pktmbuf_mtod(m, const uint8_t*), pm, now_ns, slot);
-            if (e == nullptr) {
-                counters_.malformed[static_cast<unsigned>(DropReason::FragNoFirst)].inc();
-                if (cfg_.malformed_drop) {
-                    drop(m, DropReason::FragNoFirst);
-                } else {
-                    b.out[nout++] = m;
-                }
-                continue;
-            }
-            counters_.frag_matched.inc();
-        } else {
-            if (e == nullptr) {
-                // A flow created earlier in this same burst is found by the second lookup.
-                e = flows_.lookup(pm.key, pm.hash);
-            }
-            // tcp_flags is 0 outside TCP: no branch on the protocol.
-            const bool syn = (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck)) == tcp_flag::kSyn;
-            if (e != nullptr && syn && e->tclass() == TimeoutClass::TcpClosed && isn_[flows_.index_of(*e)] != pm.tcp_seq) {
-                // A new connection (a SYN with another initial sequence number) on the
-                // 5-tuple of one that ended (RST, or FIN both ways; a reject counts): a new
-                // flow, classified and judged afresh, never the old one's cached verdict.
-                // Clients reuse a port at once after a reset. The same SYN again (a
-                // retransmission, a replayed capture) stays with its flow.
-                end_flow(*e, FlowEnd::Reused);
-                flows_.remove(*e);
-                counters_.flows_reused.inc();
-                e = nullptr;
-            }
-            if (e == nullptr) {
-                // A TCP flow that opens with the server's SYN-ACK: its SYN reached another
-                // worker (the RSS hash is not symmetric) or passed before l7gate started. The
-                // receiver of the SYN-ACK is the client.
-                const bool synack = pm.l4_proto == 6 && (pm.tcp_flags & (tcp_flag::kSyn | tcp_flag::kAck | tcp_flag::kRst)) ==
-                                                            (tcp_flag::kSyn | tcp_flag::kAck);
-                const uint8_t client = static_cast<uint8_t>(synack ? slot ^ 1u : slot);
-                e = flows_.insert(pm.key, pm.hash, b.time_ns[i], client);
-                if (e == nullptr) {
-                    // Every entry taken, or only this key's two buckets full (a collision
-                    // attack would show here, not as a full table): counted apart, one policy.
-                    const bool table_full = flows_.full();
-                    (table_full ? counters_.table_full : counters_.bucket_full).inc();
-                    if (flowless(m, pm, slot, client, pi, b.time_ns[i], table_full)) {
-                        b.out[nout++] = m;
-                    }
-                    continue;
-                }
-                counters_.flows_created.inc();
-                if (synack) {
-                    counters_.flows_asymmetric.inc();
-                }
-                isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
-                if (syn && pm.payload_length == 0 && (pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) == 0 &&
-                    classifier_.deferrable(pm.key)) {
-                    classifier_.defer(*e);  // no nDPI state until its first payload
-                } else {
-                    if (!classifier_.has_free_state()) {
-                        reclaim_half_open(*e, b.time_ns[i]);
-                    }
-                    classifier_.start(*e);
-                }
-            }
+        FlowEntry* e = flow_of(i, m, pm, pi, now_ns, slot, nout);
+        if (e == nullptr) {
+            continue;
         }
         const uint64_t t = b.time_ns[i];
-        flows_.touch(*e, slot, m->pkt_len, t);
-        // TCP state. The seen bit is set for every protocol (only a TCP flow's class reads
-        // it), so that mixed TCP and UDP traffic takes no unpredictable branch here; only a
-        // FIN or RST (never set outside TCP) or a TCP flow still in its handshake goes further.
-        e->add_tcp(static_cast<uint8_t>(tcp_state::kSeen0 << slot));
-        if (((pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) != 0 || e->tclass() == TimeoutClass::TcpSyn) &&
-            pm.l4_offset != 0) {
-            update_tcp(flows_, *e, pm.tcp_flags, slot, t);
-        }
+        track(*e, m, pm, slot, t);
         bool changed = false;
-        if (e->dpi_state() == DpiState::Pending && pm.l4_offset != 0) {
-            if (pm.payload_length == 0) {
-                AppClassifier::skip(*e, pm.tcp_flags, slot);
-            } else {
-                if (!classifier_.has_free_state()) {
-                    reclaim_half_open(*e, t);
-                }
-                classifier_.begin(*e, m->pkt_len);
-            }
-        }
-        if (e->dpi_state() == DpiState::Classifying) {
-            // nDPI sees packets that carry their L4 header, from the IP header on.
-            if (!pm.is_fragment || pm.first_fragment) {
-                FfStep step = FfStep::Normal;
-                if (slot == e->client_slot() && pm.l4_proto == 6 && ff_pool_.enabled() && policy_ != nullptr &&
-                    !e->ff_over() && !cached::drops(e->action)) {
-                    step = first_flight(*e, m, pm, slot, t, changed, nout);
-                    if (step == FfStep::Consumed) {
-                        continue;
-                    }
-                } else if (e->ff_held()) {
-                    // The server's packets wait for the client's message: nDPI must not end
-                    // before it has seen it.
-                    step = FfStep::Forward;
-                }
-                L7G_TSC(tc0);
-                if (step == FfStep::Normal) {
-                    changed = classifier_.packet(*e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
-                                                 m->data_len - pm.l3_offset, t / 1000000u);
-                }
-#if L7G_PROFILING
-                cyc_classify += rte_rdtsc() - tc0;
-#endif
-                if (changed && e->dpi_state() == DpiState::Done) {
-                    emit_scores(*e, t);  // the flow's risks are final now
-                }
-            }
-        } else if (e->dpi_state() != DpiState::Pending) {
-            // Done or None. A Classifying or Pending flow's packets are counted once, when its
-            // classification ends (under its final protocol), never as Unknown before that.
-            classifier_.count_packet(*e, m->pkt_len);
+        if (!classify(*e, m, pm, slot, t, changed, nout, cyc_classify)) {
+            continue;
         }
         if (pm.is_fragment && pm.first_fragment) {
-            // Recorded whatever the verdict: the later fragments of a dropped flow's datagram
-            // find their flow and take its verdict (and are counted under it), instead of
-            // counting as frag_no_first and following --malformed.
-            FragKey fk;
-            FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
-            if (frags_.insert(fk, flows_.index_of(*e), slot, t)) {
-                counters_.frag_tracked.inc();
-            } else {
-                counters_.frag_table_full.inc();
-            }
+            track_fragment(*e, m, pm, slot, t);
         }
-        if (policy_ != nullptr) {
-            // Decide when something the verdict depends on changed: a new flow (generation 0
-            // never matches the epoch, which skips 0), the protocol or risks, or a snapshot.
-            if (changed || e->generation != generation) {
-                L7G_TSC(tp0);
-                decide(*e, *policy_, m, slot, changed);
-#if L7G_PROFILING
-                cyc_policy += rte_rdtsc() - tp0;
-#endif
-            }
-            if (e->action != static_cast<uint8_t>(Action::Pass)) {
-                counters_.reason_packets[e->reason & (kMaxReasons - 1)].inc();
-                if (cached::drops(e->action)) {
-                    if (e->action == cached::kReject) {
-                        reject(m, pm, t);
-                        if (pm.l4_proto == 6 && e->tclass() != TimeoutClass::TcpClosed) {
-                            // Both endpoints were told to reset: the connection is over, and
-                            // a new SYN on its 5-tuple starts a new flow.
-                            e->add_tcp(tcp_state::kRst);
-                            flows_.set_class(*e, TimeoutClass::TcpClosed, t);
-                        }
-                    }
-                    drop(m, DropReason::Policy);
-                    continue;
-                }
-            }
+        if (act(*e, m, pm, slot, t, pi, changed, generation, cyc_policy)) {
+            b.out[nout++] = m;
         }
-        if (cached::shaped(e->action) && policy_ != nullptr && !shape(m, *e, pi, t)) {
-            continue;  // queued or dropped by the shaper
-        }
-        b.out[nout++] = m;
     }
     free_dropped();
 #if L7G_PROFILING
     L7G_STAGE_ADD(Classify, cyc_classify);
     L7G_STAGE_ADD(Policy, cyc_policy);
     L7G_STAGE_ADD(Action, rte_rdtsc() - ts_stage3 - cyc_classify - cyc_policy);
+#else
+    (void)cyc_classify;
+    (void)cyc_policy;
 #endif
     return nout;
 }
+
+#undef L7G_STAGE
 
 Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
                                     bool& changed, unsigned& nout) noexcept {

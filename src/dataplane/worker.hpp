@@ -202,6 +202,19 @@ private:
     void ff_release(uint32_t idx, DropReason r, unsigned& nout) noexcept;
     // Works on the command at the head of commands_ (a bounded chunk per housekeeping).
     void serve_command() noexcept;
+    // process_burst's stages (defined in worker.cpp, force-inlined into it).
+    inline unsigned parse_burst(QueueCounters& qc, unsigned n, uint64_t now_ns) noexcept;
+    inline void lookup_burst(unsigned n, unsigned nlook) noexcept;
+    inline void pass_unparsed(rte_mbuf* m, const PacketMeta& pm, unsigned& nout) noexcept;
+    inline FlowEntry* flow_of(unsigned i, rte_mbuf* m, const PacketMeta& pm, unsigned pi, uint64_t now_ns,
+                              uint8_t& slot, unsigned& nout) noexcept;
+    inline void track(FlowEntry& e, const rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t) noexcept;
+    inline bool classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, bool& changed,
+                         unsigned& nout, uint64_t& cycles) noexcept;
+    inline void track_fragment(const FlowEntry& e, const rte_mbuf* m, const PacketMeta& pm, uint8_t slot,
+                               uint64_t t) noexcept;
+    inline bool act(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, unsigned pi,
+                    bool changed, uint16_t generation, uint64_t& cycles) noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
     FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;

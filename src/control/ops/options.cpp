@@ -123,15 +123,18 @@ constexpr OptSpec kOpts[] = {
     {"top-hosts", 0, true, "N",
      "hosts by risk score in the metrics (l7gate_host_score) and the stats JSON (default 20)"},
     {"watchdog-ms", 0, true, "MS",
-     "the control thread counts and logs a worker whose loop has not moved for MS "
+     "the watchdog thread counts (and the control thread logs) a worker whose loop has not moved for MS "
      "milliseconds (default 500; 0: no watchdog)"},
     {"fail-open", 0, false, nullptr,
-     "when the watchdog sees a worker stalled, the control thread forwards that worker's "
+     "when the watchdog sees a worker stalled, its thread forwards that worker's "
      "queues uninspected until it recovers (needs one TX queue per port beyond --rxq; for "
      "net_pcap one more tx_pcap)"},
     {"test-stall-worker", 0, true, "Q:PACKETS:MS",
      "testing only: worker Q stops for MS milliseconds once it has received PACKETS "
      "packets, holding its burst (exercises the watchdog)"},
+    {"test-slow-control", 0, true, "MS",
+     "testing only: the control thread sleeps MS milliseconds more on every tick, as if a "
+     "service took that long (the watchdog and fail-open must not wait for it)"},
     {"bench-fresh-flows", 0, true, "N",
      "benchmarks only: every N packets received on a queue (one pass of a capture replayed "
      "with infinite_rx) the IP addresses of every frame are rewritten (a new 16-bit value "
@@ -389,6 +392,12 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
         opt.test_stall_queue = static_cast<int>(q);
         opt.test_stall_packets = pk;
         opt.test_stall_ms = static_cast<uint32_t>(ms);
+    } else if (key == "test-slow-control") {
+        uint64_t ms = 0;
+        if (!parse_u64(v, 60000, ms)) {
+            return bad("expected milliseconds, 0 to 60000");
+        }
+        opt.test_slow_control_ms = static_cast<uint32_t>(ms);
     } else if (key == "policy-format") {
         if (v != "auto" && v != "yaml" && v != "nprobe") {
             return bad("expected auto, yaml or nprobe");

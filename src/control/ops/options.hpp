@@ -55,6 +55,7 @@ struct Options {
     bool bench_stop_at_end = false;  // --bench-stop-at-end: workers stop at the end of a replay
     uint64_t test_stall_packets = 0;
     uint32_t test_stall_ms = 0;
+    uint32_t test_slow_control_ms = 0;  // --test-slow-control MS (testing only)
     std::string metrics = "127.0.0.1:9777";  // --metrics HOST:PORT ("" = off)
     bool check = false;              // --check: validate --policy and exit
     std::string convert_policy;      // --convert-policy FILE.json

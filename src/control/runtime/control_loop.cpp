@@ -29,8 +29,12 @@ class WatchdogService : public Service {
 public:
     explicit WatchdogService(Watchdog& w) : w_(w) {}
     const char* name() const override { return "watchdog"; }
-    // While the fail-open path forwards a stalled worker's queues it polls at once.
-    bool run(Clock::time_point now, Clock::time_point) override { return w_.tick(now); }
+    // Detection and fail-open forwarding run on the watchdog's own thread: this only logs
+    // the stalls and recoveries it counted.
+    bool run(Clock::time_point, Clock::time_point) override {
+        w_.report();
+        return false;
+    }
 
 private:
     Watchdog& w_;
@@ -243,10 +247,13 @@ std::string run_services(Options& opt, const std::vector<uint16_t>& ports, const
 
     bool again = false;
     while (!stop.load(std::memory_order_relaxed)) {
-        // A service with work left (fail-open forwarding, a record backlog) runs again at once;
+        // A service with work left (a record or score-event backlog) runs again at once;
         // each still stops at its budget, so the others and the stop conditions keep their turn.
         if (!again) {
             std::this_thread::sleep_for(kTick);
+        }
+        if (opt.test_slow_control_ms != 0) {  // tests: a control thread held up on every tick
+            std::this_thread::sleep_for(std::chrono::milliseconds(opt.test_slow_control_ms));
         }
         again = rt.tick();
         if (prompt != nullptr && prompt->quit()) {

@@ -475,6 +475,7 @@ void Gateway::make_services() {
     watchdog_ = std::make_unique<Watchdog>(workers_, ports_, peer_of_,
                                            WatchdogConfig{opt_.watchdog_ms, opt_.fail_open,
                                                           static_cast<uint16_t>(opt_.rxq)});
+    watchdog_->start();  // its own thread (logs why when it cannot start)
     if (opt_.interactive) {
         PromptContext pc;
         pc.ports = ports_;
