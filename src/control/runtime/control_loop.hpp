@@ -3,9 +3,10 @@
 // every kTick by a ServiceRuntime, and the stop conditions.
 //
 // Services, in the order they run each tick, and their time budgets (kBudget* below):
-//   watchdog      stalled workers, fail-open forwarding                     1 ms
-//   flow_records  flow records from the workers' rings to the flow log     2 ms
+//   watchdog      logs what the watchdog thread counted (stalls, recoveries) 1 ms
+//   flow_records  RecordStream: the workers' rings to the record sinks     2 ms
 //   hosts         host score events (<= HostScores::kEventsPerTick), blocks 1 ms
+//   queries       replies from the workers' command rings (prompt, telemetry) 0.5 ms
 //   prompt        -i commands                                               2 ms
 //   policy        reload triggers, reloads, acknowledgements, retired free  5 ms
 //   metrics       counters folded and the Prometheus families, once a second 20 ms
