@@ -88,9 +88,16 @@ class ReloadTest(LiveCase):
             for i in range(RELOADS):
                 kind = ("a", "b", "invalid")[i % 3]
                 write_atomic(gate.policy, {"a": POLICY_A, "b": POLICY_B, "invalid": INVALID}[kind])
+                t0 = time.monotonic()
                 gate.signal(signal.SIGHUP)
                 sent[kind] += 1
-                time.sleep(interval)
+                # One reload per SIGHUP: signals that arrive before the control thread took the
+                # previous one are one request (a reload reads the file as it is then), so the
+                # next file is written only once this one's load is logged.
+                wait_for(lambda: sighup_reloads(gate.log()), 10,
+                         "the reload of SIGHUP %d" % (i + 1), until=lambda n, k=i: n >= k + 1,
+                         proc=gate.proc)
+                time.sleep(max(0.0, interval - (time.monotonic() - t0)))
             # End on a valid policy: wait until l7gate has loaded it (every SIGHUP's load is
             # logged "reloaded ... (SIGHUP)" or "reload (SIGHUP) failed").
             write_atomic(gate.policy, POLICY_B)

@@ -524,10 +524,12 @@ private:
                 }
                 const std::string c = closest(name, cand);
                 error(m.pos, "unknown shaper '" + name + "'" + (c.empty() ? "" : " (did you mean '" + c + "'?)"));
-                return 0;
+                // Still a marker (pass): the compile goes on to report every error, and the
+                // tables it builds meanwhile index this one.
+            } else {
+                mk.action = police ? Action::Police : Action::Shape;
+                mk.shaper = it->second;
             }
-            mk.action = police ? Action::Police : Action::Shape;
-            mk.shaper = it->second;
         }
         mk.reason = ctx_.reasons->id(reason);
         snap_->markers.push_back(mk);
