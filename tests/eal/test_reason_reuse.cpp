@@ -5,6 +5,7 @@
 // the id's counters as the baseline its next name starts from.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -62,11 +63,13 @@ protected:
     // `rounds` rounds in all or `limit` steps.
     void run(ctl::ReasonReclaimer& rc, uint64_t oldest_live, uint64_t rounds, int limit = 100) {
         for (int i = 0; i < limit && !(rc.rounds() >= rounds && rc.idle()); ++i) {
-            rc.step(oldest_live);
+            clock_ += std::chrono::seconds(2);  // past kRetryHeld: a held id is swept for again
+            rc.step(oldest_live, clock_);
             w_->housekeeping(now_);
         }
     }
     rte_ring* ring_ = nullptr;
+    ctl::ReasonReclaimer::Clock::time_point clock_{};
 };
 
 TEST_F(ReasonReuse, AnIdIsReusedOnlyOnceNoFlowAndNoRecordHoldsIt) {
@@ -108,11 +111,25 @@ TEST_F(ReasonReuse, AnIdIsReusedOnlyOnceNoFlowAndNoRecordHoldsIt) {
     ASSERT_TRUE(rc.idle()) << "the sweep of 4,096 entries takes one housekeeping";
     EXPECT_EQ(reasons_.name(rule), rule_name) << "reused under a live flow";
     EXPECT_EQ(reasons_.reclaimed(), 0u);
+    // Swept for again only kRetryHeld after the last round started, not at every tick.
+    const auto t = clock_ + std::chrono::seconds(10);
+    for (int i = 0; i < 10 && (rc.rounds() < 2 || !rc.idle()); ++i) {
+        rc.step(2, t);
+        w_->housekeeping(now_);
+    }
+    ASSERT_EQ(rc.rounds(), 2u);
+    ASSERT_TRUE(rc.idle());
+    rc.step(2, t + std::chrono::milliseconds(500));
+    EXPECT_EQ(rc.rounds(), 2u) << "an id found held was swept for again before kRetryHeld";
+    EXPECT_EQ(reasons_.name(rule), rule_name);
+    rc.step(2, t + std::chrono::milliseconds(1500));
+    EXPECT_EQ(rc.rounds(), 3u);
+    clock_ = t + std::chrono::seconds(2);
 
     // The flow ends: its record waits in the ring, and holds the id.
     w_->flush_flows();
     ASSERT_EQ(rte_ring_count(ring_), 1u);
-    run(rc, 2, 3, 20);
+    run(rc, 2, 5, 20);
     EXPECT_FALSE(rc.idle()) << "waiting for the record";
     EXPECT_EQ(reasons_.name(rule), rule_name) << "reused under a record in flight";
 

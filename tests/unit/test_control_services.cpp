@@ -404,11 +404,14 @@ TEST_F(Reloads, NamesNothingUsesAreReusedSoReloadsNeverRunOutOfReasonIds) {
         packets += 70;
     };
     pm.set_reason_holders(std::move(h));
+    const Clock::time_point t0 = Clock::now();
+    int ticks = 0;
     auto tick = [&] {
         for (int k = 0; k < 3; ++k) {
             fake_sweep(sweeps[0], {});
             fake_sweep(sweeps[1], held);
-            pm.poll(Clock::now());
+            // 2 s a tick: past kRetryHeld, so ids found held are swept for again.
+            pm.poll(t0 + std::chrono::seconds(2 * ++ticks));
         }
     };
 

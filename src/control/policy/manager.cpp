@@ -244,7 +244,7 @@ void PolicyManager::poll(Clock::time_point now) {
         retired_.pop_front();
     }
     if (current_ != nullptr) {
-        reclaimer_.step(retired_.empty() ? current_->generation : retired_.front().snapshot->generation);
+        reclaimer_.step(retired_.empty() ? current_->generation : retired_.front().snapshot->generation, now);
     }
 }
 

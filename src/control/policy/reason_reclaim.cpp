@@ -3,11 +3,12 @@
 #include <algorithm>
 #include <atomic>
 
+#include "dataplane/policy_snapshot.hpp"
 #include "dataplane/reason_sweep.hpp"
 
 namespace l7gate::ctl {
 
-void ReasonReclaimer::step(uint64_t oldest_live) {
+void ReasonReclaimer::step(uint64_t oldest_live, Clock::time_point now) {
     if (reasons_ == nullptr || oldest_live == 0) {
         return;
     }
@@ -17,6 +18,13 @@ void ReasonReclaimer::step(uint64_t oldest_live) {
         if (candidates_.empty()) {
             return;
         }
+        held_tag_.resize(dp::kMaxReasons, 0);
+        const bool only_held = std::all_of(candidates_.begin(), candidates_.end(),
+                                           [this](const auto& c) { return held_tag_[c.id] == c.tag; });
+        if (only_held && now - last_round_ < kRetryHeld) {
+            return;
+        }
+        last_round_ = now;
         round_ += 1;
         for (size_t w = 0; w < workers; ++w) {
             // release: pairs with the worker's acquire; it starts a sweep only after this.
@@ -31,8 +39,14 @@ void ReasonReclaimer::step(uint64_t oldest_live) {
                 return;  // not yet (a stalled worker holds the round)
             }
         }
+        std::fill(held_tag_.begin(), held_tag_.end(), 0);
         for (size_t w = 0; w < workers; ++w) {
             const dp::ReasonSweep& s = holders_.sweep(w);
+            for (const ReasonRegistry::Candidate& c : candidates_) {
+                if (s.seen_bit(c.id)) {
+                    held_tag_[c.id] = c.tag;
+                }
+            }
             candidates_.erase(std::remove_if(candidates_.begin(), candidates_.end(),
                                              [&s](const ReasonRegistry::Candidate& c) { return s.seen_bit(c.id); }),
                               candidates_.end());

@@ -19,8 +19,12 @@
 //   4. release: the registry frees each candidate whose tag did not move meanwhile (a reload
 //      that used the name again keeps it), with its counters' current totals as the baseline
 //      the next name's counters start from.
-// A stalled worker never completes its sweep: nothing is reclaimed until it resumes.
+// A stalled worker never completes its sweep: nothing is reclaimed until it resumes. Ids that
+// the last round found held (long-lived flows of a removed rule) are swept for again at most
+// every kRetryHeld, so such flows do not keep the workers sweeping; a new candidate starts a
+// round at once.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -47,12 +51,15 @@ struct ReasonHolders {
 
 class ReasonReclaimer {
 public:
+    using Clock = std::chrono::steady_clock;
+    static constexpr auto kRetryHeld = std::chrono::seconds(1);
+
     explicit ReasonReclaimer(ReasonRegistry* reasons) : reasons_(reasons) {}
 
     void set_holders(ReasonHolders h) { holders_ = std::move(h); }
     // One step of a round; oldest_live: the generation of the oldest snapshot not yet freed
     // (0: none).
-    void step(uint64_t oldest_live);
+    void step(uint64_t oldest_live, Clock::time_point now);
     // Rounds started (a round starts only when there are candidates).
     uint64_t rounds() const { return round_; }
     bool idle() const { return stage_ == Stage::Idle; }
@@ -65,6 +72,8 @@ private:
     Stage stage_ = Stage::Idle;
     uint64_t round_ = 0;
     std::vector<ReasonRegistry::Candidate> candidates_;
+    std::vector<uint64_t> held_tag_;  // by id: its tag when the last round found it held, else 0
+    Clock::time_point last_round_{};
     std::vector<uint64_t> queued_at_;  // by worker: records queued when the sweeps were done
 };
 
