@@ -1084,6 +1084,37 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
     counters_.flows_active.set(flows_.active());
     classifier_.publish();
     serve_command();
+    sweep_reasons();
+}
+
+void Worker::sweep_reasons() noexcept {
+    ReasonSweep& s = reason_sweep_;
+    if (!s.active) {
+        // acquire: the control thread is done reading `seen` before it raises the request.
+        const uint64_t want = s.request.load(std::memory_order_acquire);
+        if (want == s.serving) {
+            return;
+        }
+        s.serving = want;
+        s.active = true;
+        s.cursor = 0;
+        std::memset(s.seen, 0, sizeof(s.seen));
+    }
+    const uint32_t cap = flows_.capacity();
+    const uint32_t end = cap - s.cursor > ReasonSweep::kSliceEntries ? s.cursor + ReasonSweep::kSliceEntries : cap;
+    for (uint32_t i = s.cursor; i < end; ++i) {
+        const FlowEntry& e = flows_.at(i);
+        if (e.live()) {
+            const unsigned r = e.reason & (kMaxReasons - 1);
+            s.seen[r / 64] |= uint64_t{1} << (r % 64);
+        }
+    }
+    s.cursor = end;
+    if (end == cap) {
+        s.active = false;
+        // release: `seen` is complete before the control thread can see the sweep done.
+        s.completed.store(s.serving, std::memory_order_release);
+    }
 }
 
 void Worker::flush_flows() noexcept {

@@ -17,6 +17,7 @@
 #include "dataplane/frag_table.hpp"
 #include "dataplane/packet_parser.hpp"
 #include "dataplane/policy_snapshot.hpp"
+#include "dataplane/reason_sweep.hpp"
 #include "dataplane/shaper.hpp"
 
 struct rte_mbuf;
@@ -117,6 +118,9 @@ public:
     // cp: the worker's command and reply rings (command_channel.hpp); the worker answers from
     // its housekeeping. The channel and its reply slots live as long as the Worker.
     CommandChannel& commands() noexcept { return commands_; }
+    // cp: the reason ids its live flows hold, swept on request from the housekeeping
+    // (reason_sweep.hpp). Lives as long as the Worker.
+    ReasonSweep& reason_sweep() noexcept { return reason_sweep_; }
 
     const WorkerCounters& counters() const noexcept { return counters_; }
 
@@ -149,6 +153,8 @@ public:
     Burst& burst() noexcept { return burst_; }
 
     void housekeeping(uint64_t now_ns) noexcept;
+    // One slice of a requested reason sweep (reason_sweep.hpp); housekeeping calls it.
+    void sweep_reasons() noexcept;
     // Takes the published policy and blocked-host snapshots for the next bursts (run() does
     // it every iteration, outside any burst), and moves the verdict epoch when either is
     // another one. Public for tests.
@@ -267,6 +273,7 @@ private:
     FirstFlightPool ff_pool_;
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     CommandChannel commands_;  // dp: serves it; cp: sends and receives through it (see there)
+    ReasonSweep reason_sweep_;  // dp: sweeps on request; cp: requests and reads (see there)
     static constexpr unsigned kDropBatch = 64;
     rte_mbuf* dropped_[kDropBatch] = {};
     unsigned ndropped_ = 0;

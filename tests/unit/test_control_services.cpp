@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -21,6 +22,8 @@
 #include "control/policy/compiler.hpp"
 #include "control/policy/manager.hpp"
 #include "control/runtime/service.hpp"
+#include "control/observe/stats_report.hpp"
+#include "dataplane/reason_sweep.hpp"
 #include "dataplane/policy_snapshot.hpp"
 
 namespace l7gate::test {
@@ -348,6 +351,139 @@ TEST_F(Reloads, RetiredSnapshotsPileUpBehindAStalledWorkerAndAreExported) {
     pm.poll(Clock::now());
     EXPECT_EQ(pm.retired_pending(), 0u);
     EXPECT_TRUE(has_line(metrics_text({}, ctl::policy_status(&pm)), "l7gate_policy_retired_pending 0"));
+}
+
+} // namespace
+} // namespace l7gate::test
+
+namespace l7gate::test {
+namespace {
+
+// A worker's side of a reason sweep (dp::Worker::sweep_reasons), done at once: the ids its
+// live flows hold.
+void fake_sweep(dp::ReasonSweep& s, const std::vector<uint16_t>& held) {
+    const uint64_t want = s.request.load(std::memory_order_acquire);
+    if (want == s.serving) {
+        return;
+    }
+    s.serving = want;
+    std::memset(s.seen, 0, sizeof(s.seen));
+    for (const uint16_t id : held) {
+        s.seen[id / 64] |= uint64_t{1} << (id % 64);
+    }
+    s.completed.store(want, std::memory_order_release);
+}
+
+// Issue 19 point 5: the registry saturated at 4,095 names for the life of the process, and
+// every later new rule's reason was "other". 100 reloads of 100 new rule names each (10,000
+// names) through PolicyManager with two fake workers: every rule of the policy in force keeps
+// its own name; an id a live flow holds, or a flow record not yet taken from its ring, keeps
+// its name until they are gone; a reused id's counters start from 0 for its new name.
+TEST_F(Reloads, NamesNothingUsesAreReusedSoReloadsNeverRunOutOfReasonIds) {
+    auto write_rules = [this](int r) {
+        std::ofstream f(path_, std::ios::trunc);
+        f << "version: 1\ndefault_policy: p\npolicies:\n  p:\n    default: pass\n    ips:\n";
+        for (int i = 0; i < 100; ++i) {
+            f << "      10." << r << "." << i << ".0/24: drop\n";
+        }
+    };
+    write_rules(0);
+    ctl::PolicyManager pm(path_, "yaml", ctx_, nullptr);
+    std::vector<ctl::PolicyError> errors;
+    ASSERT_TRUE(pm.load_initial(errors));
+    dp::ReasonSweep sweeps[2];
+    std::vector<uint16_t> held;         // worker 1's live flows
+    uint64_t queued = 0, taken = 0;     // worker 0's flow-record ring
+    ctl::ReasonHolders h;
+    h.workers = 2;
+    h.sweep = [&sweeps](size_t w) -> dp::ReasonSweep& { return sweeps[w]; };
+    h.records_queued = [&queued](size_t w) { return w == 0 ? queued : 0; };
+    h.records_taken = [&taken](size_t w) { return w == 0 ? taken : 0; };
+    h.counters = [](uint16_t, uint64_t& flows, uint64_t& packets) {
+        flows += 7;
+        packets += 70;
+    };
+    pm.set_reason_holders(std::move(h));
+    const Clock::time_point t0 = Clock::now();
+    int ticks = 0;
+    auto tick = [&] {
+        for (int k = 0; k < 3; ++k) {
+            fake_sweep(sweeps[0], {});
+            fake_sweep(sweeps[1], held);
+            // 2 s a tick: past kRetryHeld, so ids found held are swept for again.
+            pm.poll(t0 + std::chrono::seconds(2 * ++ticks));
+        }
+    };
+
+    uint16_t flow_id = 0, record_id = 0;
+    std::string flow_name, record_name;
+    for (int r = 1; r <= 100; ++r) {
+        write_rules(r);
+        pm.request_reload("test");
+        tick();
+        ASSERT_EQ(pm.status().generation, static_cast<uint64_t>(r + 1));
+        const dp::PolicySnapshot* cur = pm.current();
+        std::set<std::string> seen;
+        uint16_t first = 0;
+        for (const dp::Marker& m : cur->markers) {
+            ASSERT_NE(m.reason, dp::kReasonOther) << "reload " << r << ": the registry ran out of ids";
+            const std::string n = reasons_.name(m.reason);
+            ASSERT_NE(n, "other") << "reload " << r;
+            if (n.find("/ips/") != std::string::npos) {
+                ASSERT_NE(n.find("10." + std::to_string(r) + "."), std::string::npos) << "reload " << r << ": " << n;
+                first = seen.empty() ? m.reason : first;
+                seen.insert(n);
+            }
+        }
+        ASSERT_EQ(seen.size(), 100u) << "reload " << r;
+        if (r == 1) {
+            // A flow decided by this reload's first rule keeps its verdict (and reason) for good.
+            flow_id = first;
+            flow_name = reasons_.name(flow_id);
+            held.push_back(flow_id);
+        }
+        if (r == 10) {
+            // A flow of this reload's first rule ended: its record waits in the ring.
+            record_id = first;
+            record_name = reasons_.name(record_id);
+            queued = 1;
+        }
+        if (r > 1) {
+            EXPECT_EQ(reasons_.name(flow_id), flow_name) << "reload " << r << ": reused under a live flow";
+        }
+        if (r > 10 && r < 15) {
+            EXPECT_EQ(reasons_.name(record_id), record_name) << "reload " << r << ": reused under a record in flight";
+        }
+        if (r == 15) {
+            EXPECT_EQ(reasons_.name(record_id), record_name);  // the stream takes and formats it now
+            taken = 1;
+        }
+        EXPECT_LT(reasons_.size(), 900u) << "reload " << r;
+    }
+    EXPECT_NE(reasons_.name(record_id), record_name) << "released once its record was taken";
+    EXPECT_GT(reasons_.reclaimed(), 9000u);
+    EXPECT_EQ(reasons_.name(flow_id), flow_name);
+    held.clear();  // the flow ended
+    tick();
+    EXPECT_NE(reasons_.name(flow_id), flow_name);
+
+    // A reused id's counters start from 0 for its new name: the counters of every id are 7
+    // flows and 70 packets (the fake's), all of them the previous names'.
+    const uint16_t reused = reasons_.id("p/ips/a new name", 1000);
+    uint64_t bf = 0, bp = 0;
+    reasons_.baseline(reused, bf, bp);
+    EXPECT_EQ(bf, 7u);
+    EXPECT_EQ(bp, 70u);
+    ctl::StatsSnapshot s;
+    s.reasons.push_back({reused, 7, 70});
+    s.reasons.push_back({reused == 1 ? uint16_t{2} : uint16_t{1}, 9, 90});
+    const auto totals = ctl::reason_totals(s, reasons_);
+    ASSERT_EQ(totals.size(), 1u);
+    EXPECT_NE(totals[0].id, reused);
+    ctl::MetricsExporter m;
+    m.update_at(1.0, {}, names(), reasons_, {}, 2e9);
+    EXPECT_TRUE(has_line(m.text(), "l7gate_reason_names " + std::to_string(reasons_.size()))) << m.text();
+    EXPECT_TRUE(has_line(m.text(), "l7gate_reason_names_reclaimed_total " + std::to_string(reasons_.reclaimed())));
 }
 
 } // namespace

@@ -501,7 +501,7 @@ void add_verdict_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s,
     MetricFamily verdicts = family("l7gate_verdicts_total", C,
         "Flows given a verdict, by reason (policy/kind/key; a flow is counted again when its verdict changes). The 50 reasons with most flows have their own series, reason=\"other\" sums the rest.");
     std::vector<StatsSnapshot::ReasonStats> by_flows;
-    for (const auto& r : s.reasons) {
+    for (const auto& r : reason_totals(s, reasons)) {
         if (r.flows != 0) {
             by_flows.push_back(r);
         }
@@ -551,8 +551,11 @@ void add_policy_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s, 
         "Replaced policy snapshots not yet freed: some worker has not passed a quiescent state since (a stalled worker keeps every later one).",
         d(policy.retired_pending));
     single(out, "l7gate_reason_names", G,
-        "Verdict reason names registered since start (policy/kind/key), of 4,095: names are never reused, and once all are taken a new rule's reason is counted and logged as \"other\".",
+        "Verdict reason names in use (policy/kind/key), of 4,095: names no policy, flow or record in flight holds any more are released and their ids reused; only when 4,095 are in use at once is a new rule's reason counted and logged as \"other\".",
         d(reasons.size()));
+    single(out, "l7gate_reason_names_reclaimed_total", C,
+        "Verdict reason names released because no live policy snapshot, flow or flow record in flight used them any more; their ids serve new names, whose counters start at 0.",
+        d(reasons.reclaimed()));
     single(out, "l7gate_policy_last_reload_timestamp_seconds", G,
         "Unix time of the last policy load attempt (the load at start included); 0 if none.", policy.last_reload_unix);
     single(out, "l7gate_policy_last_reload_success", G,

@@ -258,6 +258,25 @@ namespace {
 double per(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b); }
 } // namespace
 
+std::vector<StatsSnapshot::ReasonStats> reason_totals(const StatsSnapshot& s, const ReasonRegistry& reasons) {
+    std::vector<StatsSnapshot::ReasonStats> out;
+    for (StatsSnapshot::ReasonStats r : s.reasons) {
+        uint64_t flows = 0;
+        uint64_t packets = 0;
+        reasons.baseline(r.id, flows, packets);
+        // Saturating: the counters may have been read before the baseline was captured.
+        r.flows = r.flows > flows ? r.flows - flows : 0;
+        r.packets = r.packets > packets ? r.packets - packets : 0;
+        if (r.flows != 0 || r.packets != 0) {
+            out.push_back(r);
+        }
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+        return a.packets != b.packets ? a.packets > b.packets : a.id < b.id;
+    });
+    return out;
+}
+
 std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
                        const ReasonRegistry& reasons) {
     std::ostringstream o;
@@ -350,9 +369,10 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     }
     o << "}}";
     o << ",\"verdicts\":{\"evaluations\":" << s.policy_evaluations << ",\"reasons\":{";
-    for (size_t i = 0; i < s.reasons.size(); ++i) {
-        o << (i ? "," : "") << json_string(reasons.name(s.reasons[i].id)) << ":{\"flows\":" << s.reasons[i].flows
-          << ",\"packets\":" << s.reasons[i].packets << "}";
+    const std::vector<StatsSnapshot::ReasonStats> totals = reason_totals(s, reasons);
+    for (size_t i = 0; i < totals.size(); ++i) {
+        o << (i ? "," : "") << json_string(reasons.name(totals[i].id)) << ":{\"flows\":" << totals[i].flows
+          << ",\"packets\":" << totals[i].packets << "}";
     }
     o << "}}";
     o << ",\"hosts\":{\"blocked\":" << s.blocked_hosts << ",\"blocks_total\":" << s.host_blocks_total
@@ -474,9 +494,9 @@ void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t
                           ", table full %" PRIu64 "\n",
                      s.frag_tracked, s.frag_matched, s.frag_table_full);
     }
-    if (!s.reasons.empty()) {
+    if (const auto totals = reason_totals(s, reasons); !totals.empty()) {
         std::fprintf(out, "\n%-44s %8s %12s\n", "verdict reason", "flows", "packets");
-        for (const auto& r : s.reasons) {
+        for (const auto& r : totals) {
             std::fprintf(out, "%-44s %8" PRIu64 " %12" PRIu64 "\n", reasons.name(r.id).c_str(), r.flows, r.packets);
         }
     }

@@ -137,6 +137,10 @@ class HostScores;
 inline constexpr size_t kTopHosts = 20;
 void fill_host_stats(StatsSnapshot& s, const HostScores* hosts, size_t top = kTopHosts);
 
+// s.reasons with each id's counters counted from the moment its name took it (an id reused
+// for another name starts from the baseline ReasonRegistry::release captured), zeros left
+// out, by packets descending.
+std::vector<StatsSnapshot::ReasonStats> reason_totals(const StatsSnapshot& s, const ReasonRegistry& reasons);
 std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,
                        const ReasonRegistry& reasons);
 void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz, const NdpiNames& names,

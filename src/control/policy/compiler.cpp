@@ -17,13 +17,52 @@
 namespace l7gate::ctl {
 
 ReasonRegistry::ReasonRegistry() {
-    names_.reserve(dp::kMaxReasons);
+    names_.reserve(dp::kReasonOther);
+    tags_.reserve(dp::kReasonOther);
+    base_flows_.assign(dp::kMaxReasons, 0);
+    base_packets_.assign(dp::kMaxReasons, 0);
     id("none");
 }
 
 size_t ReasonRegistry::size() const {
     std::lock_guard<std::mutex> g(mutex_);
-    return names_.size();
+    return names_.size() - free_.size();
+}
+
+uint64_t ReasonRegistry::reclaimed() const {
+    std::lock_guard<std::mutex> g(mutex_);
+    return reclaimed_;
+}
+
+std::vector<ReasonRegistry::Candidate> ReasonRegistry::candidates(uint64_t oldest_live) const {
+    std::lock_guard<std::mutex> g(mutex_);
+    std::vector<Candidate> out;
+    for (size_t i = 0; i < names_.size(); ++i) {
+        if (!names_[i].empty() && tags_[i] < oldest_live) {
+            out.push_back({static_cast<uint16_t>(i), tags_[i]});
+        }
+    }
+    return out;
+}
+
+bool ReasonRegistry::release(const Candidate& c, uint64_t flows, uint64_t packets) {
+    std::lock_guard<std::mutex> g(mutex_);
+    if (c.id >= names_.size() || names_[c.id].empty() || tags_[c.id] != c.tag || c.tag == kPinned) {
+        return false;
+    }
+    ids_.erase(names_[c.id]);
+    names_[c.id].clear();
+    base_flows_[c.id] = flows;
+    base_packets_[c.id] = packets;
+    free_.push_back(c.id);
+    reclaimed_ += 1;
+    return true;
+}
+
+void ReasonRegistry::baseline(uint16_t id, uint64_t& flows, uint64_t& packets) const {
+    std::lock_guard<std::mutex> g(mutex_);
+    flows = base_flows_[id & (dp::kMaxReasons - 1)];
+    packets = base_packets_[id & (dp::kMaxReasons - 1)];
 }
 
 int ShaperSlots::slot(const std::string& name) {
@@ -39,23 +78,33 @@ int ShaperSlots::slot(const std::string& name) {
     return v;
 }
 
-uint16_t ReasonRegistry::id(const std::string& reason) {
+uint16_t ReasonRegistry::id(const std::string& reason, uint64_t generation) {
     std::lock_guard<std::mutex> g(mutex_);
     if (auto it = ids_.find(reason); it != ids_.end()) {
+        uint64_t& tag = tags_[it->second];
+        tag = generation > tag ? generation : tag;
         return it->second;
     }
-    if (names_.size() >= dp::kReasonOther) {
+    uint16_t v;
+    if (!free_.empty()) {
+        v = free_.front();  // released by ReasonReclaimer: nothing holds it any more
+        free_.pop_front();
+        names_[v] = reason;
+        tags_[v] = generation;
+    } else if (names_.size() < dp::kReasonOther) {
+        v = static_cast<uint16_t>(names_.size());
+        names_.push_back(reason);
+        tags_.push_back(generation);
+    } else {
         return dp::kReasonOther;  // counted together as "other"
     }
-    const auto v = static_cast<uint16_t>(names_.size());
-    names_.push_back(reason);
     ids_.emplace(reason, v);
     return v;
 }
 
 std::string ReasonRegistry::name(uint16_t id) const {
     std::lock_guard<std::mutex> g(mutex_);
-    return id < names_.size() ? names_[id] : std::string("other");
+    return id < names_.size() && !names_[id].empty() ? names_[id] : std::string("other");
 }
 
 bool parse_cidr(const std::string& in, uint8_t& version, uint8_t addr[16], uint8_t& len) {
@@ -178,8 +227,8 @@ public:
         snap_ = std::make_unique<dp::PolicySnapshot>();
         snap_->generation = ctx_.generation;
         snap_->source = cfg_.file;
-        snap_->pending_reason = ctx_.reasons->id("pending");
-        snap_->unnamed_reason = ctx_.reasons->id("first_flight/unnamed");
+        snap_->pending_reason = ctx_.reasons->id("pending", ctx_.generation);
+        snap_->unnamed_reason = ctx_.reasons->id("first_flight/unnamed", ctx_.generation);
         snap_->auto_block = cfg_.auto_block;
         snap_->auto_block_score = cfg_.auto_block_score;
         snap_->auto_block_window_ns = cfg_.auto_block_window_us * 1000;
@@ -531,7 +580,7 @@ private:
                 mk.shaper = it->second;
             }
         }
-        mk.reason = ctx_.reasons->id(reason);
+        mk.reason = ctx_.reasons->id(reason, ctx_.generation);
         snap_->markers.push_back(mk);
         return static_cast<uint32_t>(snap_->markers.size() - 1);
     }
@@ -888,7 +937,7 @@ private:
                 }
             }
             if (!default_set) {
-                cp.default_marker.reason = ctx_.reasons->id(cp.name + "/default");
+                cp.default_marker.reason = ctx_.reasons->id(cp.name + "/default", ctx_.generation);
             }
             for (const uint32_t packed : cp.protocols) {
                 if (packed != dp::kNoPos) {

@@ -2,6 +2,7 @@
 // PolicyConfig -> dp::PolicySnapshot. Runs entirely on the control thread; the result is
 // immutable once published to the workers.
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,20 +17,50 @@ namespace l7gate::ctl {
 class NdpiNames;
 class GeoIpDb;
 
-// Reason ids ("policy/kind/key" -> id) are stable for the life of the process, so per-reason
-// counters stay meaningful across reloads. The control thread adds names; the telemetry and
-// metrics threads read them, hence the mutex (never taken by workers).
+// Reason ids ("policy/kind/key" -> id, at most dp::kReasonOther - 1 names at a time; beyond,
+// a new name gets dp::kReasonOther, "other"). An id stays its name's as long as anything may
+// hold it: the policy snapshots (tagged with the last generation that uses each id), the
+// workers' flows and the flow records in flight. ReasonReclaimer (reason_reclaim.hpp) proves
+// that nothing does any more and release()s the id, which a later new name reuses; its
+// per-reason counters then start from the baseline captured at release (baseline()). Ids
+// taken outside a policy compile (generation kPinned: "none", "hosts/auto_block", tests) are
+// never released. The control thread adds and releases names; the telemetry and metrics
+// threads read them, hence the mutex (never taken by workers).
 class ReasonRegistry {
 public:
+    static constexpr uint64_t kPinned = UINT64_MAX;
+
+    struct Candidate {
+        uint16_t id;
+        uint64_t tag;  // its last generation when it was found unused
+    };
+
     ReasonRegistry();
-    uint16_t id(const std::string& reason);
+    // The name's id (a new or reused one for a new name), tagged as used by the snapshot of
+    // `generation` (kPinned: for good).
+    uint16_t id(const std::string& reason, uint64_t generation = kPinned);
     std::string name(uint16_t id) const;
+    // Names in use.
     size_t size() const;
+    // Ids released since start.
+    uint64_t reclaimed() const;
+    // Ids in use whose last generation is below `oldest_live`: no live snapshot uses them.
+    std::vector<Candidate> candidates(uint64_t oldest_live) const;
+    // Frees c.id unless a compile used it again since candidates() (its tag moved); flows and
+    // packets are the id's counters now, subtracted from them from now on. true: released.
+    bool release(const Candidate& c, uint64_t flows, uint64_t packets);
+    // What to subtract from the id's cumulative counters (what its previous names counted).
+    void baseline(uint16_t id, uint64_t& flows, uint64_t& packets) const;
 
 private:
     mutable std::mutex mutex_;
     std::map<std::string, uint16_t> ids_;
-    std::vector<std::string> names_;
+    std::vector<std::string> names_;    // by id; empty: free
+    std::vector<uint64_t> tags_;        // by id: last generation that uses it (kPinned)
+    std::vector<uint64_t> base_flows_;  // by id
+    std::vector<uint64_t> base_packets_;
+    std::deque<uint16_t> free_;         // released ids, reused oldest first
+    uint64_t reclaimed_ = 0;
 };
 
 // Shaper slots (name -> index into PolicySnapshot::shapers, the cached verdict and the

@@ -44,7 +44,7 @@ double unix_now() {
 } // namespace
 
 PolicyManager::PolicyManager(std::string path, std::string format, CompileContext ctx, rte_rcu_qsbr* qsbr)
-    : path_(std::move(path)), format_(std::move(format)), ctx_(ctx), qsbr_(qsbr) {
+    : path_(std::move(path)), format_(std::move(format)), ctx_(ctx), qsbr_(qsbr), reclaimer_(ctx.reasons) {
     inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (inotify_fd_ < 0) {
         log_warning("ctl.policy", std::string("inotify unavailable, reload on SIGHUP only: ") + std::strerror(errno));
@@ -242,6 +242,9 @@ void PolicyManager::poll(Clock::time_point now) {
     // Free what no worker can still see.
     while (!retired_.empty() && (qsbr_ == nullptr || rte_rcu_qsbr_check(qsbr_, retired_.front().token, false) == 1)) {
         retired_.pop_front();
+    }
+    if (current_ != nullptr) {
+        reclaimer_.step(retired_.empty() ? current_->generation : retired_.front().snapshot->generation, now);
     }
 }
 

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "control/policy/compiler.hpp"
+#include "control/policy/reason_reclaim.hpp"
 
 struct rte_rcu_qsbr;
 
@@ -75,8 +76,14 @@ public:
     using AckSource = std::function<uint64_t(size_t worker)>;
     void set_acks(size_t workers, AckSource ack);
 
+    // Where reason ids live besides the snapshots (the workers' flows, records, counters):
+    // poll() reuses the ids of names none of them holds (reason_reclaim.hpp).
+    void set_reason_holders(ReasonHolders h) { reclaimer_.set_holders(std::move(h)); }
+    const ReasonReclaimer& reclaimer() const { return reclaimer_; }
+
     void request_reload(const std::string& why);
-    // Control-loop tick: file events, debounced reloads, freeing retired snapshots.
+    // Control-loop tick: file events, debounced reloads, freeing retired snapshots, one step
+    // of reason id reclamation.
     void poll(Clock::time_point now);
     // Reload now, whatever the trigger; true when a new snapshot was published.
     bool reload(const std::string& why);
@@ -112,6 +119,7 @@ private:
     bool pending_explicit_ = false;  // SIGHUP / prompt: load at the next tick, no debounce
     Clock::time_point due_{};
     std::string pending_why_;
+    ReasonReclaimer reclaimer_;
     size_t ack_workers_ = 0;
     AckSource ack_;
     Clock::time_point ack_since_{};   // when the oldest reload still not applied was published

@@ -23,7 +23,8 @@ size_t RecordStream::poll(const Budget& b) {
     // Round robin over the rings, one batch each, until the budget or every ring is empty.
     size_t empty_in_a_row = 0;
     while (!rings_.empty() && total < b.records && empty_in_a_row < rings_.size()) {
-        rte_ring* ring = rings_[next_ring_];
+        const size_t ri = next_ring_;
+        rte_ring* ring = rings_[ri];
         next_ring_ = (next_ring_ + 1) % rings_.size();
         const unsigned want = static_cast<unsigned>(std::min(kBatch, b.records - total));
         const unsigned n = rte_ring_sc_dequeue_burst_elem(ring, recs, sizeof(dp::FlowRecord), want, nullptr);
@@ -33,6 +34,7 @@ size_t RecordStream::poll(const Budget& b) {
         }
         empty_in_a_row = 0;
         total += n;
+        ring_taken_[ri] += n;
         for (Entry& e : sinks_) {
             if (!e.records) {
                 continue;

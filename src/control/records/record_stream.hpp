@@ -56,7 +56,10 @@ public:
     RecordStream(const RecordStream&) = delete;
     RecordStream& operator=(const RecordStream&) = delete;
 
-    void add_ring(rte_ring* r) { rings_.push_back(r); }
+    void add_ring(rte_ring* r) {
+        rings_.push_back(r);
+        ring_taken_.push_back(0);
+    }
     /// A sink of records (not owned; it outlives the stream's use).
     void add_sink(RecordSink& s) { sinks_.push_back({&s, true, 0, 0}); }
     /// A sink that gets no records but is flushed, reopened and closed with the others (the
@@ -78,6 +81,8 @@ public:
 
     std::vector<SinkStats> stats() const;
     uint64_t taken() const { return taken_; }
+    /// Records taken from the ring added i-th (every one of them offered to the sinks).
+    uint64_t taken(size_t ring) const { return ring < ring_taken_.size() ? ring_taken_[ring] : 0; }
 
 private:
     struct Entry {
@@ -91,6 +96,7 @@ private:
     std::atomic<bool>* reopen_flag_ = nullptr;
     size_t next_ring_ = 0;  // round robin: a busy worker's ring does not starve the others
     uint64_t taken_ = 0;
+    std::vector<uint64_t> ring_taken_;  // by ring
 };
 
 /// Copies the stream's per-sink figures and backlog into s (metrics, summary, --stats-json).

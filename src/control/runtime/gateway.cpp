@@ -443,6 +443,21 @@ void Gateway::make_services() {
         // A reload is applied once every worker acknowledged its generation.
         policy_->set_acks(workers_.size(),
                           [this](size_t w) { return workers_[w]->counters().policy_generation.get(); });
+        // Reason ids no snapshot, flow, record or counter holds any more are reused.
+        ReasonHolders h;
+        h.workers = workers_.size();
+        h.sweep = [this](size_t w) -> dp::ReasonSweep& { return workers_[w]->reason_sweep(); };
+        if (!opt_.flow_log.empty()) {  // worker w feeds the w-th ring of the record stream
+            h.records_queued = [this](size_t w) { return workers_[w]->counters().flow_log_records.get(); };
+            h.records_taken = [this](size_t w) { return records_.taken(w); };
+        }
+        h.counters = [this](uint16_t id, uint64_t& flows, uint64_t& packets) {
+            for (const dp::Worker* w : workers_) {
+                flows += w->counters().reason_flows[id & (dp::kMaxReasons - 1)].get();
+                packets += w->counters().reason_packets[id & (dp::kMaxReasons - 1)].get();
+            }
+        };
+        policy_->set_reason_holders(std::move(h));
     }
     telemetry_.ports = ports_;
     telemetry_.workers.assign(workers_.begin(), workers_.end());
