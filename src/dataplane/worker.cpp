@@ -553,7 +553,11 @@ L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& 
     Burst& b = burst_;
     FlowEntry* e = b.flows[i];
     if (pm.is_fragment && !pm.first_fragment) {
-        e = flow_for_fragment(rte_pktmbuf_mtod(m, const uint8_t*), pm, now_ns, slot);
+        // Through a copy: the caller's slot never has its address taken, so the compiler keeps
+        // it in a register over the rest of the loop body.
+        uint8_t fslot = slot;
+        e = flow_for_fragment(rte_pktmbuf_mtod(m, const uint8_t*), pm, now_ns, fslot);
+        slot = fslot;
         if (e == nullptr) {
             counters_.malformed[static_cast<unsigned>(DropReason::FragNoFirst)].inc();
             if (cfg_.malformed_drop) {
@@ -655,7 +659,9 @@ L7G_STAGE bool Worker::classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm,
             FfStep step = FfStep::Normal;
             if (slot == e.client_slot() && pm.l4_proto == 6 && ff_pool_.enabled() && policy_ != nullptr &&
                 !e.ff_over() && !cached::drops(e.action)) {
-                step = first_flight(e, m, pm, slot, t, changed, nout);
+                bool ff_changed = false;  // a copy, as for the slot in flow_of()
+                step = first_flight(e, m, pm, slot, t, ff_changed, nout);
+                changed = ff_changed;
                 if (step == FfStep::Consumed) {
                     return false;
                 }
