@@ -244,7 +244,13 @@ void PolicyManager::poll(Clock::time_point now) {
         retired_.pop_front();
     }
     if (current_ != nullptr) {
-        reclaimer_.step(retired_.empty() ? current_->generation : retired_.front().snapshot->generation, now);
+        // The oldest generation a worker may still run: the oldest retired snapshot's, else
+        // the current one's.
+        const dp::PolicySnapshot* oldest = current_.get();
+        if (!retired_.empty() && retired_.front().snapshot != nullptr) {
+            oldest = retired_.front().snapshot.get();
+        }
+        reclaimer_.step(oldest->generation, now);
     }
 }
 
