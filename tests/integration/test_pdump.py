@@ -49,6 +49,12 @@ class PdumpTest(unittest.TestCase):
         require_binary(self)
         if not os.access(DUMPCAP, os.X_OK):
             self.skipTest("%s missing (Debian package dpdk)" % DUMPCAP)
+        ldd = subprocess.run(["ldd", harness.BIN], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if "libasan" in ldd.stdout:
+            # dpdk-dumpcap (not sanitized) must map the primary's memory at the primary's
+            # addresses; ASan's shadow layout makes that collide or stall often (two of three
+            # fresh-clone runs). The release build's run of this test covers dumpcap.
+            self.skipTest("under ASan a secondary process cannot reliably map l7gate's memory")
         self.work = tempfile.mkdtemp(prefix="l7g-pdump-")
         self.addCleanup(shutil.rmtree, self.work, True)
         self.huge_dir = harness.hugepages(self, PAGES)
