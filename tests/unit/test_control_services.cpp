@@ -23,6 +23,7 @@
 #include "control/policy/manager.hpp"
 #include "control/runtime/service.hpp"
 #include "control/observe/stats_report.hpp"
+#include "control_fixtures.hpp"
 #include "dataplane/reason_sweep.hpp"
 #include "dataplane/policy_snapshot.hpp"
 
@@ -31,24 +32,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-ctl::NdpiNames& names() {
-    static ctl::NdpiNames* n = [] {
-        auto* p = new ctl::NdpiNames();
-        EXPECT_EQ(p->init("", ""), "");
-        return p;
-    }();
-    return *n;
-}
+ctl::NdpiNames& names() { return shared_names(); }
 
 // A ring as the workers' (single producer, single consumer), without EAL memzones.
-struct ScoreRing {
-    rte_ring* r = nullptr;
-    explicit ScoreRing(unsigned count) {
-        const ssize_t sz = rte_ring_get_memsize_elem(sizeof(dp::ScoreEvent), count);
-        r = static_cast<rte_ring*>(std::aligned_alloc(64, (static_cast<size_t>(sz) + 63) / 64 * 64));
-        EXPECT_EQ(rte_ring_init(r, "test_scores", count, RING_F_SP_ENQ | RING_F_SC_DEQ), 0);
-    }
-    ~ScoreRing() { std::free(r); }
+struct ScoreRing : HeapRing {
+    explicit ScoreRing(unsigned count) : HeapRing(sizeof(dp::ScoreEvent), count, "test_scores") {}
     unsigned fill(unsigned n, uint8_t net) {
         unsigned done = 0;
         for (unsigned i = 0; i < n; ++i) {

@@ -34,30 +34,17 @@
 #include "control/base/ndpi_names.hpp"
 #include "control/records/record_stream.hpp"
 #include "control/observe/stats_report.hpp"
+#include "control_fixtures.hpp"
 
 namespace l7gate::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-ctl::NdpiNames& names() {
-    static ctl::NdpiNames* n = [] {
-        auto* p = new ctl::NdpiNames();
-        EXPECT_EQ(p->init("", ""), "");
-        return p;
-    }();
-    return *n;
-}
+ctl::NdpiNames& names() { return shared_names(); }
 
-struct Ring {
-    rte_ring* r = nullptr;
-    explicit Ring(unsigned size, const char* name = "rs_test") {
-        const ssize_t sz = rte_ring_get_memsize_elem(sizeof(dp::FlowRecord), size);
-        EXPECT_GT(sz, 0);
-        r = static_cast<rte_ring*>(std::aligned_alloc(64, (static_cast<size_t>(sz) + 63) / 64 * 64));
-        EXPECT_EQ(rte_ring_init(r, name, size, RING_F_SP_ENQ | RING_F_SC_DEQ), 0);
-    }
-    ~Ring() { std::free(r); }
+struct Ring : HeapRing {
+    explicit Ring(unsigned size, const char* name = "rs_test") : HeapRing(sizeof(dp::FlowRecord), size, name) {}
     // Enqueues n records numbered from `first` (the number in the source port and packets[0]).
     void fill(unsigned first, unsigned n) {
         for (unsigned i = first; i < first + n; ++i) {
