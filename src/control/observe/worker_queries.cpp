@@ -39,6 +39,11 @@ WorkerQueries::WorkerQueries(std::vector<dp::CommandChannel*> channels, std::chr
 WorkerQueries::~WorkerQueries() {
     // The open queries' callbacks may name objects already gone: they are dropped. Threads
     // still waiting in ask() get `stopping`.
+    close_inbox();
+}
+
+// Later ask() calls, and those still waiting, get `stopping`.
+void WorkerQueries::close_inbox() {
     std::lock_guard<std::mutex> g(inbox_->mutex_);
     inbox_->closed_ = true;
     for (const auto& r : inbox_->queued_) {
@@ -181,16 +186,7 @@ void WorkerQueries::close() {
         return;
     }
     closed_ = true;
-    {
-        std::lock_guard<std::mutex> g(inbox_->mutex_);
-        inbox_->closed_ = true;
-        for (const auto& r : inbox_->queued_) {
-            r->answer.stopping = true;
-            r->done = true;
-        }
-        inbox_->queued_.clear();
-        inbox_->cv_.notify_all();
-    }
+    close_inbox();
     std::vector<std::unique_ptr<Open>> ended;
     ended.swap(open_);
     for (auto& q : ended) {

@@ -93,6 +93,7 @@ public:
     static constexpr unsigned kInboxPerPoll = 8;
 
 private:
+    void close_inbox();
     struct Lane {
         dp::CommandChannel* channel = nullptr;
         uint64_t next_seq = 1;
