@@ -36,6 +36,9 @@ allow_skip=(
   'build-asan/package/*'
   # Counting allocations interposes malloc, which the sanitizer runtime owns: release only.
   'build-asan/eal/WorkerAlloc.*'
+  # dpdk-dumpcap is an unsanitized secondary process that must map the ASan primary's memory at
+  # the same addresses; under ASan that fails now and then. The release build runs the test.
+  'build-asan/pdump/*'
   # Known gap, listed as "known failure" on every run: l7gate does not decapsulate IP-in-IP
   # tunnels yet (issue 20). The case turns into a failure once it agrees.
   'build*/classify/*T3SharedCapturesTest.test_tunnel_captures_agree_with_reference'
