@@ -49,15 +49,16 @@ fbInfoElement_t kElements[] = {
 };
 
 // The record as libfixbuf reads it (its internal template): the fields in template order,
-// no padding, so the specs below and these structs must agree field for field.
+// packed, so the specs below and these structs must agree field for field.
 #define L7G_IPFIX_HEAD                                                                                   \
     uint64_t start_ms, end_ms, octets, packets, rev_octets, rev_packets, risk, risk_excepted;         \
     fbVarfield_t proto_name, category, risk_names, verdict, reason, host, ja3c, ja3s;
 #define L7G_IPFIX_TAIL                                                                                   \
     uint32_t risk32;                                                                                 \
-    uint16_t sport, dport, vlan, l7_proto, score;                                                    \
+    uint16_t sport, dport, vlan, inner_vlan, l7_proto, score;                                        \
     uint8_t l4_proto, end_reason;
 
+#pragma pack(push, 1)
 struct RecV4 {
     L7G_IPFIX_HEAD
     uint32_t src, dst;  // host byte order (libfixbuf converts ipv4Address like an integer)
@@ -68,8 +69,9 @@ struct RecV6 {
     uint8_t src[16], dst[16];
     L7G_IPFIX_TAIL
 };
-static_assert(sizeof(RecV4) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 8 + 4 + 10 + 2, "RecV4 has padding");
-static_assert(sizeof(RecV6) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 32 + 4 + 10 + 2, "RecV6 has padding");
+#pragma pack(pop)
+static_assert(sizeof(RecV4) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 8 + 4 + 12 + 2, "RecV4 has padding");
+static_assert(sizeof(RecV6) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 32 + 4 + 12 + 2, "RecV6 has padding");
 
 #define L7G_SPEC(n, len) {const_cast<char*>(n), len, 0}
 #define L7G_SPEC_HEAD                                                                                    \
@@ -83,7 +85,8 @@ static_assert(sizeof(RecV6) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 32 + 4 + 10 + 
         L7G_SPEC("l7gateJa3Client", FB_IE_VARLEN), L7G_SPEC("l7gateJa3Server", FB_IE_VARLEN)
 #define L7G_SPEC_TAIL                                                                                    \
     L7G_SPEC("L7_PROTO_RISK", 4), L7G_SPEC("sourceTransportPort", 2),                                  \
-        L7G_SPEC("destinationTransportPort", 2), L7G_SPEC("vlanId", 2), L7G_SPEC("L7_PROTO", 2),       \
+        L7G_SPEC("destinationTransportPort", 2), L7G_SPEC("vlanId", 2),                                \
+        L7G_SPEC("dot1qCustomerVlanId", 2), L7G_SPEC("L7_PROTO", 2),                                   \
         L7G_SPEC("L7_RISK_SCORE", 2), L7G_SPEC("protocolIdentifier", 1), L7G_SPEC("flowEndReason", 1), \
         {nullptr, 0, 0}
 
@@ -241,10 +244,19 @@ bool IpfixExporter::maybe_templates(Domain& d, Clock::time_point now) {
         return true;
     }
     emit(d);
-    GError* err = nullptr;
-    if (!fbSessionExportTemplates(d.session, &err)) {
-        log_warning("ctl.records", "--ipfix: cannot write the templates: " + gerror_text(err));
-        return false;
+    // After a data set libfixbuf refuses the first template once (end of message: templates
+    // start a message of their own); the message is out already, so the second try writes.
+    for (int attempt = 0;; ++attempt) {
+        GError* err = nullptr;
+        if (fbSessionExportTemplates(d.session, &err)) {
+            break;
+        }
+        const bool eom = g_error_matches(err, FB_ERROR_DOMAIN, FB_ERROR_EOM);
+        const std::string why = gerror_text(err);
+        if (!eom || attempt == 1) {
+            log_warning("ctl.records", "--ipfix: cannot write the templates: " + why);
+            return false;
+        }
     }
     d.content = true;
     d.first_content = now;
@@ -303,7 +315,10 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r) {
         rec.risk32 = static_cast<uint32_t>(r.risk);
         rec.sport = r.key.port[c];
         rec.dport = r.key.port[s];
-        rec.vlan = r.key.vlan;
+        // The key holds outer VID << 12 | inner VID: one tag is vlanId, two are vlanId
+        // (the outer, service tag) and dot1qCustomerVlanId (the inner one).
+        rec.vlan = static_cast<uint16_t>((r.key.vlan >> 12) != 0 ? (r.key.vlan >> 12) & 0xfffu : r.key.vlan & 0xfffu);
+        rec.inner_vlan = static_cast<uint16_t>((r.key.vlan >> 12) != 0 ? r.key.vlan & 0xfffu : 0u);
         rec.l7_proto = r.app_proto != 0 ? r.app_proto : r.master_proto;
         rec.score = score;
         rec.l4_proto = r.key.proto;
@@ -335,13 +350,20 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r) {
         tid = ipfix::kTidV6;
     }
     const Clock::time_point now = Clock::now();
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    // libfixbuf (manual mode) answers end of message when the message is full, and once when
+    // a data set would follow templates (they end their message): out with it, and again.
+    for (int attempt = 0; attempt < 3; ++attempt) {
         if (!maybe_templates(d, now)) {
             return false;
         }
         GError* err = nullptr;
         if (d.tid != tid) {
-            if (!fBufSetInternalTemplate(d.fbuf, tid, &err) || !fBufSetExportTemplate(d.fbuf, tid, &err)) {
+            // libfixbuf ignores setting the export template it has already and would append
+            // the records to the template set just written: switching through the other
+            // template closes that set first.
+            const uint16_t other = tid == ipfix::kTidV4 ? ipfix::kTidV6 : ipfix::kTidV4;
+            if ((d.tid == 0 && !fBufSetExportTemplate(d.fbuf, other, &err)) ||
+                !fBufSetInternalTemplate(d.fbuf, tid, &err) || !fBufSetExportTemplate(d.fbuf, tid, &err)) {
                 log_warning("ctl.records", "--ipfix: " + gerror_text(err));
                 return false;
             }
@@ -357,11 +379,11 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r) {
         }
         const bool eom = g_error_matches(err, FB_ERROR_DOMAIN, FB_ERROR_EOM);
         const std::string why = gerror_text(err);
-        if (!eom || attempt == 1) {
+        if (!eom || attempt == 2) {
             log_warning("ctl.records", "--ipfix: cannot encode a record: " + why);
             return false;
         }
-        emit(d);  // full: out with it, the record starts the next message
+        emit(d);  // the record starts the next message
     }
     return false;
 }
