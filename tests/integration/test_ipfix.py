@@ -184,7 +184,9 @@ def setUpModule():
     flow_log = os.path.join(WORK, "flows.json")
     S["run"], S["t_ipfix"] = run("ipfix", ["--flow-log", flow_log, "--ipfix", "127.0.0.1:%d" % rx.port,
                                            "--ipfix-mtu", str(MTU), "--ipfix-template-messages",
-                                           str(TEMPLATE_MSGS), "--ipfix-domain", str(DOMAIN)])
+                                           str(TEMPLATE_MSGS), "--ipfix-domain", str(DOMAIN),
+                                           # the timer too: short runs still see refreshes
+                                           "--ipfix-template-refresh", "0.1"])
     S["dgrams"] = rx.close()
     with open(os.path.join(WORK, "ipfix.dgrams"), "wb") as f:  # for a look by hand (L7GATE_KEEP_TMP)
         for d in S["dgrams"]:

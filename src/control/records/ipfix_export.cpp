@@ -95,26 +95,27 @@ fbInfoElementSpec_t kSpecV4[] = {
 fbInfoElementSpec_t kSpecV6[] = {
     L7G_SPEC_HEAD, L7G_SPEC("sourceIPv6Address", 16), L7G_SPEC("destinationIPv6Address", 16), L7G_SPEC_TAIL};
 
-std::string hex16(const uint8_t* d) {
+// 32 hex digits into out (33 bytes); the length written: 0 for an all-zero hash (none).
+size_t hex16(const uint8_t* d, char* out) {
     static constexpr char kHex[] = "0123456789abcdef";
     bool any = false;
     for (unsigned i = 0; i < 16; ++i) {
         any = any || d[i] != 0;
     }
-    std::string s;
-    if (any) {
-        for (unsigned i = 0; i < 16; ++i) {
-            s += kHex[d[i] >> 4];
-            s += kHex[d[i] & 15];
-        }
+    if (!any) {
+        return 0;
     }
-    return s;
+    for (unsigned i = 0; i < 16; ++i) {
+        out[2 * i] = kHex[d[i] >> 4];
+        out[2 * i + 1] = kHex[d[i] & 15];
+    }
+    return 32;
 }
 
-fbVarfield_t var(const std::string& s) {
+fbVarfield_t var(const char* p, size_t n) {
     fbVarfield_t v;
-    v.len = s.size();
-    v.buf = reinterpret_cast<uint8_t*>(const_cast<char*>(s.data()));
+    v.len = n;
+    v.buf = reinterpret_cast<uint8_t*>(const_cast<char*>(p));
     return v;
 }
 
@@ -267,7 +268,7 @@ bool IpfixExporter::maybe_templates(Domain& d, Clock::time_point now) {
     return true;
 }
 
-bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r) {
+bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r, Clock::time_point now) {
     const unsigned c = r.client_slot & 1u;
     const unsigned s = c ^ 1u;
     ndpi_protocol p{};
@@ -275,25 +276,29 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r) {
     p.app_protocol = r.app_proto;
     p.category = static_cast<ndpi_protocol_category_t>(r.category);
     char nb[128];
-    const std::string proto_name = ndpi_protocol2name(names_, p, nb, sizeof(nb));
+    const char* proto_name = ndpi_protocol2name(names_, p, nb, sizeof(nb));
     const char* cat = ndpi_category_get_name(names_, p.category);
-    const std::string category = cat != nullptr ? cat : "";
+    cat = cat != nullptr ? cat : "";
     std::string risk_names;
-    for (unsigned i = 0; i < 64; ++i) {
-        if ((r.risk >> i) & 1u) {
-            risk_names += risk_names.empty() ? "" : ",";
-            risk_names += ndpi_risk2str(static_cast<ndpi_risk_enum>(i));
+    uint16_t score = 0;
+    if (r.risk != 0) {
+        for (unsigned i = 0; i < 64; ++i) {
+            if ((r.risk >> i) & 1u) {
+                risk_names += risk_names.empty() ? "" : ",";
+                risk_names += ndpi_risk2str(static_cast<ndpi_risk_enum>(i));
+            }
         }
+        uint16_t cs = 0;
+        uint16_t ss = 0;
+        score = ndpi_risk2score(r.risk, &cs, &ss);
     }
-    uint16_t cs = 0;
-    uint16_t ss = 0;
-    const uint16_t score = ndpi_risk2score(r.risk, &cs, &ss);
     const dp::PolicySnapshot* pol = policy_ != nullptr ? policy_->load(std::memory_order_acquire) : nullptr;
     const std::string verdict = verdict_name(r.verdict, pol);
     const std::string reason = reasons_ != nullptr && r.reason != 0 ? reasons_->name(r.reason) : std::string();
-    const std::string host(r.host, strnlen(r.host, sizeof(r.host)));
-    const std::string ja3c = hex16(r.ja3c);
-    const std::string ja3s = hex16(r.ja3s);
+    char ja3c[33];
+    char ja3s[33];
+    const size_t ja3c_len = hex16(r.ja3c, ja3c);
+    const size_t ja3s_len = hex16(r.ja3s, ja3s);
 
     auto fill = [&](auto& rec) {
         rec.start_ms = r.first_ns / 1000000u;
@@ -304,14 +309,14 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r) {
         rec.rev_packets = r.packets[s];
         rec.risk = r.risk;
         rec.risk_excepted = r.risk & r.risk_excepted;
-        rec.proto_name = var(proto_name);
-        rec.category = var(category);
-        rec.risk_names = var(risk_names);
-        rec.verdict = var(verdict);
-        rec.reason = var(reason);
-        rec.host = var(host);
-        rec.ja3c = var(ja3c);
-        rec.ja3s = var(ja3s);
+        rec.proto_name = var(proto_name, std::strlen(proto_name));
+        rec.category = var(cat, std::strlen(cat));
+        rec.risk_names = var(risk_names.data(), risk_names.size());
+        rec.verdict = var(verdict.data(), verdict.size());
+        rec.reason = var(reason.data(), reason.size());
+        rec.host = var(r.host, strnlen(r.host, sizeof(r.host)));
+        rec.ja3c = var(ja3c, ja3c_len);
+        rec.ja3s = var(ja3s, ja3s_len);
         rec.risk32 = static_cast<uint32_t>(r.risk);
         rec.sport = r.key.port[c];
         rec.dport = r.key.port[s];
@@ -349,7 +354,6 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r) {
         size = sizeof(v6);
         tid = ipfix::kTidV6;
     }
-    const Clock::time_point now = Clock::now();
     // libfixbuf (manual mode) answers end of message when the message is full, and once when
     // a data set would follow templates (they end their message): out with it, and again.
     for (int attempt = 0; attempt < 3; ++attempt) {
@@ -392,6 +396,7 @@ size_t IpfixExporter::offer(const dp::FlowRecord* recs, size_t n) {
     if (domains_.empty()) {
         return 0;
     }
+    const Clock::time_point now = Clock::now();
     size_t k = 0;
     for (; k < n; ++k) {
         if (queue_.size() >= kMaxQueuedMessages) {
@@ -400,7 +405,7 @@ size_t IpfixExporter::offer(const dp::FlowRecord* recs, size_t n) {
         const dp::FlowRecord& r = recs[k];
         Domain& d = *domains_[r.worker < domains_.size() ? r.worker : 0];
         ++c_.queued;
-        if (!append(d, r)) {
+        if (!append(d, r, now)) {
             --c_.queued;
             ++c_.write_errors;
         }

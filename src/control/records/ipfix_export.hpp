@@ -88,7 +88,7 @@ private:
         std::vector<uint8_t> bytes;
         uint32_t records;
     };
-    bool append(Domain& d, const dp::FlowRecord& r);
+    bool append(Domain& d, const dp::FlowRecord& r, Clock::time_point now);
     bool emit(Domain& d);  // the message in progress into the queue; false when it is full
     void send_queued(Clock::time_point deadline);
     bool maybe_templates(Domain& d, Clock::time_point now);
