@@ -27,6 +27,7 @@ done
 [ "$build" = 1 ] && nice -n 19 tools/build.sh release >/dev/null
 L7GATE=$ROOT/build/l7gate
 tmp=$(mktemp -d /tmp/l7g-ipfix-perf.XXXXXX)
+collector=
 trap 'kill "$collector" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 FRESH_ARGS=(--flows 8388608 --dpi-flows 65536 --timeouts tcp-syn=1,tcp=2,tcp-closed=1,udp=1,other=1)
 
