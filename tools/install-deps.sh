@@ -24,6 +24,9 @@ PKGS+=(iproute2 ethtool openssl curl nginx-light dnsmasq-base openssh-server ope
 # packaging: tools/build-deb.sh (dpkg-buildpackage, debhelper), the package test (lintian,
 # fakeroot), systemd-analyze for the unit, man for the man page check
 PKGS+=(debhelper dpkg-dev fakeroot lintian systemd man-db)
+# IPFIX export (--ipfix): libfixbuf encodes it; the collector tests decode it with pmacct's
+# nfacctd, nfdump's nfcapd and python3-ipfix (the runtime libfixbuf9 comes through shlibs:Depends)
+PKGS+=(libfixbuf-dev pmacct nfdump python3-ipfix)
 # robustness: libFuzzer targets (clang, its sanitizer/fuzzer runtime) and clang-tidy
 PKGS+=(clang libclang-rt-14-dev clang-tidy)
 if [ "${L7GATE_EXTRA_PKGS:-}" != "" ]; then

@@ -105,6 +105,9 @@ FAMILIES = {
     "l7gate_control_service_seconds_total": "counter", "l7gate_control_service_backlog": "gauge",
     "l7gate_control_tick_overruns_total": "counter", "l7gate_control_service_max_seconds": "gauge",
     "l7gate_reason_names": "gauge", "l7gate_worker_policy_generation": "gauge",
+    # the record sinks' families (there when a sink is on: the run below has --flow-log)
+    "l7gate_flow_records_written_total": "counter", "l7gate_flow_records_lost_total": "counter",
+    "l7gate_flow_records_queued": "gauge",
 }
 # promtool's lint remarks accepted on purpose (the name is part of the contract).
 KNOWN_LINT = {'l7gate_shaper_rate_bits use base unit "bytes" instead of "bits"'}
@@ -468,7 +471,8 @@ def do_run():
                                                          os.path.join(work, "out0.pcap")),
            "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (empty, os.path.join(work, "out1.pcap")),
            "--", "--clock", "capture", "--duration", str(DURATION), "--policy", policy,
-           "--metrics", "127.0.0.1:%d" % run["metrics_port"], "--stats-json", stats]
+           "--metrics", "127.0.0.1:%d" % run["metrics_port"], "--stats-json", stats,
+           "--flow-log", os.path.join(work, "flows.json")]  # the record sinks' families
     run["cmd"] = cmd
     out = open(os.path.join(work, "l7gate.out"), "w")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -554,7 +558,8 @@ class ExpositionTest(unittest.TestCase):
         self.assertEqual(fams["l7gate_policy_retired_pending"]["samples"][0][2], 0)
         self.assertEqual({s[2] for s in fams["l7gate_worker_policy_generation"]["samples"]}, {1})
         services = {s[1]["service"]: s[2] for s in fams["l7gate_control_service_seconds_total"]["samples"]}
-        self.assertEqual(set(services), {"watchdog", "hosts", "queries", "policy", "metrics"}, "the control services")
+        self.assertEqual(set(services), {"watchdog", "flow_records", "hosts", "queries", "policy", "metrics"},
+                         "the control services")
         self.assertGreater(services["metrics"], 0, "the metrics service's time is measured")
         self.assertEqual({s[1]["shaper"]: s[2] for s in fams["l7gate_shaper_rate_bits"]["samples"]},
                          {"bulk": 20e6})

@@ -70,6 +70,18 @@ constexpr OptSpec kOpts[] = {
      "timeout, or l7gate stopping, which flushes every active flow); - for stdout. Opened for "
      "append, reopened on SIGUSR1 (log rotation); never blocks l7gate: a FIFO or file that "
      "cannot keep up loses records, counted"},
+    {"ipfix", 0, true, "HOST:PORT",
+     "export every flow when it ends as an IPFIX biflow record (RFC 7011/5103) over UDP to "
+     "HOST:PORT, with ntop's L7 elements (PEN 35632) and l7gate's own (docs/export.md); never "
+     "blocks: a collector that is down or slow loses records, counted"},
+    {"ipfix-domain", 0, true, "N",
+     "IPFIX observation domain of worker 0; worker w exports as N + w (default 1)"},
+    {"ipfix-mtu", 0, true, "BYTES",
+     "largest IPFIX message, IP and UDP headers not counted (512 to 65000, default 1400)"},
+    {"ipfix-template-refresh", 0, true, "SECONDS",
+     "IPFIX templates are sent again at least this often (default 30)"},
+    {"ipfix-template-messages", 0, true, "N",
+     "IPFIX templates are sent again every N messages of a domain (default 100)"},
     {"flow-log-ring", 0, true, "N",
      "records the flow-log ring of each worker holds until the control thread writes them (a "
      "power of two, default 65536); a flow ending when it is full loses its record (counted "
@@ -441,6 +453,32 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected a count from 16 to 67108864");
         }
         opt.dpi_flows = static_cast<uint32_t>(n);
+    } else if (key == "ipfix") {
+        if (v.empty() || v.rfind(':') == std::string::npos) {
+            return bad("expected HOST:PORT");
+        }
+        opt.ipfix = v;  // resolved when the exporter opens
+    } else if (key == "ipfix-domain") {
+        if (!parse_u64(v, UINT32_MAX - 1024, n)) {
+            return bad("expected a domain id from 0 to 4294966271");
+        }
+        opt.ipfix_domain = static_cast<uint32_t>(n);
+    } else if (key == "ipfix-mtu") {
+        if (!parse_u64(v, 65000, n) || n < 512) {
+            return bad("expected bytes from 512 to 65000");
+        }
+        opt.ipfix_mtu = static_cast<uint16_t>(n);
+    } else if (key == "ipfix-template-refresh") {
+        double s = 0;
+        if (!parse_seconds(v, s) || s <= 0 || s > 3600) {
+            return bad("expected seconds from 0 to 3600");
+        }
+        opt.ipfix_template_s = s;
+    } else if (key == "ipfix-template-messages") {
+        if (!parse_u64(v, 1000000, n) || n == 0) {
+            return bad("expected a message count from 1 to 1000000");
+        }
+        opt.ipfix_template_msgs = static_cast<uint32_t>(n);
     } else if (key == "flow-log-ring") {
         if (!parse_u64(v, 1u << 24, n) || n < 1024 || (n & (n - 1)) != 0) {
             return bad("expected a power of two from 1024 to 16777216");

@@ -39,6 +39,11 @@ struct Options {
     uint32_t dpi_flows = 0;          // 0 = automatic (flows / 4, at least 1024)
     uint32_t meta_records = 0;       // 0 = automatic (flows / 4, at least 1024, at most flows)
     uint32_t flow_log_ring = 65536;  // records per worker ring
+    std::string ipfix;               // --ipfix HOST:PORT ("" = off): IPFIX export over UDP
+    uint32_t ipfix_domain = 1;       // --ipfix-domain: observation domain of worker 0
+    uint16_t ipfix_mtu = 1400;       // --ipfix-mtu: bytes per IPFIX message
+    double ipfix_template_s = 30;    // --ipfix-template-refresh SECONDS
+    uint32_t ipfix_template_msgs = 100;  // --ipfix-template-messages N
     std::string policy;              // --policy FILE ("" = pass everything)
     std::string policy_format = "auto";
     std::string geoip;               // --geoip FILE.mmdb

@@ -343,6 +343,14 @@ void Gateway::open_records(std::atomic<bool>& reopen) {
         }
         records_.add_sink(flow_log_);
     }
+    if (!opt_.ipfix.empty()) {  // --ipfix: the same records as IPFIX biflows over UDP
+        ipfix_.set_names(&reasons_, policy_ != nullptr ? &policy_->slot() : &no_policy);
+        IpfixConfig ic{opt_.ipfix, opt_.ipfix_domain, opt_.ipfix_mtu, opt_.ipfix_template_s, opt_.ipfix_template_msgs};
+        if (std::string err = ipfix_.open(ic, opt_.rxq, names_.module()); !err.empty()) {
+            fail(err);
+        }
+        records_.add_sink(ipfix_);
+    }
     if (!opt_.event_log.empty()) {  // --event-log: host events apart from the flow records
         if (std::string err = event_log_.open(opt_.event_log, names_.module()); !err.empty()) {
             fail(err);
@@ -413,7 +421,7 @@ void Gateway::make_workers() {
         cc.extra_dissection = !opt_.dpi_no_extra;
         cc.protos_file = opt_.ndpi_protos.empty() ? nullptr : opt_.ndpi_protos.c_str();
         cc.categories_file = opt_.ndpi_categories.empty() ? nullptr : opt_.ndpi_categories.c_str();
-        if (!opt_.flow_log.empty()) {
+        if (!opt_.flow_log.empty() || !opt_.ipfix.empty()) {  // a record sink: the workers' record rings
             wc.flow_log = worker_ring("flow-log", "l7g_flowlog_", q, sizeof(dp::FlowRecord), opt_.flow_log_ring, sock);
             records_.add_ring(wc.flow_log);
             rings_.push_back(wc.flow_log);
@@ -447,7 +455,7 @@ void Gateway::make_services() {
         ReasonHolders h;
         h.workers = workers_.size();
         h.sweep = [this](size_t w) -> dp::ReasonSweep& { return workers_[w]->reason_sweep(); };
-        if (!opt_.flow_log.empty()) {  // worker w feeds the w-th ring of the record stream
+        if (!opt_.flow_log.empty() || !opt_.ipfix.empty()) {  // worker w feeds the w-th ring of the record stream
             h.records_queued = [this](size_t w) { return workers_[w]->counters().flow_log_records.get(); };
             h.records_taken = [this](size_t w) { return records_.taken(w); };
         }
@@ -520,7 +528,7 @@ std::string Gateway::run(const std::atomic<bool>& stop, std::atomic<bool>& reloa
     FlowLog* fl = opt_.flow_log.empty() ? nullptr : &flow_log_;
     ControlHooks hooks;
     // Without a flow or event log there is no record service: the workers have no record rings.
-    hooks.records = opt_.flow_log.empty() && opt_.event_log.empty() ? nullptr : &records_;
+    hooks.records = opt_.flow_log.empty() && opt_.event_log.empty() && opt_.ipfix.empty() ? nullptr : &records_;
     hooks.events = opt_.event_log.empty() ? fl : &event_log_;
     hooks.policy = policy_.get();
     hooks.reload_requested = &reload;

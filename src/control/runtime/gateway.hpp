@@ -20,6 +20,7 @@
 #include "control/policy/compiler.hpp"
 #include "control/policy/geoip.hpp"
 #include "control/records/flow_log.hpp"
+#include "control/records/ipfix_export.hpp"
 #include "control/records/record_stream.hpp"
 #include "control/runtime/service.hpp"
 
@@ -87,6 +88,7 @@ private:
     RecordStream records_;
     FlowLog flow_log_{"flow_log"};
     FlowLog event_log_{"event_log"};
+    IpfixExporter ipfix_;
     std::unique_ptr<HostScores> hosts_;
     dp::ShaperBuckets* shaper_buckets_ = nullptr;
     std::vector<dp::Worker*> workers_;
