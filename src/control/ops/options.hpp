@@ -41,6 +41,7 @@ struct Options {
     uint32_t flow_log_ring = 65536;  // records per worker ring
     std::string policy;              // --policy FILE ("" = pass everything)
     std::string policy_format = "auto";
+    bool monitor = false;            // --mode monitor: no policy enforces its verdicts
     std::string geoip;               // --geoip FILE.mmdb
     uint32_t reject_rate = 1000;     // --reject-rate: injected packets/s per worker
     uint32_t ff_bytes = 16389;       // --first-flight-bytes (0: no first-flight reassembly)
