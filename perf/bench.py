@@ -390,7 +390,7 @@ def report(raw_path, meta_path):
           "it receives and never transmits, which spares it the TX work l7gate does), one "
           "worker thread on core 1, stream and TLS/SSH bypass, no checksum checks, logging off "
           "but stats. Its Mpps: decoder.pkts / the time from \"Engine started\" to the "
-          "SIGINT. suricata-policy: config/policy.yaml's hostname, address and protocol "
+          "SIGINT. suricata-policy: config/demo-policy.yaml's hostname, address and protocol "
           "markers as rules (perf/suricata/policy_rules.py); categories, risks, the score and "
           "shaping have no Suricata equivalent there (not the same work). *-file: the "
           "one-pass capture read from the file, new flows/s from the difference with its "

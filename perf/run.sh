@@ -14,9 +14,9 @@
 # perf/suricata/suricata.yaml (IDS mode, one worker core), in two configurations of equal work:
 #   suricata         no rules (flow tracking and protocol identification), beside l7gate's
 #                    pass-all run;
-#   suricata-policy  config/policy.yaml's enforceable markers as rules
+#   suricata-policy  config/demo-policy.yaml's enforceable markers as rules
 #                    (perf/suricata/policy_rules.py), beside l7gate-policy (l7gate with
-#                    --policy config/policy.yaml).
+#                    --policy config/demo-policy.yaml).
 # Both replay the established and real mixes on the same net_pcap vdev; Suricata's rate is its
 # own decoder.pkts over the time from "Engine started" to the SIGINT (start-up left out, as
 # l7gate's elapsed_seconds leaves it out). On the newflow mix, l7gate-file and suricata-file
@@ -252,7 +252,7 @@ run_l7gate() {  # MIX RUN [policy]
     extra+=(--bench-fresh-syns)
   fi
   if [ "${3:-}" = policy ]; then
-    extra+=(--policy "$ROOT/config/policy.yaml")
+    extra+=(--policy "$ROOT/config/demo-policy.yaml")
     out=$tmp/$1-l7gate-policy-$2
     tool=l7gate-policy
   fi
@@ -324,7 +324,7 @@ SURICATA_CONF=$ROOT/perf/suricata/suricata.yaml
 if [ "$peers" = suricata ]; then
   # The shipped policy's enforceable markers as rules; every rule must load (a rule Suricata
   # refused would be work it silently skips).
-  $PY perf/suricata/policy_rules.py config/policy.yaml > "$tmp/policy.rules"
+  $PY perf/suricata/policy_rules.py config/demo-policy.yaml > "$tmp/policy.rules"
   mkdir -p "$tmp/suricata-check"
   if ! suricata -T -c "$SURICATA_CONF" -S "$tmp/policy.rules" -l "$tmp/suricata-check" \
       > "$tmp/suricata-check/out.txt" 2>&1 || grep -q '^E: ' "$tmp/suricata-check/out.txt"; then
@@ -527,8 +527,8 @@ res=perf/results/$stamp.md
   echo "- testpmd: \`dpdk-testpmd EAL -- --forward-mode=io --auto-start --nb-cores=1 --total-num-mbufs PACKETS+16384 --stats-period 1 --record-core-cycles\`, SIGINT after $duration s of forwarding"
   echo "- ndpiReader: \`taskset -c 1 ndpiReader -i MIX.pcap -l LOOPS\` (first loop left out)"
   if [ "$peers" = suricata ]; then
-    echo "- l7gate-policy: as l7gate, plus \`--policy config/policy.yaml\`"
-    echo "- suricata: \`$(suricata -V 2>&1 | head -n 1)\`: \`suricata -c perf/suricata/suricata.yaml --include DPDK.yaml --dpdk -l DIR -S /dev/null\` (DPDK.yaml: the same EAL and vdev, written by run.sh), SIGINT $duration s after \"Engine started\"; suricata-policy: \`-S policy.rules\` (\`perf/suricata/policy_rules.py config/policy.yaml\`)"
+    echo "- l7gate-policy: as l7gate, plus \`--policy config/demo-policy.yaml\`"
+    echo "- suricata: \`$(suricata -V 2>&1 | head -n 1)\`: \`suricata -c perf/suricata/suricata.yaml --include DPDK.yaml --dpdk -l DIR -S /dev/null\` (DPDK.yaml: the same EAL and vdev, written by run.sh), SIGINT $duration s after \"Engine started\"; suricata-policy: \`-S policy.rules\` (\`perf/suricata/policy_rules.py config/demo-policy.yaml\`)"
     echo "- l7gate-file: \`build/l7gate EAL(vdev net_pcap0,rx_pcap=ONEPASS.pcap, no infinite_rx) -- --bench-stop-at-end --flows 1048576 --stats-json F\`; suricata-file: \`suricata -c perf/suricata/suricata.yaml --runmode single -k none -r ONEPASS.pcap -S /dev/null\`; each on onepass.pcap and onepass-head.pcap ($(basename "$onepass"))"
   fi
   echo

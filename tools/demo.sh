@@ -37,14 +37,14 @@ live_demo() {
   # shellcheck disable=SC1091
   . "$ldir/env"
   local C=(ip netns exec "$NS_CLI") G=(ip netns exec "$NS_GW")
-  local src=$CLI4C   # 198.18.1.10: config/policy.yaml's "office" pool
+  local src=$CLI4C   # 198.18.1.10: config/demo-policy.yaml's "office" pool
 
   echo
   echo "Lab: client $src (office pool) in $NS_CLI  <->  l7gate in $NS_GW  <->  server $SRV4 in $NS_SRV"
-  echo "l7gate: two af_packet vdevs, 2 workers (kernel fanout), config/policy.yaml,"
+  echo "l7gate: two af_packet vdevs, 2 workers (kernel fanout), config/demo-policy.yaml,"
   echo "        Prometheus metrics on 127.0.0.1:9777 inside $NS_GW"
   tools/netlab.sh gate --lab "$lab" --bin "$dir/l7gate" --qpairs 2 -- \
-    --policy config/policy.yaml --metrics 127.0.0.1:9777 \
+    --policy config/demo-policy.yaml --metrics 127.0.0.1:9777 \
     --flow-log "$work/flows.jsonl" --stats-json "$work/stats.json" >"$work/l7gate.log" 2>&1 &
   gate_pid=$!
   local i
@@ -153,13 +153,13 @@ cmd=("$dir/l7gate" --no-huge --no-pci -m 1024 -l 0-1 --log-level='*:warning'
      --vdev "net_pcap0,rx_pcap=$work/l7.pcap,tx_pcap=$work/out-p0.pcap"
      --vdev "net_pcap1,rx_pcap=$work/bridge-p1.pcap,tx_pcap=$work/out-p1.pcap"
      -- --pairs 0:1 --flows 65536 --clock capture --idle-exit 300
-     --policy config/policy.yaml
+     --policy config/demo-policy.yaml
      --flow-log "$work/flows.jsonl" --stats-json "$work/stats.json")
 echo "Running: ${cmd[*]}"
 echo
 "${cmd[@]}"
 echo
-echo "Flows of port 0's traffic with the verdicts of config/policy.yaml, from the flow log ($work/flows.jsonl):"
+echo "Flows of port 0's traffic with the verdicts of config/demo-policy.yaml, from the flow log ($work/flows.jsonl):"
 /usr/bin/python3 - "$work/flows.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

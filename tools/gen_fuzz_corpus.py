@@ -176,7 +176,7 @@ def main():
 
     # policy and lists.
     pdir = os.path.join(out, "policy")
-    with open(os.path.join(ROOT, "config", "policy.yaml"), "rb") as f:
+    with open(os.path.join(ROOT, "config", "demo-policy.yaml"), "rb") as f:
         put(pdir, f.read())
     for p in POLICIES:
         put(pdir, p.encode())

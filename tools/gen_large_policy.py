@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes a large policy for benchmarks: 10,000 hostnames, 10,000 peer prefixes, 20 pools and
-three levels of inheritance, on top of the markers of config/policy.yaml.
+three levels of inheritance, on top of the markers of config/demo-policy.yaml.
 
     /usr/bin/python3 tools/gen_large_policy.py OUTDIR
 

@@ -24,7 +24,7 @@
 # database (tests/data/geoip-test.mmdb) 198.18.0.0/24 is IT, 198.19.0.0/16 US and
 # 198.19.128.0/17 JP, so a country rule can tell the server's two IPv4 addresses apart.
 # 198.18.0.66 is a second client address (the auto-block test's attacker); 198.18.1.10 is in
-# config/policy.yaml's "office" pool (the live demo's client).
+# config/demo-policy.yaml's "office" pool (the live demo's client).
 #
 # Checksum offload: the endpoint veths have tx checksumming, TSO, GSO and GRO turned off.
 # With offload on, the kernel hands af_packet frames whose TCP/UDP checksum is only partial

@@ -62,6 +62,13 @@ inline constexpr const char* kFlowlessNames[] = {"pass",  "drop",           "rej
                                                  "police", "undecided_pass", "undecided_drop"};
 static_assert(sizeof(kFlowlessNames) / sizeof(kFlowlessNames[0]) == static_cast<size_t>(Flowless::Count));
 
+// Monitor mode (README "Monitor mode"): packets forwarded although their flow's verdict,
+// decided but not enforced, said otherwise: by that verdict (block: a host in the
+// auto-block set).
+enum class Monitored : uint8_t { Drop, Reject, Block, Shape, Police, Count };
+inline constexpr const char* kMonitoredNames[] = {"drop", "reject", "block", "shape", "police"};
+static_assert(sizeof(kMonitoredNames) / sizeof(kMonitoredNames[0]) == static_cast<size_t>(Monitored::Count));
+
 // dp: rw (owning worker only), cp: ro. Cache-line aligned so two workers' blocks never share
 // a line.
 struct alignas(64) WorkerCounters {
@@ -95,6 +102,8 @@ struct alignas(64) WorkerCounters {
     Counter inject_limited;    // not sent: over --reject-rate
     Counter reject_suppressed; // not sent: a RST, or to/from a broadcast or multicast address
     Counter inject_failed;     // not sent: no mbuf, or the TX queue was full
+    Counter monitor_forwarded_packets[static_cast<size_t>(Monitored::Count)];  // monitor mode, by verdict
+    Counter monitor_forwarded_bytes[static_cast<size_t>(Monitored::Count)];
     Counter policy_generation; // generation of the snapshot this worker last used (ack)
     Counter shaper_backlog;    // gauge: packets waiting in this worker's shaper queues
     Counter shaper_backlog_cap;  // the most they may hold (WorkerConfig::shaper_backlog)

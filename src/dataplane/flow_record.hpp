@@ -30,7 +30,9 @@ struct FlowRecord {
     uint16_t tls_version;
     uint16_t worker;
     uint16_t reason;      // verdict reason id
-    uint16_t pad[3];
+    uint8_t unenforced;   // 1: monitor mode, the verdict was recorded only (flow log "enforced": false)
+    uint8_t pad8;
+    uint16_t pad[2];
     uint64_t risk_excepted;  // risks a policy exception told the verdict to ignore
     char host[80];
     uint8_t ja3c[16];

@@ -89,6 +89,12 @@ inline constexpr bool shaped(uint8_t c) noexcept { return c >= kShapeBase; }  //
 inline constexpr uint8_t shaper(uint8_t c) noexcept { return static_cast<uint8_t>((c - kShapeBase) >> 2); }
 inline constexpr bool police(uint8_t c) noexcept { return ((c - kShapeBase) & 2) != 0; }
 inline constexpr bool local_is_server(uint8_t c) noexcept { return ((c - kShapeBase) & 1) != 0; }
+// FlowEntry::reason, bit 15: the verdict is decided and recorded but not enforced (monitor
+// mode: --mode monitor, or `enforce: false` on the flow's policy; README "Monitor mode");
+// bits 0-11: the reason id. act() tests it only for verdicts other than pass: one branch on a
+// field it already reads to count the reason's packets.
+inline constexpr uint16_t kUnenforced = 0x8000;
+inline constexpr bool enforced(uint16_t reason) noexcept { return reason < kUnenforced; }
 } // namespace cached
 
 struct alignas(64) FlowEntry {
@@ -109,7 +115,7 @@ struct alignas(64) FlowEntry {
                             // bit 5: the verdict is the blocked set's; bits 6-7: first flight
     uint8_t category;       // nDPI category id
     uint8_t action;         // Action of the cached verdict (+ shaper index for Shape)
-    uint16_t reason;        // verdict reason id (stable across policy reloads)
+    uint16_t reason;        // verdict reason id (stable across policy reloads); bit 15: cached::kUnenforced
     uint16_t generation;    // the worker's verdict epoch the verdict came from (0: never decided)
 
     TimeoutClass tclass() const noexcept { return static_cast<TimeoutClass>(state >> 5); }

@@ -184,6 +184,7 @@ Verdict PolicySnapshot::evaluate(const FlowFacts& f, unsigned worker) const noex
     const uint8_t* peer = local_is_server ? f.client_ip : f.server_ip;
     v.policy = leaf;
     v.local_is_server = local_is_server;
+    v.enforced = p.enforce;
 
     // Risks and score: strictest over the chain.
     const uint64_t exc = p.exceptions.empty() ? 0 : (excepted(p, f, peer) & f.risk);

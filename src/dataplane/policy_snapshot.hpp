@@ -40,6 +40,7 @@ namespace l7gate::dp {
 
 inline constexpr unsigned kMaxReasons = 4096;   // reason ids per process (stable across reloads)
 inline constexpr uint16_t kReasonOther = kMaxReasons - 1;
+static_assert(kMaxReasons <= cached::kUnenforced, "reason ids leave FlowEntry::reason's monitor bit free");
 inline constexpr unsigned kMaxShapers = cached::kMaxShapers;  // the cached action byte's limit
 inline constexpr unsigned kMaxWorkers = 128;
 
@@ -105,6 +106,7 @@ struct RiskException {
 struct CompiledPolicy {
     std::string name;
     uint16_t depth = 0;              // chain length
+    bool enforce = true;             // false: monitor mode (`enforce: false` on the chain, or --mode monitor)
     Marker default_marker;
     // First-match tables; values are marker indexes, level in the priority / packed word.
     HostTable hosts;                 // priority = (255 - level) << 16 | specificity
@@ -162,6 +164,7 @@ struct Verdict {
     uint64_t excepted_risks = 0; // risks ignored because of an exception
     uint16_t risk_score = 0;     // score of the risks that count
     bool local_is_server = false; // the endpoint a pool matched (per-host shapers' key)
+    bool enforced = true;        // the leaf policy enforces (false: monitor mode, recorded only)
 };
 
 class PolicySnapshot {
@@ -186,6 +189,7 @@ public:
     uint16_t default_policy = 0;
     uint16_t pending_reason = 0;                 // reason id "pending" (L7 not yet known)
     uint16_t unnamed_reason = 0;                 // reason id "first_flight/unnamed" (--on-unnamed-first-flight drop)
+    bool any_monitor = false;                    // some policy does not enforce (CompiledPolicy::enforce)
     // Pools.
     PrefixTable4 pool_ips4;                      // value: policy index
     PrefixTable6 pool_ips6;
@@ -211,6 +215,13 @@ public:
     uint64_t auto_block_for_ns = 0;
 
     static constexpr const char* kContinents[7] = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"};
+
+    // The monitor bit (cached::kUnenforced) for verdicts that are not the policy's own (a
+    // blocked host, an unnamed first flight): that of the policy the flow's local host maps to.
+    uint16_t unenforced_bit(const FlowFacts& f) const noexcept {
+        bool lis = false;
+        return any_monitor && !policies[pool_policy(f, lis)].enforce ? cached::kUnenforced : 0;
+    }
 
 private:
     void apply_first_match(const CompiledPolicy& p, const FlowFacts& f, const uint8_t* peer,

@@ -131,7 +131,8 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
         r.client_slot = e.client_slot();
         r.category = e.category;
         r.verdict = e.action;
-        r.reason = e.reason;
+        r.reason = static_cast<uint16_t>(e.reason & ~cached::kUnenforced);
+        r.unenforced = cached::enforced(e.reason) ? 0 : 1;
         if (policy_ != nullptr && e.risk != 0) {
             // Which risks an exception covers (MAC pools cannot be told apart here: by IP).
             char lower[80];
@@ -188,6 +189,16 @@ void Worker::free_dropped() noexcept {
         rte_pktmbuf_free_bulk(dropped_, ndropped_);
         ndropped_ = 0;
     }
+}
+
+void Worker::monitored(const rte_mbuf* m, uint8_t action, bool blocked) noexcept {
+    const Monitored k = blocked                     ? Monitored::Block
+                        : action == cached::kDrop   ? Monitored::Drop
+                        : action == cached::kReject ? Monitored::Reject
+                        : cached::police(action)    ? Monitored::Police
+                                                    : Monitored::Shape;
+    counters_.monitor_forwarded_packets[static_cast<size_t>(k)].inc();
+    counters_.monitor_forwarded_bytes[static_cast<size_t>(k)].add(m->pkt_len);
 }
 
 bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept {
@@ -388,6 +399,22 @@ FlowFacts Worker::facts(const FlowEntry& e, char (&lower)[80]) const noexcept {
     return f;
 }
 
+uint16_t Worker::unenforced_bit(const FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m,
+                                uint8_t slot) const noexcept {
+    if (!pol.any_monitor) {
+        return 0;
+    }
+    char lower[80];
+    FlowFacts f = facts(e, lower);
+    if (m->data_len >= 12) {
+        const uint8_t* eth = rte_pktmbuf_mtod(m, const uint8_t*);
+        const bool from_client = slot == e.client_slot();
+        f.client_mac = from_client ? eth + 6 : eth;
+        f.server_mac = from_client ? eth : eth + 6;
+    }
+    return pol.unenforced_bit(f);
+}
+
 void Worker::emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept {
     if (cfg_.scores == nullptr || e.risk == 0) {
         return;
@@ -430,9 +457,11 @@ void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, 
     e.generation = epoch_;
     if (blocked_ != nullptr &&
         (blocked_->contains(e.key.ip_version, e.key.addr[0]) || blocked_->contains(e.key.ip_version, e.key.addr[1]))) {
-        if (!e.blocked_verdict() || e.action != cached::kDrop || e.reason != blocked_->reason) {
+        // In monitor mode (the local host's policy) the block is recorded, not enforced.
+        const uint16_t reason = static_cast<uint16_t>(blocked_->reason | unenforced_bit(e, pol, m, slot));
+        if (!e.blocked_verdict() || e.action != cached::kDrop || e.reason != reason) {
             e.action = cached::kDrop;
-            e.reason = blocked_->reason;
+            e.reason = reason;
             e.set_blocked_verdict(true);
             counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
         }
@@ -474,9 +503,10 @@ void Worker::decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, 
     const Verdict v = pol.evaluate(f, cfg_.queue);
     counters_.policy_evaluations.inc();
     const uint8_t action = cached::encode(v.action, v.shaper, v.local_is_server);
-    if (action != e.action || v.reason != e.reason) {
+    const uint16_t reason = static_cast<uint16_t>(v.reason | (v.enforced ? 0 : cached::kUnenforced));
+    if (action != e.action || reason != e.reason) {
         e.action = action;
-        e.reason = v.reason;
+        e.reason = reason;
         counters_.reason_flows[v.reason & (kMaxReasons - 1)].inc();
     }
 }
@@ -721,6 +751,10 @@ L7G_STAGE bool Worker::act(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint
         }
         if (e.action != static_cast<uint8_t>(Action::Pass)) {
             counters_.reason_packets[e.reason & (kMaxReasons - 1)].inc();
+            if (!cached::enforced(e.reason)) [[unlikely]] {
+                monitored(m, e.action, e.blocked_verdict());
+                return true;  // monitor mode: recorded, counted, forwarded
+            }
             if (cached::drops(e.action)) {
                 if (e.action == cached::kReject) {
                     reject(m, pm, t);
@@ -971,7 +1005,7 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
         if (ff_pool_.config().unnamed_drop) {
             counters_.first_flight[static_cast<unsigned>(FirstFlightOutcome::UnnamedDrop)].inc();
             e.action = cached::kDrop;
-            e.reason = policy_->unnamed_reason;
+            e.reason = static_cast<uint16_t>(policy_->unnamed_reason | unenforced_bit(e, *policy_, m, slot));
             e.generation = epoch_;
             counters_.reason_flows[e.reason & (kMaxReasons - 1)].inc();
         } else {
@@ -981,7 +1015,7 @@ Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta&
     // Decided here, so that the held segments leave (into burst_.out, ahead of this one) or
     // are dropped now; the caller applies the same verdict to this packet.
     decide(e, *policy_, m, slot, true);
-    ff_release(idx, cached::drops(e.action) ? DropReason::Policy : DropReason::None, nout);
+    ff_release(idx, cached::drops(e.action) && cached::enforced(e.reason) ? DropReason::Policy : DropReason::None, nout);
     e.set_ff_over();
     return FfStep::Fed;
 }
@@ -1060,7 +1094,7 @@ void Worker::serve_command() noexcept {
         s.action = e.action;
         s.master_proto = e.master_proto;
         s.app_proto = e.app_proto;
-        s.reason = e.reason;
+        s.reason = static_cast<uint16_t>(e.reason & ~cached::kUnenforced);
         s.packets = e.packets[0] + e.packets[1];
         s.bytes = bytes;
         s.risk = e.risk;

@@ -175,6 +175,9 @@ private:
     // Counts and frees (batched: free_dropped() runs at the end of every burst and drain).
     void drop(rte_mbuf* m, DropReason r) noexcept;
     void free_dropped() noexcept;
+    // A packet of a verdict other than pass that is not enforced (monitor mode): counted by
+    // that verdict (blocked: the blocked set's drop), then forwarded by the caller.
+    void monitored(const rte_mbuf* m, uint8_t action, bool blocked) noexcept;
     // reject verdict: builds the RST / ICMP packets (rate-limited) for the dropped packet.
     void reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept;
     // Sends what reject() built on the worker's own TX queues.
@@ -184,6 +187,10 @@ private:
     void flush_shaped(unsigned out) noexcept;
     // What the policy needs to know about a flow; the hostname is lowercased into `lower`.
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
+    // cached::kUnenforced when the policy the flow's local host maps to does not enforce (for
+    // verdicts not the policy's own: a blocked host, an unnamed first flight); else 0.
+    uint16_t unenforced_bit(const FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m,
+                            uint8_t slot) const noexcept;
     // Evaluates the policy for the flow at this packet (sticky drop honoured).
     // `changed`: the flow's classification moved (else a snapshot did, or the flow is new).
     void decide(FlowEntry& e, const PolicySnapshot& pol, const rte_mbuf* m, uint8_t slot, bool changed) noexcept;

@@ -15,12 +15,15 @@ bool Worker::flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t c
                       bool table_full) noexcept {
     uint8_t action = cached::kPass;
     uint16_t reason = 0;
+    bool blocked = false;
+    bool enforced = true;  // monitor mode (README "Monitor mode"): decided, counted, forwarded
     bool certain = policy_ != nullptr;  // no policy: nothing to apply, the option decides
     if (blocked_ != nullptr && (blocked_->contains(pm.key.ip_version, pm.key.addr[0]) ||
                                 blocked_->contains(pm.key.ip_version, pm.key.addr[1]))) {
         action = cached::kDrop;
         reason = blocked_->reason;
         certain = true;
+        blocked = true;
     } else if (policy_ != nullptr) {
         // As decide() for a new flow: its sender is the client (its receiver for a SYN-ACK),
         // and nothing is known of its application yet.
@@ -39,6 +42,7 @@ bool Worker::flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t c
         counters_.policy_evaluations.inc();
         action = cached::encode(v.action, v.shaper, v.local_is_server);
         reason = v.reason;
+        enforced = v.enforced;
         // Pending: the action is the least strict verdict L7 markers could still give; a drop
         // or reject is then certain all the same.
         certain = !v.pending || cached::drops(action);
@@ -62,6 +66,22 @@ bool Worker::flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t c
         return true;
     }
     counters_.reason_packets[reason & (kMaxReasons - 1)].inc();
+    if (blocked && policy_ != nullptr && policy_->any_monitor) {
+        FlowFacts f;
+        f.ip_version = pm.key.ip_version;
+        f.client_ip = pm.key.addr[client];
+        f.server_ip = pm.key.addr[client ^ 1];
+        if (m->data_len >= 12) {
+            const uint8_t* eth = rte_pktmbuf_mtod(m, const uint8_t*);
+            f.client_mac = slot == client ? eth + 6 : eth;
+            f.server_mac = slot == client ? eth : eth + 6;
+        }
+        enforced = policy_->unenforced_bit(f) == 0;
+    }
+    if (!enforced) {
+        monitored(m, action, blocked);
+        return true;
+    }
     if (cached::drops(action)) {
         if (action == cached::kReject) {
             reject(m, pm, now_ns);

@@ -66,7 +66,7 @@ FLOW_LOG_FIELDS = {
     "ja3s": (str, type(None)), "tls_version": (str, type(None)), "risks": list,
     "risk_score": int, "risk_score_client": int, "risk_score_server": int,
     "c2s_packets": int, "c2s_bytes": int, "s2c_packets": int, "s2c_bytes": int,
-    "verdict": str, "verdict_reason": (str, type(None)),
+    "verdict": str, "verdict_reason": (str, type(None)), "enforced": bool,
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
     L7GATE_BIN=build/l7gate L7GATE_TOOLS=tools /usr/bin/python3 tests/integration/test_control.py -v
 
-l7gate replays the generated l7 traffic endlessly (infinite_rx) with config/policy.yaml, so
+l7gate replays the generated l7 traffic endlessly (infinite_rx) with config/demo-policy.yaml, so
 its 17 flows stay active while commands arrive on a pipe (`-i`) or over the telemetry socket.
 """
 
@@ -23,7 +23,7 @@ from harness import write_pcap, lcores_arg, BIN, require_binary, generate  # noq
 
 PY = "/usr/bin/python3"
 TOOLS = os.environ.get("L7GATE_TOOLS") or os.path.join(HERE, "..", "..", "tools")
-POLICY = os.path.join(TOOLS, "..", "config", "policy.yaml")
+POLICY = os.path.join(TOOLS, "..", "config", "demo-policy.yaml")
 
 
 class ControlTest(unittest.TestCase):

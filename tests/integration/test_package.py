@@ -108,7 +108,8 @@ class PackageTest(unittest.TestCase):
         names = {ln.split()[-1].lstrip(".") for ln in files.splitlines()}
         for path in ("/usr/sbin/l7gate", "/usr/share/man/man8/l7gate.8.gz", "/etc/l7gate/l7gate.conf",
                      "/etc/l7gate/policy.yaml", "/etc/l7gate/lists/bad-ips.txt", "/lib/systemd/system/l7gate.service",
-                     "/usr/share/doc/l7gate/examples/policy.yaml", "/usr/share/l7gate/grafana/l7gate.json",
+                     "/usr/share/doc/l7gate/examples/policy.yaml", "/usr/share/doc/l7gate/examples/demo-policy.yaml",
+                     "/usr/share/l7gate/grafana/l7gate.json",
                      "/usr/share/l7gate/prometheus.yml", "/usr/share/doc/l7gate/copyright",
                      "/etc/logrotate.d/l7gate"):
             self.assertIn(path, names)
@@ -155,9 +156,18 @@ class PackageTest(unittest.TestCase):
         p = subprocess.run([exe, "--check", "--policy", "/etc/l7gate/policy.yaml"], capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertRegex(p.stdout, r"^/etc/l7gate/policy.yaml: OK: ")
+        # Safe shipped defaults (issue 20): every policy of the installed default only monitors.
+        m = re.search(r"(\d+) policies, .*, (\d+) in monitor mode$", p.stdout.strip())
+        self.assertIsNotNone(m, p.stdout)
+        self.assertEqual(m.group(1), m.group(2), "the installed default policy runs in monitor mode: " + p.stdout)
         p = subprocess.run([exe, "--check", "--policy", "/usr/share/doc/l7gate/examples/policy.yaml"],
                            capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        # The demo policy ships as an example, enforcing.
+        p = subprocess.run([exe, "--check", "--policy", "/usr/share/doc/l7gate/examples/demo-policy.yaml"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stdout.strip(), r", 0 in monitor mode$")
         with gzip.open("/usr/share/man/man8/l7gate.8.gz", "rt") as f:
             check_man_against_help(self, f.read(), subprocess.run([exe, "--help"], capture_output=True,
                                                                   text=True).stdout)

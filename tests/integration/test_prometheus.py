@@ -88,6 +88,8 @@ FAMILIES = {
     "l7gate_l7_packets_total": "counter", "l7gate_l7_bytes_total": "counter",
     "l7gate_l7_flows_total": "counter", "l7gate_category_bytes_total": "counter",
     "l7gate_risk_flows_total": "counter", "l7gate_verdicts_total": "counter",
+    "l7gate_policy_enforced": "gauge", "l7gate_monitor_forwarded_packets_total": "counter",
+    "l7gate_monitor_forwarded_bytes_total": "counter",
     "l7gate_policy_generation": "gauge", "l7gate_policy_reloads_total": "counter",
     "l7gate_policy_last_reload_timestamp_seconds": "gauge",
     "l7gate_policy_last_reload_success": "gauge",

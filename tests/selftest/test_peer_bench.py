@@ -215,7 +215,7 @@ class Rules(unittest.TestCase):
             self.assertIn(gap, text)
 
     def test_shipped_policy_generates(self):
-        p = subprocess.run([PY, RULES, os.path.join(ROOT, "config", "policy.yaml")],
+        p = subprocess.run([PY, RULES, os.path.join(ROOT, "config", "demo-policy.yaml")],
                            capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("www.youtube.com", p.stdout)

@@ -437,6 +437,9 @@ const std::map<std::string, std::string> kFamilies = {
     {"l7gate_category_bytes_total", "counter"},
     {"l7gate_risk_flows_total", "counter"},
     {"l7gate_verdicts_total", "counter"},
+    {"l7gate_policy_enforced", "gauge"},
+    {"l7gate_monitor_forwarded_packets_total", "counter"},
+    {"l7gate_monitor_forwarded_bytes_total", "counter"},
     {"l7gate_policy_generation", "gauge"},
     {"l7gate_policy_reloads_total", "counter"},
     {"l7gate_policy_last_reload_timestamp_seconds", "gauge"},
@@ -669,6 +672,34 @@ TEST_F(Metrics, VerdictActionComesFromTheCurrentPolicy) {
     EXPECT_EQ(val(e, "l7gate_verdicts_total", {{"action", "pass"}, {"reason", "lan/default"}}), 10 + def);
     EXPECT_EQ(val(e, "l7gate_verdicts_total", {{"action", "pass"}, {"reason", "pending"}}), 10 + pending);
     EXPECT_EQ(val(e, "l7gate_verdicts_total", {{"action", ""}, {"reason", "old/protocols/Telnet"}}), 10 + gone);
+}
+
+// Monitor mode: which policies enforce (the policy in force), and what monitor mode forwarded
+// although its verdict said otherwise, by verdict.
+TEST_F(Metrics, MonitorModeFamilies) {
+    StatsSnapshot s = snapshot();
+    for (size_t k = 0; k < static_cast<size_t>(dp::Monitored::Count); ++k) {
+        s.monitor_forwarded_packets[k] = 10 + k;
+        s.monitor_forwarded_bytes[k] = 1000 + k;
+    }
+    ctl::ReasonRegistry reasons;
+    dp::PolicySnapshot pol;
+    pol.policies.emplace_back();
+    pol.policies.back().name = "prod";
+    pol.policies.emplace_back();
+    pol.policies.back().name = "trial";
+    pol.policies.back().enforce = false;
+    MetricsExporter m;
+    m.update_at(1.0, s, *names_, reasons, PolicyStatus{}, 2.0e9, &pol);
+    const Exposition e = parse_exposition(m.text());
+    expect_well_formed(e);
+    EXPECT_EQ(val(e, "l7gate_policy_enforced", {{"policy", "prod"}}), 1);
+    EXPECT_EQ(val(e, "l7gate_policy_enforced", {{"policy", "trial"}}), 0);
+    EXPECT_EQ(val(e, "l7gate_monitor_forwarded_packets_total", {{"verdict", "drop"}}), 10);
+    EXPECT_EQ(val(e, "l7gate_monitor_forwarded_packets_total", {{"verdict", "reject"}}), 11);
+    EXPECT_EQ(val(e, "l7gate_monitor_forwarded_packets_total", {{"verdict", "block"}}), 12);
+    EXPECT_EQ(val(e, "l7gate_monitor_forwarded_packets_total", {{"verdict", "shape"}}), 13);
+    EXPECT_EQ(val(e, "l7gate_monitor_forwarded_bytes_total", {{"verdict", "police"}}), 1004);
 }
 
 TEST_F(Metrics, ServesOverHttpOnLoopbackOnly) {

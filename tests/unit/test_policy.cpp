@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -583,14 +584,14 @@ TEST(PolicyCompiler, ReasonIdsAreStableAcrossCompiles) {
     EXPECT_EQ(reasons.name(ids[0]), "p/protocols/HTTP");
 }
 
-TEST(PolicyCompiler, ShippedDefaultPolicyCompiles) {
+TEST(PolicyCompiler, DemoPolicyCompiles) {
     const std::string dir = test_data_dir();
     if (dir.empty()) {
         GTEST_SKIP() << "L7GATE_TEST_DATA is not set (it must name the tests/data directory)";
     }
     auto c = std::make_unique<Compiled>();
     ctl::CompileContext ctx{&names(), nullptr, &c->reasons, 1};
-    c->snap = ctl::compile_policy_file(dir + "/../../config/policy.yaml", "auto", ctx, c->errors);
+    c->snap = ctl::compile_policy_file(dir + "/../../config/demo-policy.yaml", "auto", ctx, c->errors);
     ASSERT_COMPILES(c);
     // An office host: SSH on a non-standard port is excepted; Tor is dropped by the root; a
     // bad peer from lists/bad-ips.txt is dropped.
@@ -606,6 +607,63 @@ TEST(PolicyCompiler, ShippedDefaultPolicyCompiles) {
                    "office/hostnames/@ads");
     EXPECT_VERDICT(c, Flow("192.0.2.7", "192.0.2.1").l7("HTTP").cat("Game"), Drop,
                    "guest/categories/Game");
+}
+
+// The package's default policy (config/policy.yaml, /etc/l7gate/policy.yaml) runs in monitor
+// mode (issue 20, point 2): every policy it defines records its verdicts only.
+TEST(PolicyCompiler, ShippedDefaultPolicyIsMonitorMode) {
+    const std::string dir = test_data_dir();
+    if (dir.empty()) {
+        GTEST_SKIP() << "L7GATE_TEST_DATA is not set (it must name the tests/data directory)";
+    }
+    auto c = std::make_unique<Compiled>();
+    ctl::CompileContext ctx{&names(), nullptr, &c->reasons, 1};
+    c->snap = ctl::compile_policy_file(dir + "/../../config/policy.yaml", "auto", ctx, c->errors);
+    ASSERT_COMPILES(c);
+    ASSERT_FALSE(c->snap->policies.empty());
+    EXPECT_TRUE(c->snap->any_monitor);
+    for (const dp::CompiledPolicy& p : c->snap->policies) {
+        EXPECT_FALSE(p.enforce) << p.name;
+    }
+    // Decided all the same: Tor would be dropped.
+    const Verdict tor = eval(*c, Flow("192.0.2.7", "192.0.2.1").l7("Tor"));
+    EXPECT_EQ(tor.action, Action::Drop);
+    EXPECT_FALSE(tor.enforced);
+}
+
+// `enforce`: inherited from the nearest policy on the chain that says, true when none does;
+// --mode monitor (CompileContext::monitor) turns every policy to monitor mode.
+TEST(PolicyCompiler, EnforceInheritsAndModeMonitorOverrides) {
+    const std::string text = "version: 1\ndefault_policy: a\npolicies:\n"
+                             "  root: {default: pass, enforce: false}\n"
+                             "  a: {parent: root}\n"
+                             "  b: {parent: root, enforce: true}\n"
+                             "  c: {parent: b}\n"
+                             "  solo: {default: drop}\n";
+    auto c = compile(text);
+    ASSERT_COMPILES(c);
+    std::map<std::string, bool> got;
+    for (const dp::CompiledPolicy& p : c->snap->policies) {
+        got[p.name] = p.enforce;
+    }
+    EXPECT_EQ(got, (std::map<std::string, bool>{{"root", false}, {"a", false}, {"b", true}, {"c", true}, {"solo", true}}));
+    EXPECT_TRUE(c->snap->any_monitor);
+    EXPECT_FALSE(eval(*c, Flow("192.0.2.7", "192.0.2.1")).enforced);
+
+    auto m = std::make_unique<Compiled>();
+    ctl::PolicyConfig cfg;
+    ASSERT_TRUE(ctl::load_policy_text(text, "test.yaml", ctl::PolicyFormat::Auto, cfg, m->errors));
+    ctl::CompileContext ctx{&names(), nullptr, &m->reasons, 1};
+    ctx.monitor = true;
+    m->snap = ctl::compile_policy(cfg, ctx, m->errors);
+    ASSERT_COMPILES(m);
+    for (const dp::CompiledPolicy& p : m->snap->policies) {
+        EXPECT_FALSE(p.enforce) << p.name;
+    }
+
+    auto bad = compile("version: 1\ndefault_policy: a\npolicies:\n  a: {default: pass, enforce: maybe}\n");
+    ASSERT_EQ(bad->errors.size(), 1u);
+    EXPECT_NE(bad->errors[0].str().find("enforce must be true or false"), std::string::npos) << bad->errors[0].str();
 }
 
 // Random edits of a valid file: the loader and compiler never throw nor crash, report an

@@ -523,6 +523,27 @@ void add_verdict_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s,
     }
     add(verdicts, {{"action", ""}, {"reason", "other"}}, d(other));
     append(out, verdicts, true);
+    // Monitor mode (README "Monitor mode"): which policies enforce, and what was forwarded
+    // although its verdict said otherwise.
+    MetricFamily enforced = family("l7gate_policy_enforced", MetricType::Gauge,
+        "1 if the policy in force enforces its verdicts, 0 in monitor mode (`enforce: false` on its chain, or --mode monitor): its verdicts are counted and logged but not applied.");
+    if (current != nullptr) {
+        for (const dp::CompiledPolicy& p : current->policies) {
+            add(enforced, {{"policy", p.name}}, p.enforce ? 1.0 : 0.0);
+        }
+    }
+    append(out, enforced, false);
+    std::array<MetricFamily, 2> monitor = families({
+        {"l7gate_monitor_forwarded_packets_total", C,
+         "Packets forwarded in monitor mode although their flow's verdict said otherwise, by that verdict: drop, reject, block (a host in the auto-block set): would-drop; shape, police: would-shape."},
+        {"l7gate_monitor_forwarded_bytes_total", C,
+         "Bytes of l7gate_monitor_forwarded_packets_total, by verdict."},
+    });
+    for (size_t k = 0; k < static_cast<size_t>(dp::Monitored::Count); ++k) {
+        add(monitor[0], {{"verdict", dp::kMonitoredNames[k]}}, d(s.monitor_forwarded_packets[k]));
+        add(monitor[1], {{"verdict", dp::kMonitoredNames[k]}}, d(s.monitor_forwarded_bytes[k]));
+    }
+    append(out, monitor, false);
 }
 
 // The policy in force and its reloads.

@@ -153,6 +153,10 @@ void fold_policy(StatsSnapshot& s, const std::vector<const dp::Worker*>& workers
         s.inject_limited += c.inject_limited.get();
         s.reject_suppressed += c.reject_suppressed.get();
         s.inject_failed += c.inject_failed.get();
+        for (size_t k = 0; k < static_cast<size_t>(dp::Monitored::Count); ++k) {
+            s.monitor_forwarded_packets[k] += c.monitor_forwarded_packets[k].get();
+            s.monitor_forwarded_bytes[k] += c.monitor_forwarded_bytes[k].get();
+        }
         s.shaper_backlog += c.shaper_backlog.get();
         s.shaper_backlog_cap += c.shaper_backlog_cap.get();
         s.shaper_host_buckets_full += c.shaper_host_buckets_full.get();
@@ -410,6 +414,12 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
     o << "]";
     o << ",\"injected\":{\"sent\":" << s.injected << ",\"limited\":" << s.inject_limited
       << ",\"failed\":" << s.inject_failed << ",\"suppressed\":" << s.reject_suppressed << "}";
+    o << ",\"monitor_forwarded\":{";
+    for (size_t k = 0; k < static_cast<size_t>(dp::Monitored::Count); ++k) {
+        o << (k == 0 ? "" : ",") << '"' << dp::kMonitoredNames[k] << "\":{\"packets\":" << s.monitor_forwarded_packets[k]
+          << ",\"bytes\":" << s.monitor_forwarded_bytes[k] << "}";
+    }
+    o << "}";
     if (s.has_policy) {
         o << ",\"policy\":{\"generation\":" << s.policy_generation << ",\"reloads_ok\":" << s.reloads_ok
           << ",\"reloads_failed\":" << s.reloads_failed

@@ -78,6 +78,9 @@ struct StatsSnapshot {
     uint64_t record_backlog = 0;  // records waiting in the workers' rings
     uint64_t policy_evaluations = 0;
     uint64_t injected = 0, inject_limited = 0, inject_failed = 0, reject_suppressed = 0;
+    // Monitor mode: packets and bytes forwarded although their verdict said otherwise, by verdict.
+    uint64_t monitor_forwarded_packets[static_cast<size_t>(dp::Monitored::Count)] = {};
+    uint64_t monitor_forwarded_bytes[static_cast<size_t>(dp::Monitored::Count)] = {};
     // Every mbuf pool (with_pmd only): mbufs in the pool and how many are out of it (in RX
     // rings, in flight, queued in shapers, or leaked: zero once traffic has stopped).
     struct MempoolStats {

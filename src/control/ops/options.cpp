@@ -127,6 +127,10 @@ constexpr OptSpec kOpts[] = {
      "the policy (YAML, or nProbe IPS's JSON lines): pools of hosts mapped to a tree of "
      "policies with markers; without it every flow passes"},
     {"policy-format", 0, true, "auto|yaml|nprobe", "format of --policy (default auto: by content)"},
+    {"mode", 0, true, "enforce|monitor",
+     "enforce (default): verdicts apply; monitor: every policy only records its verdicts (flow "
+     "log \"enforced\": false, l7gate_monitor_forwarded_*_total), whatever its `enforce` says: "
+     "nothing is dropped, rejected, shaped or blocked (README \"Monitor mode\")"},
     {"geoip", 0, true, "FILE.mmdb",
      "MaxMind GeoIP2/GeoLite2 country database for countries/continents markers"},
     {"reject-rate", 0, true, "N",
@@ -410,6 +414,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected milliseconds, 0 to 60000");
         }
         opt.test_slow_control_ms = static_cast<uint32_t>(ms);
+    } else if (key == "mode") {
+        if (v != "enforce" && v != "monitor") {
+            return bad("expected enforce or monitor");
+        }
+        opt.monitor = v == "monitor";
     } else if (key == "policy-format") {
         if (v != "auto" && v != "yaml" && v != "nprobe") {
             return bad("expected auto, yaml or nprobe");
@@ -694,8 +703,8 @@ std::string man_page() {
          "EAL and l7gate options of the l7gate.service unit (L7GATE_EAL_ARGS, L7GATE_ARGS): ports, "
          "cores, queues, policy, metrics address.\n"
          ".TP\n.I /etc/l7gate/policy.yaml\nthe policy the service loads (a configuration file: kept "
-         "across upgrades).\n"
-         ".TP\n.I /usr/share/doc/l7gate/examples/\nexample policies and lists.\n"
+         "across upgrades); as shipped, conservative and in monitor mode (enforce: false).\n"
+         ".TP\n.I /usr/share/doc/l7gate/examples/\nexample policies (demo\\-policy.yaml enforces) and lists.\n"
          ".TP\n.I /usr/share/l7gate/\nthe Grafana dashboard and a Prometheus scrape example.\n";
     s += ".SH SIGNALS\n"
          "SIGHUP reloads the policy (as does saving the file); an invalid policy is logged and the "

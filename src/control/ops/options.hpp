@@ -46,6 +46,7 @@ struct Options {
     uint32_t ipfix_template_msgs = 100;  // --ipfix-template-messages N
     std::string policy;              // --policy FILE ("" = pass everything)
     std::string policy_format = "auto";
+    bool monitor = false;            // --mode monitor: no policy enforces its verdicts
     std::string geoip;               // --geoip FILE.mmdb
     uint32_t reject_rate = 1000;     // --reject-rate: injected packets/s per worker
     uint32_t ff_bytes = 16389;       // --first-flight-bytes (0: no first-flight reassembly)

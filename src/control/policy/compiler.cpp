@@ -848,6 +848,15 @@ private:
             cp.name = specs_[i]->name;
             const std::vector<uint16_t>& chain = chains_[i];
             cp.depth = static_cast<uint16_t>(chain.size());
+            // enforce: the first policy from the leaf up that says; true when none does.
+            cp.enforce = !ctx_.monitor;
+            for (const uint16_t level : chain) {
+                if (specs_[level]->enforce) {
+                    cp.enforce = cp.enforce && *specs_[level]->enforce;
+                    break;
+                }
+            }
+            snap_->any_monitor = snap_->any_monitor || !cp.enforce;
             cp.protocols.assign(nproto, dp::kNoPos);
             cp.categories.assign(ncat, dp::kNoPos);
             cp.countries.assign(snap_->countries.size(), dp::kNoPos);

@@ -87,6 +87,8 @@ struct CompileContext {
     uint64_t generation = 1;
     // Stable shaper slots across reloads; null: slots in file order for this compile only.
     ShaperSlots* shaper_slots = nullptr;
+    // --mode monitor: no policy enforces, whatever its `enforce` says (README "Monitor mode").
+    bool monitor = false;
 };
 
 // Returns the snapshot, or nullptr with every problem in `errors`.

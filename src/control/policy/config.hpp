@@ -71,6 +71,7 @@ struct RiskExceptionSpec {
 struct PolicySpec {
     std::string name;
     std::string parent;               // "" = a root
+    std::optional<bool> enforce;      // unset: inherited (a root: true); false: monitor mode
     std::optional<MarkerSpec> default_marker;
     std::vector<MarkerEntry> risks;
     std::optional<uint32_t> score_at_least;

@@ -543,7 +543,19 @@ private:
                 continue;
             }
             check_keys(v, {"parent", "default", "risks", "score", "protocols", "categories", "countries",
-                           "continents", "hostnames", "ips", "risk_exceptions"});
+                           "continents", "hostnames", "ips", "risk_exceptions", "enforce"});
+            if (const YAML::Node en = v["enforce"]; en) {
+                std::string t;
+                if (scalar(en, "enforce", t)) {
+                    if (t == "true") {
+                        p.enforce = true;
+                    } else if (t == "false") {
+                        p.enforce = false;
+                    } else {
+                        error(en, "enforce must be true or false (false: monitor mode, verdicts recorded only)");
+                    }
+                }
+            }
             if (v["parent"]) {
                 scalar(v["parent"], "parent", p.parent);
                 p.parent_pos = pos(v["parent"]);

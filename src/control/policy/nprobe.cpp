@@ -709,6 +709,9 @@ void emit_policy(YAML::Emitter& y, const PolicySpec& p) {
     if (!p.parent.empty()) {
         y << YAML::Key << "parent" << YAML::Value << p.parent;
     }
+    if (p.enforce) {
+        y << YAML::Key << "enforce" << YAML::Value << (*p.enforce ? "true" : "false");
+    }
     if (p.default_marker) {
         y << YAML::Key << "default" << YAML::Value << p.default_marker->text;
     }

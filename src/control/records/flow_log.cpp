@@ -193,6 +193,7 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     json_escape_to(s, verdict_name(r.verdict, policy));
     s += ",\"verdict_reason\":";
     json_escape_to(s, reasons != nullptr && r.reason != 0 ? reasons->name(r.reason) : std::string());
+    s += r.unenforced != 0 ? ",\"enforced\":false" : ",\"enforced\":true";
     s += "}\n";
     return s;
 }

@@ -117,14 +117,19 @@ int offline_policy_tool(const Options& opt) {
     ctx.names = &names;
     ctx.geoip = geo.is_open() ? &geo : nullptr;
     ctx.reasons = &reasons;
+    ctx.monitor = opt.monitor;
     auto snap = compile_policy_file(opt.policy, opt.policy_format, ctx, errors);
     if (snap == nullptr) {
         print_policy_errors(errors);
         return 1;
     }
-    std::printf("%s: OK: %zu policies, %zu pools, %zu markers, %zu shapers, %zu regexes, %zu countries\n",
+    size_t monitoring = 0;
+    for (const dp::CompiledPolicy& p : snap->policies) {
+        monitoring += p.enforce ? 0 : 1;
+    }
+    std::printf("%s: OK: %zu policies, %zu pools, %zu markers, %zu shapers, %zu regexes, %zu countries, %zu in monitor mode\n",
                 opt.policy.c_str(), snap->policies.size(), snap->pool_names.size(), snap->markers.size(),
-                snap->shapers.size(), snap->regex_count, snap->countries.size());
+                snap->shapers.size(), snap->regex_count, snap->countries.size(), monitoring);
     return 0;
 }
 
@@ -323,6 +328,7 @@ void Gateway::load_policy() {
     ctx.reasons = &reasons_;
     ctx.workers = opt_.rxq;
     ctx.shaper_slots = &shaper_slots_;
+    ctx.monitor = opt_.monitor;
     policy_ = std::make_unique<PolicyManager>(opt_.policy, opt_.policy_format, ctx, qsbr_);
     std::vector<PolicyError> errors;
     if (!policy_->load_initial(errors)) {
