@@ -34,6 +34,7 @@ struct ShaperBuckets;
 
 namespace l7gate::ctl {
 
+class KafkaSink;
 class MetricsExporter;
 class PolicyManager;
 class Prompt;
@@ -87,6 +88,8 @@ private:
     RecordStream records_;
     FlowLog flow_log_{"flow_log"};
     FlowLog event_log_{"event_log"};
+    std::unique_ptr<KafkaSink> kafka_;  // --kafka
+    EventTee events_;                   // host events: the event or flow log, the Kafka events topic
     std::unique_ptr<HostScores> hosts_;
     dp::ShaperBuckets* shaper_buckets_ = nullptr;
     std::vector<dp::Worker*> workers_;
