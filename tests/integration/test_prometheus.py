@@ -468,7 +468,8 @@ def do_run():
                                                          os.path.join(work, "out0.pcap")),
            "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (empty, os.path.join(work, "out1.pcap")),
            "--", "--clock", "capture", "--duration", str(DURATION), "--policy", policy,
-           "--metrics", "127.0.0.1:%d" % run["metrics_port"], "--stats-json", stats]
+           "--metrics", "127.0.0.1:%d" % run["metrics_port"], "--stats-json", stats,
+           "--flow-log", os.path.join(work, "flows.jsonl")]  # the record sinks' families (Flow export)
     run["cmd"] = cmd
     out = open(os.path.join(work, "l7gate.out"), "w")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -643,7 +644,7 @@ class PrometheusTest(unittest.TestCase):
         must = ("Throughput per port", "Packets per port", "Drops by reason", "Top protocols",
                 "Categories", "Verdicts by reason", "Policy generation", "Last reload", "Flows active",
                 "Flows created and ended", "Cycles per packet", "Busy ratio", "Shaper rates",
-                "Shaper throughput", "Shaper queues and drops")
+                "Shaper throughput", "Shaper queues and drops", "Flow records by sink", "Sink queues")
         empty = []
         for title, expr in exprs:
             q = grafana_to_promql(expr)
