@@ -181,8 +181,9 @@ class KafkaTest(unittest.TestCase):
                "--", "--timeouts", "tcp-syn=1", "--flows", "4096", "--bench-fresh-flows", str(SYNS),
                "--bench-fresh-syns", "--stats-json", stats_path, "--metrics", "127.0.0.1:%d" % port,
                "--flow-log", log, "--kafka", self.broker.bootstrap, "--kafka-topic", "flows",
-               # A small queue and a short delivery timeout: the outage shows in seconds.
-               "--kafka-config", "queue.buffering.max.messages=2000,message.timeout.ms=1000"]
+               # A small queue (above the 4096 records a table's worth of SYNs ends at once) and
+               # a short delivery timeout: the outage shows in a second or two.
+               "--kafka-config", "queue.buffering.max.messages=5000,message.timeout.ms=1000"]
         with open(out_path, "w") as out, open(err_path, "w") as err:
             self.proc = p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
         harness.note_l7gate("kafka-outage", path=err_path)

@@ -105,6 +105,11 @@ FAMILIES = {
     "l7gate_control_service_seconds_total": "counter", "l7gate_control_service_backlog": "gauge",
     "l7gate_control_tick_overruns_total": "counter", "l7gate_control_service_max_seconds": "gauge",
     "l7gate_reason_names": "gauge", "l7gate_worker_policy_generation": "gauge",
+    # the record stream's sinks (this run has --flow-log)
+    "l7gate_flow_records_written_total": "counter", "l7gate_flow_records_lost_total": "counter",
+    "l7gate_flow_records_queued": "gauge", "l7gate_flow_records_reopens_total": "counter",
+    "l7gate_flow_records_open_failures_total": "counter", "l7gate_flow_records_backlog": "gauge",
+    "l7gate_host_events_lost_total": "counter",
 }
 # promtool's lint remarks accepted on purpose (the name is part of the contract).
 KNOWN_LINT = {'l7gate_shaper_rate_bits use base unit "bytes" instead of "bits"'}
@@ -555,7 +560,8 @@ class ExpositionTest(unittest.TestCase):
         self.assertEqual(fams["l7gate_policy_retired_pending"]["samples"][0][2], 0)
         self.assertEqual({s[2] for s in fams["l7gate_worker_policy_generation"]["samples"]}, {1})
         services = {s[1]["service"]: s[2] for s in fams["l7gate_control_service_seconds_total"]["samples"]}
-        self.assertEqual(set(services), {"watchdog", "hosts", "queries", "policy", "metrics"}, "the control services")
+        self.assertEqual(set(services), {"watchdog", "flow_records", "hosts", "queries", "policy", "metrics"},
+                         "the control services (flow_records: this run has --flow-log)")
         self.assertGreater(services["metrics"], 0, "the metrics service's time is measured")
         self.assertEqual({s[1]["shaper"]: s[2] for s in fams["l7gate_shaper_rate_bits"]["samples"]},
                          {"bulk": 20e6})
