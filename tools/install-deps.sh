@@ -29,6 +29,8 @@ PKGS+=(debhelper dpkg-dev fakeroot lintian systemd man-db)
 PKGS+=(libfixbuf-dev pmacct nfdump python3-ipfix)
 # robustness: libFuzzer targets (clang, its sanitizer/fuzzer runtime) and clang-tidy
 PKGS+=(clang libclang-rt-14-dev clang-tidy)
+# Kafka export (--kafka): librdkafka (its mock cluster is the tests' broker), kcat the consumer
+PKGS+=(librdkafka-dev kcat)
 if [ "${L7GATE_EXTRA_PKGS:-}" != "" ]; then
   read -r -a extra <<<"$L7GATE_EXTRA_PKGS"
   PKGS+=("${extra[@]}")

@@ -107,9 +107,11 @@ FAMILIES = {
     "l7gate_control_service_seconds_total": "counter", "l7gate_control_service_backlog": "gauge",
     "l7gate_control_tick_overruns_total": "counter", "l7gate_control_service_max_seconds": "gauge",
     "l7gate_reason_names": "gauge", "l7gate_worker_policy_generation": "gauge",
-    # the record sinks' families (there when a sink is on: the run below has --flow-log)
+    # the record stream's sinks (this run has --flow-log)
     "l7gate_flow_records_written_total": "counter", "l7gate_flow_records_lost_total": "counter",
-    "l7gate_flow_records_queued": "gauge",
+    "l7gate_flow_records_queued": "gauge", "l7gate_flow_records_reopens_total": "counter",
+    "l7gate_flow_records_open_failures_total": "counter", "l7gate_flow_records_backlog": "gauge",
+    "l7gate_host_events_lost_total": "counter",
 }
 # promtool's lint remarks accepted on purpose (the name is part of the contract).
 KNOWN_LINT = {'l7gate_shaper_rate_bits use base unit "bytes" instead of "bits"'}
@@ -474,7 +476,7 @@ def do_run():
            "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (empty, os.path.join(work, "out1.pcap")),
            "--", "--clock", "capture", "--duration", str(DURATION), "--policy", policy,
            "--metrics", "127.0.0.1:%d" % run["metrics_port"], "--stats-json", stats,
-           "--flow-log", os.path.join(work, "flows.json")]  # the record sinks' families
+           "--flow-log", os.path.join(work, "flows.jsonl")]  # the record sinks' families (Flow export)
     run["cmd"] = cmd
     out = open(os.path.join(work, "l7gate.out"), "w")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -561,7 +563,7 @@ class ExpositionTest(unittest.TestCase):
         self.assertEqual({s[2] for s in fams["l7gate_worker_policy_generation"]["samples"]}, {1})
         services = {s[1]["service"]: s[2] for s in fams["l7gate_control_service_seconds_total"]["samples"]}
         self.assertEqual(set(services), {"watchdog", "flow_records", "hosts", "queries", "policy", "metrics"},
-                         "the control services")
+                         "the control services (flow_records: this run has --flow-log)")
         self.assertGreater(services["metrics"], 0, "the metrics service's time is measured")
         self.assertEqual({s[1]["shaper"]: s[2] for s in fams["l7gate_shaper_rate_bits"]["samples"]},
                          {"bulk": 20e6})
@@ -650,7 +652,7 @@ class PrometheusTest(unittest.TestCase):
         must = ("Throughput per port", "Packets per port", "Drops by reason", "Top protocols",
                 "Categories", "Verdicts by reason", "Policy generation", "Last reload", "Flows active",
                 "Flows created and ended", "Cycles per packet", "Busy ratio", "Shaper rates",
-                "Shaper throughput", "Shaper queues and drops")
+                "Shaper throughput", "Shaper queues and drops", "Flow records by sink", "Sink queues")
         empty = []
         for title, expr in exprs:
             q = grafana_to_promql(expr)

@@ -131,6 +131,29 @@ TEST(Options, FlowLogRingIsAPowerOfTwo) {
     EXPECT_NE(ctl::usage("l7gate").find("--flow-log-ring"), std::string::npos);
 }
 
+TEST(Options, KafkaBrokersTopicsAndLibrdkafkaProperties) {
+    ctl::Options a;
+    EXPECT_EQ(a.kafka, "");
+    EXPECT_EQ(a.kafka_topic, "l7gate-flows");
+    ASSERT_EQ(parse({"--kafka", "k1:9092,k2:9092", "--kafka-topic", "flows", "--kafka-events-topic", "events",
+                     "--kafka-config", "acks=all,linger.ms=10", "--kafka-config", "security.protocol=ssl"}, a), "");
+    EXPECT_EQ(a.kafka, "k1:9092,k2:9092");
+    EXPECT_EQ(a.kafka_topic, "flows");
+    EXPECT_EQ(a.kafka_events_topic, "events");
+    const std::vector<std::pair<std::string, std::string>> want = {
+        {"acks", "all"}, {"linger.ms", "10"}, {"security.protocol", "ssl"}};
+    EXPECT_EQ(a.kafka_config, want);
+    for (const char* bad : {"acks", "=1", "acks=all,", ""}) {
+        ctl::Options b;
+        EXPECT_NE(parse({"--kafka-config", bad}, b), "") << bad;
+    }
+    ctl::Options c;
+    EXPECT_NE(parse({"--kafka", ""}, c), "");
+    for (const char* opt : {"--kafka", "--kafka-topic", "--kafka-events-topic", "--kafka-config"}) {
+        EXPECT_NE(ctl::usage("l7gate").find(opt), std::string::npos) << opt;
+    }
+}
+
 TEST(Options, StopAtEndIsForBenchmarksOnly) {
     ctl::Options a;
     ASSERT_EQ(parse({"--bench-stop-at-end"}, a), "");

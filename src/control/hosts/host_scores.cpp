@@ -99,7 +99,7 @@ void HostScores::publish() {
 }
 
 bool HostScores::visit(std::map<dp::HostKey, Host>::iterator& it, const dp::PolicySnapshot* policy, bool on,
-                       uint64_t now_ns, uint64_t window, FlowLog* events, bool& changed) {
+                       uint64_t now_ns, uint64_t window, EventSink* events, bool& changed) {
     ++visited_;
     trim(it->second, now_ns, window);
     if (it->second.events.empty() && blocked_.count(it->first) == 0 && it->second.last_ns + window <= now_ns) {
@@ -130,7 +130,7 @@ bool HostScores::visit(std::map<dp::HostKey, Host>::iterator& it, const dp::Poli
     return true;
 }
 
-void HostScores::decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowLog* events) {
+void HostScores::decide(const dp::PolicySnapshot* policy, uint64_t now_ns, EventSink* events) {
     const bool on = policy != nullptr && policy->auto_block;
     const uint64_t window = on ? policy->auto_block_window_ns : 60ull * 1000000000u;
     bool changed = false;
@@ -194,7 +194,7 @@ void HostScores::decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowL
     }
 }
 
-size_t HostScores::poll(const dp::PolicySnapshot* policy, FlowLog* events, size_t max_events,
+size_t HostScores::poll(const dp::PolicySnapshot* policy, EventSink* events, size_t max_events,
                         Clock::time_point deadline) {
     constexpr unsigned kBatch = 64;
     dp::ScoreEvent evs[kBatch];

@@ -34,7 +34,7 @@ class PolicySnapshot;
 
 namespace l7gate::ctl {
 
-class FlowLog;
+class EventSink;
 class ReasonRegistry;
 
 struct HostInfo {
@@ -65,7 +65,7 @@ public:
     // (WorkerCounters::score_events_lost). Returns the events taken.
     using Clock = std::chrono::steady_clock;
     static constexpr size_t kEventsPerTick = 4096;
-    size_t poll(const dp::PolicySnapshot* policy, FlowLog* events, size_t max_events = SIZE_MAX,
+    size_t poll(const dp::PolicySnapshot* policy, EventSink* events, size_t max_events = SIZE_MAX,
                 Clock::time_point deadline = Clock::time_point::max());
     // Events waiting in the rings.
     uint64_t backlog() const;
@@ -82,7 +82,7 @@ public:
     // top() reports for hosts not heard from lately may lag the window by a sweep round
     // (65,536 / kSweepPerCall calls, 32 ticks).
     static constexpr size_t kSweepPerCall = 2048;
-    void decide(const dp::PolicySnapshot* policy, uint64_t now_ns, FlowLog* events);
+    void decide(const dp::PolicySnapshot* policy, uint64_t now_ns, EventSink* events);
 
     std::vector<HostInfo> top(size_t n) const;
     size_t blocked_count() const { return blocked_.size(); }
@@ -105,7 +105,7 @@ private:
     // decide(): trims h; forgets it (false: erased, `it` moved on) when idle and not blocked;
     // blocks it when at the threshold.
     bool visit(std::map<dp::HostKey, Host>::iterator& it, const dp::PolicySnapshot* policy, bool on,
-               uint64_t now_ns, uint64_t window, FlowLog* events, bool& changed);
+               uint64_t now_ns, uint64_t window, EventSink* events, bool& changed);
 
     rte_rcu_qsbr* qsbr_;
     ReasonRegistry& reasons_;

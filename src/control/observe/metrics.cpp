@@ -687,12 +687,15 @@ void add_flow_log_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s
     // queued + the rings' backlog = flow records the workers produced.
     if (!s.record_sinks.empty()) {
         std::array<MetricFamily, 5> rec = families({
-            {"l7gate_flow_records_written_total", C, "Flow records a sink wrote out in full."},
+            {"l7gate_flow_records_written_total", C,
+             "Flow records a sink wrote out in full (sink kafka: acked by the broker)."},
             {"l7gate_flow_records_lost_total", C,
              "Flow records a sink never wrote, by cause: ring_full (the worker's ring was full: the "
              "same for every sink), sink_full (the sink's buffer was full: a slow reader), write_error "
-             "(a line cut by a failed write), shutdown (still buffered when the exit bound passed)."},
-            {"l7gate_flow_records_queued", G, "Flow records a sink holds, formatted, not yet written."},
+             "(a line cut by a failed write), shutdown (still buffered when the exit bound passed). "
+             "Sink kafka: sink_full is librdkafka's queue full, write_error a failed delivery."},
+            {"l7gate_flow_records_queued", G,
+             "Flow records a sink holds, formatted, not yet written (sink kafka: produced, not yet acked)."},
             {"l7gate_flow_records_reopens_total", C,
              "Times a log was reopened (SIGUSR1 or the prompt's reopen logs: log rotation)."},
             {"l7gate_flow_records_open_failures_total", C,

@@ -1,5 +1,6 @@
 #include "control/ops/options.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -89,6 +90,19 @@ constexpr OptSpec kOpts[] = {
     {"event-log", 0, true, "FILE",
      "write host block / release events (hosts.auto_block) as JSON lines to FILE instead of "
      "the flow log; - for stdout"},
+    {"kafka", 0, true, "BROKERS",
+     "also send every flow record to Kafka (bootstrap servers host:port[,host:port...]): one "
+     "message per record, the flow log's JSON line without its newline; asynchronous, never "
+     "blocks l7gate: records librdkafka's bounded queue cannot take, or it could not deliver, "
+     "are counted lost (sink kafka)"},
+    {"kafka-topic", 0, true, "TOPIC", "the topic of the flow records (default l7gate-flows)"},
+    {"kafka-events-topic", 0, true, "TOPIC",
+     "also send host block / release events (hosts.auto_block) to this topic, one JSON object "
+     "per message (default: not sent to Kafka)"},
+    {"kafka-config", 0, true, "KEY=VALUE[,KEY=VALUE...]",
+     "librdkafka producer properties (repeatable), e.g. queue.buffering.max.messages=100000 "
+     "(l7gate's default), queue.buffering.max.kbytes=65536 (default), message.timeout.ms, "
+     "compression.type=lz4, security.protocol"},
     {"clock", 0, true, "tsc|capture",
      "time source for flows and nDPI: tsc (default, the wall clock), or capture: the RX "
      "timestamp the port delivers (net_pcap gives the capture's timestamps), so replays are "
@@ -367,6 +381,23 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
          : key == "geoip"           ? opt.geoip
          : key == "convert-policy"  ? opt.convert_policy
                                     : opt.ndpi_categories) = v;
+    } else if (key == "kafka" || key == "kafka-topic" || key == "kafka-events-topic") {
+        if (v.empty()) {
+            return bad(key == "kafka" ? "expected host:port[,host:port...]" : "expected a topic name");
+        }
+        (key == "kafka" ? opt.kafka : key == "kafka-topic" ? opt.kafka_topic : opt.kafka_events_topic) = v;
+    } else if (key == "kafka-config") {
+        size_t pos = 0;
+        while (pos <= v.size()) {
+            const size_t comma = std::min(v.find(',', pos), v.size());
+            const std::string item = v.substr(pos, comma - pos);
+            const size_t eq = item.find('=');
+            if (eq == std::string::npos || eq == 0) {
+                return bad("expected KEY=VALUE items (librdkafka properties)");
+            }
+            opt.kafka_config.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+            pos = comma + 1;
+        }
     } else if (key == "metrics") {
         if (v.empty()) {
             return bad("expected HOST:PORT or off");

@@ -29,6 +29,10 @@ struct Options {
     std::string stats_json;
     std::string flow_log;            // "" = off, "-" = stdout
     std::string event_log;           // "" = events go to the flow log; "-" = stdout
+    std::string kafka;               // --kafka BROKERS ("" = no Kafka export)
+    std::string kafka_topic = "l7gate-flows";
+    std::string kafka_events_topic;  // "" = host events not sent to Kafka
+    std::vector<std::pair<std::string, std::string>> kafka_config;  // --kafka-config K=V, in order
     bool capture_clock = false;      // --clock capture
     std::string ndpi_protos;
     std::string ndpi_categories;

@@ -41,7 +41,7 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
 //   - when a record does not fit in the buffer (kBufferBytes of unwritten lines), offer()
 //     refuses it and the stream counts it lost (sink_full). Whole lines only.
 // Reopen (logrotate): the path is opened anew once the line being written is complete.
-class FlowLog final : public RecordSink {
+class FlowLog final : public RecordSink, public EventSink {
 public:
     static constexpr size_t kBufferBytes = size_t{1} << 20;
     static constexpr std::chrono::milliseconds kRetryOpen{100};
@@ -64,7 +64,7 @@ public:
 
     // Queues one pre-formatted line (events such as host blocks; counted apart from records);
     // no-op when closed. Written by the next flush.
-    void write_line(const std::string& line);
+    void write_line(const std::string& line) override;
 
     // RecordSink
     const char* name() const override { return name_; }

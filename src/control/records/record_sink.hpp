@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dataplane/flow_record.hpp"
 
@@ -56,6 +57,31 @@ public:
     /// Final flush until `deadline`; the rest is counted abandoned and the output closed.
     virtual void close(Clock::time_point deadline) = 0;
     virtual SinkCounters counters() const = 0;
+};
+
+/// Where host block / release events go (HostScores): one JSON line each, with its newline.
+/// The flow log (or --event-log) writes it as it is; the Kafka sink sends it to its events
+/// topic. Same contract as a sink: never blocks, a line it cannot take is counted lost
+/// (SinkCounters::events_lost).
+class EventSink {
+public:
+    virtual ~EventSink() = default;
+    virtual void write_line(const std::string& line) = 0;
+};
+
+/// Every event to each of several EventSinks (the log and the Kafka events topic).
+class EventTee final : public EventSink {
+public:
+    void add(EventSink& s) { outs_.push_back(&s); }
+    bool empty() const { return outs_.empty(); }
+    void write_line(const std::string& line) override {
+        for (EventSink* s : outs_) {
+            s->write_line(line);
+        }
+    }
+
+private:
+    std::vector<EventSink*> outs_;
 };
 
 } // namespace l7gate::ctl

@@ -60,7 +60,7 @@ private:
 
 class HostService : public Service {
 public:
-    HostService(HostScores& h, const PolicyManager* p, FlowLog* events) : h_(h), p_(p), events_(events) {}
+    HostService(HostScores& h, const PolicyManager* p, EventSink* events) : h_(h), p_(p), events_(events) {}
     const char* name() const override { return "hosts"; }
     bool run(Clock::time_point, Clock::time_point deadline) override {
         h_.poll(p_ != nullptr ? p_->current() : nullptr, events_, HostScores::kEventsPerTick, deadline);
@@ -71,7 +71,7 @@ public:
 private:
     HostScores& h_;
     const PolicyManager* p_;
-    FlowLog* events_;
+    EventSink* events_;
 };
 
 // Replies from the workers' command rings, for the prompt and telemetry (never waits).

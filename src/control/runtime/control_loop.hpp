@@ -27,7 +27,7 @@ class Worker;
 
 namespace l7gate::ctl {
 
-class FlowLog;
+class EventSink;
 class MetricsExporter;
 class NdpiNames;
 class PolicyManager;
@@ -49,7 +49,7 @@ struct ControlHooks {
     double tsc_hz = 0;
     Prompt* prompt = nullptr;                       // -i: commands run here, on each tick
     HostScores* hosts = nullptr;                    // score events, auto-block
-    FlowLog* events = nullptr;                      // block / release events (may be the flow log)
+    EventSink* events = nullptr;                    // block / release events (log, Kafka)
     Watchdog* watchdog = nullptr;                   // stalled workers; fail-open forwarding
     WorkerQueries* queries = nullptr;               // replies from the workers' command rings
     std::vector<ServiceStats>* services_out = nullptr;  // the services' figures when the loop returns

@@ -32,6 +32,9 @@
 #include "control/ops/watchdog.hpp"
 #include "control/policy/loader.hpp"
 #include "control/policy/manager.hpp"
+#ifdef L7GATE_HAVE_KAFKA
+#include "control/records/kafka_sink.hpp"
+#endif
 #include "control/runtime/control_loop.hpp"
 #include "dataplane/fresh_flows.hpp"
 #include "dataplane/memory.hpp"
@@ -363,6 +366,28 @@ void Gateway::open_records(std::atomic<bool>& reopen) {
         }
         records_.add_output(event_log_);
     }
+    if (!opt_.kafka.empty()) {  // --kafka: flow records (and host events) to Kafka
+#ifdef L7GATE_HAVE_KAFKA
+        kafka_ = std::make_unique<KafkaSink>("kafka");
+        kafka_->set_names(&reasons_, policy_ != nullptr ? &policy_->slot() : &no_policy);
+        const KafkaConfig kc{opt_.kafka, opt_.kafka_topic, opt_.kafka_events_topic, opt_.kafka_config};
+        if (std::string err = kafka_->open(kc, names_.module()); !err.empty()) {
+            fail(err);
+        }
+        records_.add_sink(*kafka_);
+#else
+        fail("--kafka: this l7gate was built without librdkafka");
+#endif
+    }
+    // Host events: to the event log, else the flow log; and to the Kafka events topic.
+    if (!opt_.event_log.empty() || !opt_.flow_log.empty()) {
+        events_.add(opt_.event_log.empty() ? flow_log_ : event_log_);
+    }
+#ifdef L7GATE_HAVE_KAFKA
+    if (kafka_ != nullptr && kafka_->has_events()) {
+        events_.add(*kafka_);
+    }
+#endif
 }
 
 void Gateway::make_workers() {
@@ -427,7 +452,7 @@ void Gateway::make_workers() {
         cc.extra_dissection = !opt_.dpi_no_extra;
         cc.protos_file = opt_.ndpi_protos.empty() ? nullptr : opt_.ndpi_protos.c_str();
         cc.categories_file = opt_.ndpi_categories.empty() ? nullptr : opt_.ndpi_categories.c_str();
-        if (!opt_.flow_log.empty() || !opt_.ipfix.empty()) {  // a record sink: the workers' record rings
+        if (has_record_sink()) {  // a record sink: the workers' record rings
             wc.flow_log = worker_ring("flow-log", "l7g_flowlog_", q, sizeof(dp::FlowRecord), opt_.flow_log_ring, sock);
             records_.add_ring(wc.flow_log);
             rings_.push_back(wc.flow_log);
@@ -461,7 +486,7 @@ void Gateway::make_services() {
         ReasonHolders h;
         h.workers = workers_.size();
         h.sweep = [this](size_t w) -> dp::ReasonSweep& { return workers_[w]->reason_sweep(); };
-        if (!opt_.flow_log.empty() || !opt_.ipfix.empty()) {  // worker w feeds the w-th ring of the record stream
+        if (has_record_sink()) {  // worker w feeds the w-th ring of the record stream
             h.records_queued = [this](size_t w) { return workers_[w]->counters().flow_log_records.get(); };
             h.records_taken = [this](size_t w) { return records_.taken(w); };
         }
@@ -531,11 +556,11 @@ std::string Gateway::run(const std::atomic<bool>& stop, std::atomic<bool>& reloa
     for (unsigned q = 0; q < opt_.rxq; ++q) {
         rte_eal_remote_launch(worker_main, workers_[q], lcores_[q]);
     }
-    FlowLog* fl = opt_.flow_log.empty() ? nullptr : &flow_log_;
     ControlHooks hooks;
-    // Without a flow or event log there is no record service: the workers have no record rings.
-    hooks.records = opt_.flow_log.empty() && opt_.event_log.empty() && opt_.ipfix.empty() ? nullptr : &records_;
-    hooks.events = opt_.event_log.empty() ? fl : &event_log_;
+    // Without a record sink or an event log there is no record service: the workers have no
+    // record rings.
+    hooks.records = !has_record_sink() && opt_.event_log.empty() ? nullptr : &records_;
+    hooks.events = events_.empty() ? nullptr : &events_;
     hooks.policy = policy_.get();
     hooks.reload_requested = &reload;
     hooks.hosts = hosts_.get();
@@ -556,7 +581,6 @@ int Gateway::stop(const std::string& why) {
     for (dp::Worker* w : workers_) {
         w->request_stop();
     }
-    FlowLog* fl = opt_.flow_log.empty() ? nullptr : &flow_log_;
     // Workers flush their flows into the flow-log rings on the way out: keep draining (each
     // poll bounded; a sink that cannot keep up refuses, counted).
     for (bool running = true; running;) {
@@ -572,7 +596,7 @@ int Gateway::stop(const std::string& why) {
     rte_eal_mp_wait_lcore();
     // The last score events (flows flushed at stop), then every record left in the rings, and
     // at most RecordStream::kShutdownBound for the sinks to write what they hold.
-    hosts_->poll(policy_ != nullptr ? policy_->current() : nullptr, opt_.event_log.empty() ? fl : &event_log_);
+    hosts_->poll(policy_ != nullptr ? policy_->current() : nullptr, events_.empty() ? nullptr : &events_);
     records_.finish();
     const double elapsed = steady_seconds() - started_;
     std::printf("l7gate: stopping (%s)\n", why.c_str());

@@ -35,6 +35,7 @@ struct ShaperBuckets;
 
 namespace l7gate::ctl {
 
+class KafkaSink;
 class MetricsExporter;
 class PolicyManager;
 class Prompt;
@@ -65,6 +66,8 @@ public:
     int stop(const std::string& why);
 
 private:
+    // A flow-record sink is configured (flow log, IPFIX, Kafka): workers get record rings.
+    bool has_record_sink() const { return !opt_.flow_log.empty() || !opt_.ipfix.empty() || !opt_.kafka.empty(); }
     void report(double elapsed, int& rc);  // summary, --stats-json, final metrics
     void release();
 
@@ -89,6 +92,8 @@ private:
     FlowLog flow_log_{"flow_log"};
     FlowLog event_log_{"event_log"};
     IpfixExporter ipfix_;
+    std::unique_ptr<KafkaSink> kafka_;  // --kafka
+    EventTee events_;                   // host events: the event or flow log, the Kafka events topic
     std::unique_ptr<HostScores> hosts_;
     dp::ShaperBuckets* shaper_buckets_ = nullptr;
     std::vector<dp::Worker*> workers_;
