@@ -37,7 +37,7 @@ std::string port_driver(uint16_t port) {
 
 bool port_scatters(uint16_t port) {
     rte_eth_dev_info info{};
-    if (rte_eth_dev_info_get(port, &info) != 0) {
+    if (!rte_eth_dev_is_valid_port(port) || rte_eth_dev_info_get(port, &info) != 0) {
         return false;
     }
     return (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER) != 0 ||
