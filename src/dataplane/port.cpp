@@ -64,7 +64,7 @@ std::string port_check(uint16_t port, const PortSetup& s) {
                std::to_string(info.max_rx_queues) + " RX and " +
                std::to_string(info.max_tx_queues) + " TX queue(s)";
     }
-    if (s.mtu > info.max_mtu || s.mtu < info.min_mtu) {
+    if (s.mtu != 0 && (s.mtu > info.max_mtu || s.mtu < info.min_mtu)) {
         return fmt_port(port) + ": --mtu " + std::to_string(s.mtu) + " is beyond what the port takes (" +
                std::to_string(info.min_mtu) + " to " + std::to_string(info.max_mtu) + ")";
     }

@@ -81,7 +81,7 @@ struct WorkerConfig {
     // Benchmarks and tests only (--bench-stop-at-end): leave the loop at the first idle poll
     // after packets were received (the end of a capture replayed once), as if stopped.
     bool stop_at_end = false;
-    // --mtu: an IP packet longer than this, or a frame longer than this + kL2Overhead, is
+    // --mtu (without it kMtuDefault, what one default mbuf holds): an IP packet longer than this, or a frame longer than this + kL2Overhead, is
     // dropped (over_mtu). Frames up to that length may arrive as mbuf chains (scattered RX,
     // net_pcap): they are copied whole into a per-worker buffer before they are parsed.
     uint32_t mtu = kMtuDefault;

@@ -137,7 +137,7 @@ struct Jumbo {
 
 TEST(Jumbo, AChainCutInsideItsHeadersIsParsedAndClassifiedWhole) {
     ASSERT_NE(eal_pool(), nullptr);
-    Jumbo j(dp::kMtuDefault);
+    Jumbo j(1500);
     const Bytes f = dns_query("jumbo-chain.example.org");
     // Segments end inside the IPv4 header, inside the UDP header and inside the query name.
     rte_mbuf* m = chain_of(j.pool, f, {20, 37, 60});
@@ -177,7 +177,7 @@ TEST(Jumbo, NineThousandByteChainsLeaveWholeAndCountTheirLength) {
 TEST(Jumbo, OverTheMtuIsDroppedUnderItsOwnReason) {
     ASSERT_NE(eal_pool(), nullptr);
     for (bool malformed_drop : {true, false}) {
-        Jumbo j(dp::kMtuDefault, malformed_drop);
+        Jumbo j(1500, malformed_drop);
         const Bytes at_mtu = udp_of_ip_len(1500, {VlanTag{ether::kQinQ, 10}, VlanTag{ether::kVlan, 20}});  // 1,522
         const Bytes over_ip = udp_of_ip_len(1501);  // 1,515 bytes, one mbuf: its IP length is over
         const Bytes jumbo = udp_of_ip_len(9000);

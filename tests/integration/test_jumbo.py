@@ -13,8 +13,9 @@ hands every frame longer than one 2 KiB mbuf to l7gate as a chain of mbufs:
     in the shared offload captures).
 With --mtu 9000: every frame but the two over-MTU ones leaves port 1 byte for byte, in order;
 the flow log counts each flow's whole frames; nDPI names the TLS flow, its SNI and the
-certificate's risks; the two are dropped as over_mtu; nothing is ipv4_bad_length. With the
-default MTU (1500) every frame longer than 1,514 bytes is over_mtu, the rest leaves.
+certificate's risks; the two are dropped as over_mtu; nothing is ipv4_bad_length. Without
+--mtu, frames up to one 2 KiB mbuf are taken (IP length up to 2022, as before --mtu existed):
+every frame longer than 2,044 bytes is over_mtu, the rest leaves.
 """
 
 import datetime
@@ -250,12 +251,13 @@ class JumboFrames(unittest.TestCase):
         self.assertEqual(r.stats["drops"].get("over_mtu"), 2, r.stats["drops"])
         self.assertEqual([f for f in r.flows if f["src_port"] in (44000, 44001)], [], "no flow for them")
 
-    def test_5_the_default_mtu_is_1500(self):
+    def test_5_without_mtu_frames_up_to_one_mbuf(self):
         r = self.run_mtu(None)
-        over = sum(1 for _, f in self.frames if len(f) > 1514)
+        self.assertNotIn("scattered RX", r.stdout)
+        over = sum(1 for _, f in self.frames if len(f) > 2044)
         self.assertEqual(r.stats["drops"].get("over_mtu"), over, r.stats["drops"])
         out = read_pcap(r.outs[1][0])
-        self.assertEqual(out, [f for _, f in self.frames if len(f) <= 1514])
+        self.assertEqual(out, [f for _, f in self.frames if len(f) <= 2044])
 
 
 if __name__ == "__main__":

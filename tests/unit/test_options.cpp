@@ -142,10 +142,10 @@ TEST(Options, StopAtEndIsForBenchmarksOnly) {
     EXPECT_NE(ctl::usage("l7gate").find("--bench-stop-at-end"), std::string::npos);
 }
 
-// --mtu: 68 to 9000, 1500 by default; beyond 9000 refused with one line saying so.
+// --mtu: 68 to 9000 (0: not given); beyond 9000 refused with one line saying so.
 TEST(Options, MtuUpTo9000) {
     ctl::Options o;
-    EXPECT_EQ(o.mtu, 1500u);
+    EXPECT_EQ(o.mtu, 0u);
     ASSERT_EQ(parse({"--mtu", "9000"}, o), "");
     EXPECT_EQ(o.mtu, 9000u);
     for (const char* v : {"9001", "67", "0", "1500x", "-1"}) {

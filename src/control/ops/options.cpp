@@ -57,10 +57,11 @@ constexpr OptSpec kOpts[] = {
      "with infinite_rx needs more than the capture's packet count)"},
     {"rxd", 0, true, "N", "RX descriptors per queue (default 1024)"},
     {"mtu", 0, true, "N",
-     "the links' MTU, 68 to 9000 (default 1500): an IP packet longer than N, or a frame "
+     "the links' MTU, 68 to 9000, set on the ports: an IP packet longer than N, or a frame "
      "longer than N + 22 (Ethernet header, two VLAN tags), is dropped as over_mtu; above "
      "2022 a frame spans several mbufs where the ports scatter, else every mbuf holds a "
-     "whole frame (more pool memory: see README)"},
+     "whole frame (more pool memory: see README). Default: the ports keep their driver's "
+     "MTU and frames up to one 2 KiB mbuf are taken (IP length up to 2022)"},
     {"txd", 0, true, "N", "TX descriptors per queue (default 1024)"},
     {"duration", 0, true, "S", "stop after S seconds (default: run until SIGINT/SIGTERM)"},
     {"idle-exit", 0, true, "MS",

@@ -321,7 +321,7 @@ MemoryNeed estimate_memory(const Options& opt, size_t nb_ports) {
     // An mbuf element: rte_mbuf (128) + headroom and data room + the mempool's header. Before
     // EAL the ports are unknown: a --mtu whose frames do not fit 2 KiB is sized for mbufs that
     // hold a whole frame (at most: ports that scatter keep 2 KiB mbufs).
-    const uint64_t elem = dp::mbuf_element_bytes(dp::mbuf_data_room(opt.mtu, false));
+    const uint64_t elem = dp::mbuf_element_bytes(dp::mbuf_data_room(opt.mtu != 0 ? opt.mtu : dp::kMtuDefault, false));
     m.pool_bytes = uint64_t{m.mbufs} * elem;
     // Per worker: flow entries (128) + index (16) + free stack (4); side records (120);
     // nDPI flow states (704 + counters); the nDPI arena (from --dpi-flows); fragment entries.

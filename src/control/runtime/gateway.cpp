@@ -226,15 +226,16 @@ void Gateway::open_ports() {
     setup.tx_desc = opt_.tx_desc;
     setup.rx_timestamp = opt_.capture_clock;
     setup.extra_tx = opt_.fail_open ? 1 : 0;  // TX queue --rxq: the fail-open standby path
-    setup.mtu = static_cast<uint16_t>(opt_.mtu);
+    setup.mtu = static_cast<uint16_t>(opt_.mtu);  // 0: the driver's default
+    const uint32_t mtu = opt_.mtu != 0 ? opt_.mtu : dp::kMtuDefault;
     // --mtu: the pools keep 2 KiB mbufs when a frame fits one or every port scatters a longer
     // one over several; else their mbufs hold a whole frame (dp::mbuf_data_room).
     bool all_scatter = true;
     for (uint16_t p : ports_) {
         all_scatter = all_scatter && dp::port_scatters(p);
     }
-    data_room_ = dp::mbuf_data_room(opt_.mtu, all_scatter);
-    setup.scatter = dp::max_frame_len(opt_.mtu) + 4 > data_room_;
+    data_room_ = dp::mbuf_data_room(mtu, all_scatter);
+    setup.scatter = dp::max_frame_len(mtu) + 4 > data_room_;
     for (uint16_t p : ports_) {
         if (std::string err = dp::port_check(p, setup); !err.empty()) {
             fail(err);
@@ -274,7 +275,7 @@ void Gateway::open_ports() {
         if (std::string err = dp::port_start(p, setup); !err.empty()) {
             fail(err);
         }
-        if (opt_.mtu != dp::kMtuDefault) {
+        if (opt_.mtu != 0) {
             const uint32_t frame = dp::max_frame_len(opt_.mtu);
             std::printf("l7gate: port %u (%s): MTU %u, %s\n", p, dp::port_driver(p).c_str(), opt_.mtu,
                         setup.scatter ? ("scattered RX: a frame of up to " + std::to_string(frame) + " bytes spans up to " +
@@ -405,7 +406,7 @@ void Gateway::make_workers() {
         wc.shaper_buckets = shaper_buckets_;
         wc.shaper_backlog = shaper_backlog_;
         wc.fail_open = opt_.fail_open;
-        wc.mtu = opt_.mtu;
+        wc.mtu = opt_.mtu != 0 ? opt_.mtu : dp::kMtuDefault;
         if (opt_.test_stall_queue == static_cast<int>(q)) {
             wc.test_stall_after = opt_.test_stall_packets;
             wc.test_stall_ms = opt_.test_stall_ms;
