@@ -243,6 +243,9 @@ def run_l7gate(binary, capture, workdir, extra_args=(), timeout=600, idle_exit_m
                 "--vdev", "net_pcap0,rx_pcap=%s,tx_pcap=%s" % (capture, base + "-out0.pcap"),
                 "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (empty, base + "-out1.pcap"),
                 "--", "--metrics", "off", "--clock", "capture", "--malformed", "pass",
+                # Captures taken on hosts with offloads hold frames beyond 1,514 bytes, which
+                # ndpiReader inspects: the largest MTU (frames above 9,022 bytes: over_mtu).
+                "--mtu", "9000",
                 "--idle-exit", str(idle_exit_ms), "--flow-log", flows_path,
                 "--stats-json", stats_path] + list(extra_args))
     try:

@@ -44,7 +44,8 @@ namespace l7gate::dp {
     X(FfDuplicate, "first_flight_duplicate", false, "a client segment that only resends bytes of a first flight already held") \
     X(FfConflict, "first_flight_conflict", false, "a client segment whose bytes differ from the first-flight bytes already held (first wins)") \
     X(FfNoSlot, "first_flight_no_slot", false, "no free first-flight slot and --on-unnamed-first-flight drop") \
-    X(FfAbandoned, "first_flight_abandoned", false, "held in a first flight when its flow ended or l7gate stopped")
+    X(FfAbandoned, "first_flight_abandoned", false, "held in a first flight when its flow ended or l7gate stopped") \
+    X(OverMtu, "over_mtu", false, "IP length above --mtu, or frame longer than --mtu + 22 (Ethernet header, two VLAN tags)")
 
 enum class DropReason : uint8_t {
 #define L7G_X(e, name, malformed, help) e,

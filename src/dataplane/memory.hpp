@@ -15,6 +15,28 @@ void memory_use_eal(bool on) noexcept;
 void* table_alloc(size_t size, int socket) noexcept;
 void table_free(void* p) noexcept;
 
+// Frames and mbufs (--mtu). The longest frame l7gate takes is --mtu + kL2Overhead bytes
+// (Ethernet header and two VLAN tags; ports strip the FCS); a longer one, or an IP packet
+// longer than --mtu, is dropped as over_mtu. A pool keeps DPDK's default data room
+// (kDefaultDataRoom, 2 KiB) when that holds such a frame, or when every port of the pool
+// scatters a longer frame over several mbufs; else each mbuf holds a whole frame (its FCS
+// too, for PMDs that write it before stripping it), rounded up to 1 KiB: 9 KiB at --mtu 9000,
+// four times the memory of a default mbuf. Without --mtu the ports keep their driver's MTU
+// (1500) and l7gate takes what one default mbuf holds, as it always did: kMtuDefault.
+inline constexpr uint32_t kMtuMin = 68;     // RFC 791's minimum
+inline constexpr uint32_t kMtuMax = 9000;
+inline constexpr uint32_t kL2Overhead = 22;  // 14 + 2 x 4
+inline constexpr uint32_t kDefaultDataRoom = 2048;  // RTE_MBUF_DEFAULT_DATAROOM
+inline constexpr uint32_t kMtuDefault = kDefaultDataRoom - kL2Overhead - 4;  // 2022
+constexpr uint32_t max_frame_len(uint32_t mtu) noexcept { return mtu + kL2Overhead; }
+constexpr uint32_t mbuf_data_room(uint32_t mtu, bool scatter) noexcept {
+    const uint32_t whole = (max_frame_len(mtu) + 4 + 1023) & ~1023u;
+    return scatter || whole <= kDefaultDataRoom ? kDefaultDataRoom : whole;
+}
+// Bytes of one pool element: the rte_mbuf header (128), headroom (128), data room, and the
+// mempool's own header and padding (64).
+constexpr uint64_t mbuf_element_bytes(uint32_t data_room) noexcept { return 128 + 128 + uint64_t{data_room} + 64; }
+
 // Sizing of an mbuf pool, shared by main() (the pool), the pre-flight (its memory) and the
 // workers (their shaper backlog cap). A pool must always keep, for every worker, the mbufs
 // its queues hold whatever the traffic: every RX descriptor of its queue on each port is

@@ -35,6 +35,15 @@ std::string port_driver(uint16_t port) {
     return info.driver_name;
 }
 
+bool port_scatters(uint16_t port) {
+    rte_eth_dev_info info{};
+    if (!rte_eth_dev_is_valid_port(port) || rte_eth_dev_info_get(port, &info) != 0) {
+        return false;
+    }
+    return (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER) != 0 ||
+           (info.driver_name != nullptr && std::strcmp(info.driver_name, "net_pcap") == 0);
+}
+
 std::string port_check(uint16_t port, const PortSetup& s) {
     if (!rte_eth_dev_is_valid_port(port)) {
         return "port " + std::to_string(port) + " does not exist (" +
@@ -54,6 +63,14 @@ std::string port_check(uint16_t port, const PortSetup& s) {
                std::to_string(s.queues) + " RX/TX queue(s), the port supports at most " +
                std::to_string(info.max_rx_queues) + " RX and " +
                std::to_string(info.max_tx_queues) + " TX queue(s)";
+    }
+    if (s.mtu != 0 && (s.mtu > info.max_mtu || s.mtu < info.min_mtu)) {
+        return fmt_port(port) + ": --mtu " + std::to_string(s.mtu) + " is beyond what the port takes (" +
+               std::to_string(info.min_mtu) + " to " + std::to_string(info.max_mtu) + ")";
+    }
+    if (s.scatter && !port_scatters(port)) {
+        return fmt_port(port) + ": --mtu " + std::to_string(s.mtu) +
+               " makes frames longer than one mbuf and the port cannot scatter them";
     }
     if (s.queues > 1 && s.require_rss) {
         const uint64_t hf = info.flow_type_rss_offloads & kWantedRss;
@@ -82,6 +99,10 @@ std::string port_start(uint16_t port, const PortSetup& s) {
     // ports that advertise it are asked for it.
     if (s.rx_timestamp && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TIMESTAMP) != 0) {
         conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TIMESTAMP;
+    }
+    conf.rxmode.mtu = s.mtu;
+    if (s.scatter && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER) != 0) {
+        conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
     }
     std::vector<uint8_t> key;
     if (s.queues > 1 && s.require_rss) {

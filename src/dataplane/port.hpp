@@ -26,7 +26,16 @@ struct PortSetup {
     rte_mempool* pool = nullptr;
     bool rx_timestamp = false;  // ask the port for RX timestamps (--clock capture)
     uint16_t extra_tx = 0;      // TX queues beyond `queues` (index queues: the fail-open path)
+    uint16_t mtu = 0;           // --mtu: the port's MTU (rxmode.mtu); 0: the driver's default
+    // The pool's mbufs hold less than a whole frame (memory.hpp: mbuf_data_room): the port
+    // must scatter (port_scatters), and gets RTE_ETH_RX_OFFLOAD_SCATTER when it advertises it.
+    bool scatter = false;
 };
+
+// The port can receive a frame into a chain of mbufs: it advertises
+// RTE_ETH_RX_OFFLOAD_SCATTER, or it is net_pcap, which chains a frame longer than one mbuf
+// itself without advertising the offload (drivers/net/pcap: eth_pcap_rx_jumbo).
+bool port_scatters(uint16_t port);
 
 // Checks what the port can do against what is asked. Returns "" when it fits, else one line
 // naming the port, what was asked and what it supports.

@@ -66,6 +66,16 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
         return err;
     }
     counters_.shaper_backlog_cap.set(cfg.shaper_backlog);
+    if (cfg.mtu < kMtuMin || cfg.mtu > kMtuMax) {
+        return "MTU out of range";
+    }
+    max_frame_ = max_frame_len(cfg.mtu);
+    short_frame_ = cfg.mtu + 14;
+    linear_stride_ = (max_frame_ + 63) & ~63u;
+    linear_ = static_cast<uint8_t*>(table_alloc(size_t{kMaxBurst} * linear_stride_, cfg.socket));
+    if (linear_ == nullptr) {
+        return "cannot allocate the worker's frame buffer for multi-segment frames";
+    }
     if (!commands_.init(cfg.socket)) {
         return "cannot allocate the worker's command rings";
     }
@@ -87,6 +97,7 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
 Worker::~Worker() {
     table_free(isn_);
     table_free(ff_);
+    table_free(linear_);
     if (own_buckets_ != nullptr) {
         own_buckets_->~ShaperBuckets();
         table_free(own_buckets_);
@@ -291,6 +302,11 @@ void Worker::flush_shaper() noexcept {
 
 void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {
     if (cfg_.reject_rate == 0) {
+        return;
+    }
+    if (m->nb_segs != 1 && pm.payload_offset > m->data_len) [[unlikely]] {
+        // The reject packets are built from the first segment's headers; these run beyond it.
+        counters_.inject_failed.inc();
         return;
     }
     if (reject_forbidden(rte_pktmbuf_mtod(m, const uint8_t*), pm)) {
@@ -551,6 +567,47 @@ FlowEntry* Worker::flow_for_fragment(const uint8_t* frame, const PacketMeta& m, 
     return &e;
 }
 
+inline const uint8_t* Worker::frame_of(unsigned i, const rte_mbuf* m) const noexcept {
+    if (m->nb_segs == 1) [[likely]] {
+        return rte_pktmbuf_mtod(m, const uint8_t*);
+    }
+    return linear_ + size_t{i} * linear_stride_;
+}
+
+void Worker::parse_long(unsigned i, const rte_mbuf* m, PacketMeta& pm) noexcept {
+    if (m->pkt_len > max_frame_) {
+        // Longer than any frame of the MTU, whatever it carries: not parsed, not copied.
+        pm.kind = PacketKind::Malformed;
+        pm.error = DropReason::OverMtu;
+        pm.is_fragment = 0;
+        pm.l3_length = 0;
+        return;
+    }
+    if (m->nb_segs == 1) {
+        parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
+    } else {
+        // The chain, copied whole into this burst index's slot (pkt_len <= max_frame_ <= the
+        // slot's size). A chain that holds fewer bytes than its pkt_len (a broken PMD) is
+        // padded with zeros, so every later stage may read pkt_len bytes.
+        uint8_t* dst = linear_ + size_t{i} * linear_stride_;
+        const uint32_t len = m->pkt_len;
+        uint32_t off = 0;
+        for (const rte_mbuf* s = m; s != nullptr && off < len; s = s->next) {
+            const uint32_t n = s->data_len < len - off ? s->data_len : len - off;
+            std::memcpy(dst + off, rte_pktmbuf_mtod(s, const uint8_t*), n);
+            off += n;
+        }
+        if (off < len) {
+            std::memset(dst + off, 0, len - off);
+        }
+        parse_packet(dst, len, pm);
+    }
+    if (pm.l3_length > cfg_.mtu) {
+        pm.kind = PacketKind::Malformed;
+        pm.error = DropReason::OverMtu;
+    }
+}
+
 // process_burst's stages. Each is force-inlined into process_burst: the compiler still sees
 // one loop body (the callgrind budget checks that the split costs no instruction), the reader
 // sees the steps of a packet.
@@ -562,6 +619,8 @@ L7G_STAGE void Worker::pass_unparsed(rte_mbuf* m, const PacketMeta& pm, unsigned
     if (pm.kind == PacketKind::NonIp) {
         counters_.non_ip.inc();
         burst_.out[nout++] = m;
+    } else if (pm.error == DropReason::OverMtu) [[unlikely]] {
+        drop(m, DropReason::OverMtu);  // not malformed: dropped whatever --malformed says
     } else {
         counters_.malformed[static_cast<unsigned>(pm.error)].inc();
         if (cfg_.malformed_drop) {
@@ -586,7 +645,7 @@ L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& 
         // Through a copy: the caller's slot never has its address taken, so the compiler keeps
         // it in a register over the rest of the loop body.
         uint8_t fslot = slot;
-        e = flow_for_fragment(rte_pktmbuf_mtod(m, const uint8_t*), pm, now_ns, fslot);
+        e = flow_for_fragment(frame_of(i, m), pm, now_ns, fslot);
         slot = fslot;
         if (e == nullptr) {
             counters_.malformed[static_cast<unsigned>(DropReason::FragNoFirst)].inc();
@@ -670,7 +729,7 @@ L7G_STAGE void Worker::track(FlowEntry& e, const rte_mbuf* m, const PacketMeta& 
 // first flight reassembled first when it may need it), or the per-protocol packet count of a
 // flow whose classification is over. `changed`: the classification moved. false: first-flight
 // reassembly consumed the packet (held, or dropped).
-L7G_STAGE bool Worker::classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
+L7G_STAGE bool Worker::classify(unsigned i, FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
                                 bool& changed, unsigned& nout, uint64_t& cycles) noexcept {
     (void)cycles;
     if (e.dpi_state() == DpiState::Pending && pm.l4_offset != 0) {
@@ -690,7 +749,7 @@ L7G_STAGE bool Worker::classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm,
             if (slot == e.client_slot() && pm.l4_proto == 6 && ff_pool_.enabled() && policy_ != nullptr &&
                 !e.ff_over() && !cached::drops(e.action)) {
                 bool ff_changed = false;  // a copy, as for the slot in flow_of()
-                step = first_flight(e, m, pm, slot, t, ff_changed, nout);
+                step = first_flight(e, m, frame_of(i, m), pm, slot, t, ff_changed, nout);
                 changed = ff_changed;
                 if (step == FfStep::Consumed) {
                     return false;
@@ -702,8 +761,9 @@ L7G_STAGE bool Worker::classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm,
             }
             L7G_TSC(tc0);
             if (step == FfStep::Normal) {
-                changed = classifier_.packet(e, rte_pktmbuf_mtod(m, const uint8_t*) + pm.l3_offset,
-                                             m->data_len - pm.l3_offset, t / 1000000u);
+                // The whole frame (pkt_len: data_len when it is one segment).
+                changed = classifier_.packet(e, frame_of(i, m) + pm.l3_offset, m->pkt_len - pm.l3_offset,
+                                             t / 1000000u);
             }
 #if L7G_PROFILING
             cycles += rte_rdtsc() - tc0;
@@ -723,10 +783,10 @@ L7G_STAGE bool Worker::classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm,
 // Stage 3, a first fragment: recorded whatever the verdict, so that the later fragments of a
 // dropped flow's datagram find their flow and take its verdict (and are counted under it),
 // instead of counting as frag_no_first and following --malformed.
-L7G_STAGE void Worker::track_fragment(const FlowEntry& e, const rte_mbuf* m, const PacketMeta& pm, uint8_t slot,
+L7G_STAGE void Worker::track_fragment(const FlowEntry& e, const uint8_t* frame, const PacketMeta& pm, uint8_t slot,
                                       uint64_t t) noexcept {
     FragKey fk;
-    FragTable::make_key(rte_pktmbuf_mtod(m, const uint8_t*), pm, fk);
+    FragTable::make_key(frame, pm, fk);
     if (frags_.insert(fk, flows_.index_of(e), slot, t)) {
         counters_.frag_tracked.inc();
     } else {
@@ -797,7 +857,13 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         rx_bytes += m->pkt_len;
         b.time_ns[i] = capture_clock ? capture_time(m) : now_ns;
         PacketMeta& pm = b.meta[i];
-        parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
+        // One predictable branch: a frame in one mbuf and no longer than --mtu + 14 cannot be
+        // over the MTU (its IP length is at most its length less the Ethernet header).
+        if (m->nb_segs == 1 && m->pkt_len <= short_frame_) [[likely]] {
+            parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
+        } else {
+            parse_long(i, m, pm);
+        }
         b.flows[i] = nullptr;
         if (pm.kind == PacketKind::Ip && (!pm.is_fragment || pm.first_fragment)) {
             b.keys[nlook] = &pm.key;
@@ -848,11 +914,11 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         const uint64_t t = b.time_ns[i];
         track(*e, m, pm, slot, t);
         bool changed = false;
-        if (!classify(*e, m, pm, slot, t, changed, nout, cyc_classify)) {
+        if (!classify(i, *e, m, pm, slot, t, changed, nout, cyc_classify)) {
             continue;
         }
         if (pm.is_fragment && pm.first_fragment) {
-            track_fragment(*e, m, pm, slot, t);
+            track_fragment(*e, frame_of(i, m), pm, slot, t);
         }
         if (act(*e, m, pm, slot, t, pi, changed, generation, cyc_policy)) {
             b.out[nout++] = m;
@@ -872,10 +938,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
 
 #undef L7G_STAGE
 
-Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
-                                    bool& changed, unsigned& nout) noexcept {
+Worker::FfStep Worker::first_flight(FlowEntry& e, rte_mbuf* m, const uint8_t* frame, const PacketMeta& pm,
+                                    uint8_t slot, uint64_t t, bool& changed, unsigned& nout) noexcept {
     uint32_t& slot_of = ff_[flows_.index_of(e)];  // meaningful while e.ff_held()
-    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint8_t* pay = frame + pm.payload_offset;
     const uint32_t plen = pm.payload_length;
     const uint32_t seq = pm.tcp_seq + ((pm.tcp_flags & tcp_flag::kSyn) != 0 ? 1u : 0u);

@@ -81,6 +81,10 @@ struct WorkerConfig {
     // Benchmarks and tests only (--bench-stop-at-end): leave the loop at the first idle poll
     // after packets were received (the end of a capture replayed once), as if stopped.
     bool stop_at_end = false;
+    // --mtu (without it kMtuDefault, what one default mbuf holds): an IP packet longer than this, or a frame longer than this + kL2Overhead, is
+    // dropped (over_mtu). Frames up to that length may arrive as mbuf chains (scattered RX,
+    // net_pcap): they are copied whole into a per-worker buffer before they are parsed.
+    uint32_t mtu = kMtuDefault;
 };
 
 // Structure of arrays for one burst (house style: parse everything, then look up everything).
@@ -205,8 +209,8 @@ private:
     // while held), Consumed (held or dropped), Fed (nDPI had the reassembled bytes, the flow
     // is decided and its held segments are in burst_.out[.., nout) or dropped).
     enum class FfStep : uint8_t { Normal, Forward, Consumed, Fed };
-    FfStep first_flight(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, bool& changed,
-                        unsigned& nout) noexcept;
+    FfStep first_flight(FlowEntry& e, rte_mbuf* m, const uint8_t* frame, const PacketMeta& pm, uint8_t slot,
+                        uint64_t t, bool& changed, unsigned& nout) noexcept;
     // Could the flow's verdict depend on its hostname: does the policy its pool maps it to
     // have a hostname, protocol or category marker? (Client packet `m`.)
     bool names_matter(const FlowEntry& e, const rte_mbuf* m) const noexcept;
@@ -222,10 +226,16 @@ private:
     inline FlowEntry* flow_of(unsigned i, rte_mbuf* m, const PacketMeta& pm, unsigned pi, uint64_t now_ns,
                               uint8_t& slot, unsigned& nout) noexcept;
     inline void track(FlowEntry& e, const rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t) noexcept;
-    inline bool classify(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, bool& changed,
-                         unsigned& nout, uint64_t& cycles) noexcept;
-    inline void track_fragment(const FlowEntry& e, const rte_mbuf* m, const PacketMeta& pm, uint8_t slot,
+    inline bool classify(unsigned i, FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t,
+                         bool& changed, unsigned& nout, uint64_t& cycles) noexcept;
+    inline void track_fragment(const FlowEntry& e, const uint8_t* frame, const PacketMeta& pm, uint8_t slot,
                                uint64_t t) noexcept;
+    // Stage 1 for a frame that is not one mbuf, or is longer than --mtu + 14: over_mtu, or
+    // copied whole (a chain) into linear_'s slot i and parsed there.
+    void parse_long(unsigned i, const rte_mbuf* m, PacketMeta& pm) noexcept;
+    // Packet i's (m's) bytes, whole: the mbuf's data when it is one segment, else the copy
+    // parse_long() made.
+    inline const uint8_t* frame_of(unsigned i, const rte_mbuf* m) const noexcept;
     inline bool act(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint64_t t, unsigned pi,
                     bool changed, uint16_t generation, uint64_t& cycles) noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
@@ -278,6 +288,13 @@ private:
     // new flow needs no store here).
     uint32_t* ff_ = nullptr;
     FirstFlightPool ff_pool_;
+    // Multi-segment frames: kMaxBurst slots of linear_stride_ bytes (--mtu + kL2Overhead,
+    // rounded up to a cache line), slot i for burst index i, allocated at init. A chained
+    // frame is copied into its slot by parse_long(); the chain itself is what leaves.
+    uint8_t* linear_ = nullptr;
+    uint32_t linear_stride_ = 0;
+    uint32_t max_frame_ = 0;   // cfg_.mtu + kL2Overhead
+    uint32_t short_frame_ = 0;  // cfg_.mtu + 14: a one-mbuf frame up to this long needs no check
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     CommandChannel commands_;  // dp: serves it; cp: sends and receives through it (see there)
     ReasonSweep reason_sweep_;  // dp: sweeps on request; cp: requests and reads (see there)

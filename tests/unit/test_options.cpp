@@ -165,6 +165,21 @@ TEST(Options, StopAtEndIsForBenchmarksOnly) {
     EXPECT_NE(ctl::usage("l7gate").find("--bench-stop-at-end"), std::string::npos);
 }
 
+// --mtu: 68 to 9000 (0: not given); beyond 9000 refused with one line saying so.
+TEST(Options, MtuUpTo9000) {
+    ctl::Options o;
+    EXPECT_EQ(o.mtu, 0u);
+    ASSERT_EQ(parse({"--mtu", "9000"}, o), "");
+    EXPECT_EQ(o.mtu, 9000u);
+    for (const char* v : {"9001", "67", "0", "1500x", "-1"}) {
+        ctl::Options b;
+        const std::string err = parse({"--mtu", v}, b);
+        EXPECT_NE(err.find("--mtu"), std::string::npos) << v << ": " << err;
+        EXPECT_NE(err.find("68 to 9000"), std::string::npos) << v << ": " << err;
+    }
+    EXPECT_NE(ctl::usage("l7gate").find("--mtu"), std::string::npos);
+}
+
 TEST(Options, HelpDocumentsEveryOption) {
     const std::string u = ctl::usage("l7gate");
     for (const char* opt : {"--pairs", "--rxq", "--rss", "--flows", "--frags", "--timeouts",

@@ -12,6 +12,7 @@
 
 #include "control/ops/options.hpp"
 #include "control/ops/preflight.hpp"
+#include "dataplane/memory.hpp"
 
 namespace l7gate::test {
 namespace {
@@ -421,6 +422,51 @@ TEST(PreflightPorts, LinkMtuPromiscuous) {
     pcap.is_pci = false;
     pcap.driver = "net_pcap";
     EXPECT_FALSE(ctl::has_fatal(ctl::evaluate_ports({pcap}, 5)));
+}
+
+// --mtu beyond one mbuf: scattered RX when the port scatters (said, not fatal), else mbufs
+// that hold a whole frame; the old fatal finding only when neither holds.
+TEST(PreflightPorts, JumboMtuSaysHowFramesAreReceived) {
+    ctl::PortState p;
+    p.port = 0;
+    p.driver = "net_pcap";
+    p.link_up = true;
+    p.promiscuous = -1;
+    p.mtu = 9000;
+    p.mbuf_data_room = 2048;
+    p.scatter = true;
+    auto f = ctl::evaluate_ports({p}, 5);
+    EXPECT_FALSE(ctl::has_fatal(f)) << dump(f);
+    ASSERT_EQ(of(f, Severity::Ok, "mtu").size(), 1u) << dump(f);
+    EXPECT_NE(of(f, Severity::Ok, "mtu")[0].message.find("MTU 9000, scattered RX: a frame spans up to 5 mbufs of 2048"),
+              std::string::npos)
+        << dump(f);
+
+    p.scatter = false;
+    p.mbuf_data_room = dp::mbuf_data_room(9000, false);
+    EXPECT_EQ(p.mbuf_data_room, 9216u);
+    f = ctl::evaluate_ports({p}, 5);
+    EXPECT_FALSE(ctl::has_fatal(f)) << dump(f);
+    EXPECT_NE(of(f, Severity::Ok, "mtu")[0].message.find("fits one mbuf (9216 bytes"), std::string::npos) << dump(f);
+
+    p.mbuf_data_room = 2048;
+    f = ctl::evaluate_ports({p}, 5);
+    ASSERT_EQ(of(f, Severity::Fatal, "mtu").size(), 1u) << dump(f);
+    EXPECT_NE(of(f, Severity::Fatal, "mtu")[0].fix.find("--mtu 9000"), std::string::npos) << dump(f);
+}
+
+// Whole-frame mbufs cost their size in the memory estimate; 2 KiB mbufs up to MTU 2022.
+TEST(PreflightMemory, JumboMtuSizesWholeFrameMbufs) {
+    EXPECT_EQ(dp::mbuf_data_room(1500, false), 2048u);
+    EXPECT_EQ(dp::mbuf_data_room(2022, false), 2048u);
+    EXPECT_EQ(dp::mbuf_data_room(2023, false), 3072u);
+    EXPECT_EQ(dp::mbuf_data_room(9000, true), 2048u);
+    ctl::Options o;
+    const uint64_t def = ctl::estimate_memory(o, 2).pool_bytes;
+    o.mtu = 9000;
+    const auto m = ctl::estimate_memory(o, 2);
+    EXPECT_EQ(m.pool_bytes, uint64_t{m.mbufs} * (128 + 128 + 9216 + 64));
+    EXPECT_EQ(def, uint64_t{m.mbufs} * (128 + 128 + 2048 + 64));
 }
 
 // The options behind pre-flight.

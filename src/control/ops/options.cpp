@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "dataplane/counters.hpp"
+#include "dataplane/memory.hpp"
 #include "l7gate_version.h"
 
 namespace l7gate::ctl {
@@ -56,6 +57,12 @@ constexpr OptSpec kOpts[] = {
      "left after the rings, caches and bursts is the workers' shaper backlog cap; a pcap vdev "
      "with infinite_rx needs more than the capture's packet count)"},
     {"rxd", 0, true, "N", "RX descriptors per queue (default 1024)"},
+    {"mtu", 0, true, "N",
+     "the links' MTU, 68 to 9000, set on the ports: an IP packet longer than N, or a frame "
+     "longer than N + 22 (Ethernet header, two VLAN tags), is dropped as over_mtu; above "
+     "2022 a frame spans several mbufs where the ports scatter, else every mbuf holds a "
+     "whole frame (more pool memory: see README). Default: the ports keep their driver's "
+     "MTU and frames up to one 2 KiB mbuf are taken (IP length up to 2022)"},
     {"txd", 0, true, "N", "TX descriptors per queue (default 1024)"},
     {"duration", 0, true, "S", "stop after S seconds (default: run until SIGINT/SIGTERM)"},
     {"idle-exit", 0, true, "MS",
@@ -352,6 +359,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected an mbuf count from 1024 to 268435456");
         }
         opt.mbufs = static_cast<uint32_t>(n);
+    } else if (key == "mtu") {
+        if (!parse_u64(v, dp::kMtuMax, n) || n < dp::kMtuMin) {
+            return bad("expected an MTU from 68 to 9000 (jumbo frames beyond 9000 bytes are not supported)");
+        }
+        opt.mtu = static_cast<uint32_t>(n);
     } else if (key == "rxd" || key == "txd") {
         if (!parse_u64(v, 32768, n) || n < 32) {
             return bad("expected a descriptor count from 32 to 32768");

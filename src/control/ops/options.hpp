@@ -23,6 +23,8 @@ struct Options {
     uint32_t mbufs = 0;              // 0 = automatic
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
+    uint32_t mtu = 0;                // --mtu (68 .. 9000); 0: not given (ports keep their MTU,
+                                     // frames up to one default mbuf: dp::kMtuDefault)
     double duration_s = 0;           // 0 = run until signalled
     uint32_t idle_exit_ms = 0;       // 0 = off
     double stats_interval_s = 0;     // 0 = off

@@ -20,6 +20,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
+#include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
 namespace l7gate::ctl {
@@ -317,8 +318,10 @@ MemoryNeed estimate_memory(const Options& opt, size_t nb_ports) {
     sizing.first_flight_segments = opt.ff_bytes != 0 ? uint64_t{4} * opt.ff_flows : 0;
     m.mbufs = opt.mbufs != 0 ? opt.mbufs : static_cast<uint32_t>(std::max<uint64_t>(sizing.default_mbufs(), 8191));
     m.shaper_backlog = sizing.shaper_backlog_cap(m.mbufs);
-    // An mbuf element: rte_mbuf (128) + headroom and data room + the mempool's header.
-    const uint64_t elem = sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE + 64;
+    // An mbuf element: rte_mbuf (128) + headroom and data room + the mempool's header. Before
+    // EAL the ports are unknown: a --mtu whose frames do not fit 2 KiB is sized for mbufs that
+    // hold a whole frame (at most: ports that scatter keep 2 KiB mbufs).
+    const uint64_t elem = dp::mbuf_element_bytes(dp::mbuf_data_room(opt.mtu != 0 ? opt.mtu : dp::kMtuDefault, false));
     m.pool_bytes = uint64_t{m.mbufs} * elem;
     // Per worker: flow entries (128) + index (16) + free stack (4); side records (120);
     // nDPI flow states (704 + counters); the nDPI arena (from --dpi-flows); fragment entries.
@@ -786,23 +789,32 @@ std::vector<Finding> evaluate_ports(const std::vector<PortState>& ports, double 
                                "check the cable, the transceiver and the neighbour's port (a DPDK-bound port "
                                "is invisible to ethtool: look at the switch side)"));
         }
-        // The bridge forwards frames in one mbuf: the largest frame (MTU + Ethernet header,
-        // two VLAN tags, CRC) must fit its data room.
+        // The largest frame (MTU + Ethernet header, two VLAN tags, CRC) must fit one mbuf's
+        // data room, or the port must scatter it over several (--mtu).
         const uint32_t frame = uint32_t{p.mtu} + 14 + 8 + 4;
-        if (p.mbuf_data_room != 0 && frame > p.mbuf_data_room) {
+        if (p.mbuf_data_room != 0 && frame > p.mbuf_data_room && p.scatter) {
+            out.push_back(make(Severity::Ok, "mtu",
+                               who + ": MTU " + std::to_string(p.mtu) + ", scattered RX: a frame spans up to " +
+                                   std::to_string((frame + p.mbuf_data_room - 1) / p.mbuf_data_room) +
+                                   " mbufs of " + std::to_string(p.mbuf_data_room) + " bytes"));
+        } else if (p.mbuf_data_room != 0 && frame > p.mbuf_data_room) {
             out.push_back(make(Severity::Fatal, "mtu",
                                who + ": MTU " + std::to_string(p.mtu) + " makes frames of up to " +
                                    std::to_string(frame) + " bytes, one mbuf holds " +
                                    std::to_string(p.mbuf_data_room),
-                               "l7gate forwards frames up to " + std::to_string(p.mbuf_data_room - 26) +
-                                   " bytes of MTU: lower the neighbours' MTU (no jumbo frames through the bridge)"));
+                               "start l7gate with --mtu " + std::to_string(p.mtu) +
+                                   " (mbufs that hold a whole frame, or scattered RX), or lower the neighbours' MTU"));
         } else if (p.max_rx_pktlen != 0 && p.max_rx_pktlen < frame) {
             out.push_back(make(Severity::Warning, "mtu",
                                who + ": receives frames of at most " + std::to_string(p.max_rx_pktlen) +
                                    " bytes, below MTU " + std::to_string(p.mtu) + " with two VLAN tags",
                                "lower the neighbours' MTU to " + std::to_string(p.max_rx_pktlen - 26)));
         } else {
-            out.push_back(make(Severity::Ok, "mtu", who + ": MTU " + std::to_string(p.mtu) + " fits one mbuf"));
+            out.push_back(make(Severity::Ok, "mtu",
+                               who + ": MTU " + std::to_string(p.mtu) + " fits one mbuf" +
+                                   (p.mbuf_data_room > dp::kDefaultDataRoom
+                                        ? " (" + std::to_string(p.mbuf_data_room) + " bytes: the port cannot scatter)"
+                                        : std::string())));
         }
         // A bridge sees frames for any MAC only in promiscuous mode (virtual devices have none).
         if (p.is_pci && p.promiscuous == 0) {
@@ -815,7 +827,7 @@ std::vector<Finding> evaluate_ports(const std::vector<PortState>& ports, double 
     return out;
 }
 
-std::vector<PortState> collect_ports(const std::vector<uint16_t>& ports, double timeout_s) {
+std::vector<PortState> collect_ports(const std::vector<uint16_t>& ports, double timeout_s, uint32_t data_room) {
     std::vector<PortState> out;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
     for (;;) {
@@ -854,7 +866,8 @@ std::vector<PortState> collect_ports(const std::vector<uint16_t>& ports, double 
         if (rte_eth_dev_get_mtu(p, &mtu) == 0) {
             s.mtu = mtu;
         }
-        s.mbuf_data_room = RTE_MBUF_DEFAULT_DATAROOM;  // main.cpp's pools: RTE_MBUF_DEFAULT_BUF_SIZE
+        s.mbuf_data_room = data_room;  // the Gateway's pools (dp::mbuf_data_room)
+        s.scatter = dp::port_scatters(p);
         const int promisc = rte_eth_promiscuous_get(p);
         s.promiscuous = promisc < 0 ? -1 : promisc;
         out.push_back(std::move(s));
@@ -899,8 +912,9 @@ int preflight_before_eal(int eal_argc, char** argv, bool has_separator, const Op
     return opt.preflight && !has_separator ? 0 : -1;
 }
 
-int preflight_after_start(const std::vector<uint16_t>& ports, const Options& opt) {
-    const std::vector<Finding> f = evaluate_ports(collect_ports(ports, opt.link_timeout_s), opt.link_timeout_s);
+int preflight_after_start(const std::vector<uint16_t>& ports, const Options& opt, uint32_t data_room) {
+    const std::vector<Finding> f =
+        evaluate_ports(collect_ports(ports, opt.link_timeout_s, data_room), opt.link_timeout_s);
     const unsigned fatal = print_findings(opt.preflight ? stdout : stderr, f, opt.preflight);
     summary(f, fatal, opt.preflight);
     if (fatal != 0) {

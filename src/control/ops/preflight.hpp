@@ -116,13 +116,15 @@ struct PortState {
     uint16_t mtu = 1500;
     uint32_t max_rx_pktlen = 0;   // 0 = unknown
     uint32_t mbuf_data_room = 0;  // bytes of packet data one mbuf holds
+    bool scatter = false;         // receives a longer frame into a chain of mbufs (dp::port_scatters)
     int promiscuous = -1;         // 1 on, 0 off, -1 unknown
 };
 std::vector<Finding> evaluate_ports(const std::vector<PortState>& ports, double link_timeout_s);
 
 // Reads the ports' state from DPDK (EAL up, ports started), polling the links until all are
 // up or timeout_s has passed.
-std::vector<PortState> collect_ports(const std::vector<uint16_t>& ports, double timeout_s);
+// data_room: the pools' mbuf data room.
+std::vector<PortState> collect_ports(const std::vector<uint16_t>& ports, double timeout_s, uint32_t data_room);
 
 // Prints findings: to `out` with OK and info lines when verbose (--preflight), else only
 // warnings and fatal ones (to stderr at start). Returns the number of fatal findings.
@@ -133,6 +135,6 @@ unsigned print_findings(std::FILE* out, const std::vector<Finding>& findings, bo
 // options; without it, --preflight checks the machine alone and exits).
 int preflight_before_eal(int eal_argc, char** argv, bool has_separator, const Options& opt);
 // After the ports started: the port checks; with --preflight, always an exit status.
-int preflight_after_start(const std::vector<uint16_t>& ports, const Options& opt);
+int preflight_after_start(const std::vector<uint16_t>& ports, const Options& opt, uint32_t data_room);
 
 } // namespace l7gate::ctl

@@ -234,6 +234,16 @@ void Gateway::open_ports() {
     setup.tx_desc = opt_.tx_desc;
     setup.rx_timestamp = opt_.capture_clock;
     setup.extra_tx = opt_.fail_open ? 1 : 0;  // TX queue --rxq: the fail-open standby path
+    setup.mtu = static_cast<uint16_t>(opt_.mtu);  // 0: the driver's default
+    const uint32_t mtu = opt_.mtu != 0 ? opt_.mtu : dp::kMtuDefault;
+    // --mtu: the pools keep 2 KiB mbufs when a frame fits one or every port scatters a longer
+    // one over several; else their mbufs hold a whole frame (dp::mbuf_data_room).
+    bool all_scatter = true;
+    for (uint16_t p : ports_) {
+        all_scatter = all_scatter && dp::port_scatters(p);
+    }
+    data_room_ = dp::mbuf_data_room(mtu, all_scatter);
+    setup.scatter = dp::max_frame_len(mtu) + 4 > data_room_;
     for (uint16_t p : ports_) {
         if (std::string err = dp::port_check(p, setup); !err.empty()) {
             fail(err);
@@ -260,8 +270,8 @@ void Gateway::open_ports() {
     mbufs_ = opt_.mbufs != 0 ? opt_.mbufs : static_cast<uint32_t>(std::max<uint64_t>(sizing.default_mbufs(), 8191));
     for (auto& [sock, pool] : pools_) {
         const std::string name = "l7g_pkt_s" + std::to_string(sock);
-        pool = rte_pktmbuf_pool_create(name.c_str(), mbufs_, dp::PoolSizing::kCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                       sock);
+        pool = rte_pktmbuf_pool_create(name.c_str(), mbufs_, dp::PoolSizing::kCache, 0,
+                                       static_cast<uint16_t>(RTE_PKTMBUF_HEADROOM + data_room_), sock);
         if (pool == nullptr) {
             fail("cannot allocate " + std::to_string(mbufs_) + " mbufs on socket " + std::to_string(sock) + ": " +
                  rte_strerror(rte_errno) + " (give EAL more memory with -m or hugepages, or lower --mbufs)");
@@ -272,6 +282,17 @@ void Gateway::open_ports() {
         setup.pool = pools_[s < 0 ? 0 : s];
         if (std::string err = dp::port_start(p, setup); !err.empty()) {
             fail(err);
+        }
+        if (opt_.mtu != 0) {
+            const uint32_t frame = dp::max_frame_len(opt_.mtu);
+            std::printf("l7gate: port %u (%s): MTU %u, %s\n", p, dp::port_driver(p).c_str(), opt_.mtu,
+                        setup.scatter ? ("scattered RX: a frame of up to " + std::to_string(frame) + " bytes spans up to " +
+                                         std::to_string((frame + data_room_ - 1) / data_room_) + " mbufs of " +
+                                         std::to_string(data_room_) + " bytes")
+                                            .c_str()
+                                      : ("one mbuf of " + std::to_string(data_room_) + " bytes holds a whole frame (" +
+                                         std::to_string(frame) + " bytes)")
+                                            .c_str());
         }
         if (opt_.bench_fresh_flows != 0) {
             if (std::string err = dp::fresh_flows_install(p, setup.queues, opt_.bench_fresh_flows,
@@ -289,7 +310,7 @@ void Gateway::open_ports() {
             std::min(shaper_backlog_, sizing.shaper_backlog_cap_after_start(rte_mempool_avail_count(pool)));
     }
     // Pre-flight, port part: links, MTU, promiscuous mode. --preflight stops here.
-    if (int rc = preflight_after_start(ports_, opt_); rc >= 0) {
+    if (int rc = preflight_after_start(ports_, opt_, data_room_); rc >= 0) {
         fail(rc == 0 ? "preflight: done, ports closed" : "preflight: fatal finding(s), not starting", rc);
     }
     if (opt_.capture_clock && rte_mbuf_dyn_rx_timestamp_register(&ts_offset_, &ts_flag_) != 0) {
@@ -424,6 +445,7 @@ void Gateway::make_workers() {
         wc.shaper_buckets = shaper_buckets_;
         wc.shaper_backlog = shaper_backlog_;
         wc.fail_open = opt_.fail_open;
+        wc.mtu = opt_.mtu != 0 ? opt_.mtu : dp::kMtuDefault;
         if (opt_.test_stall_queue == static_cast<int>(q)) {
             wc.test_stall_after = opt_.test_stall_packets;
             wc.test_stall_ms = opt_.test_stall_ms;

@@ -78,6 +78,7 @@ private:
     std::map<int, rte_mempool*> pools_;
     uint32_t mbufs_ = 0;
     uint32_t shaper_backlog_ = 0;
+    uint32_t data_room_ = 0;  // the pools' mbuf data room (--mtu, dp::mbuf_data_room)
     int ts_offset_ = -1;
     uint64_t ts_flag_ = 0;
     bool pdump_ = false;
