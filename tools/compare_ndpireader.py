@@ -243,6 +243,9 @@ def run_l7gate(binary, capture, workdir, extra_args=(), timeout=600, idle_exit_m
                 "--vdev", "net_pcap0,rx_pcap=%s,tx_pcap=%s" % (capture, base + "-out0.pcap"),
                 "--vdev", "net_pcap1,rx_pcap=%s,tx_pcap=%s" % (empty, base + "-out1.pcap"),
                 "--", "--metrics", "off", "--clock", "capture", "--malformed", "pass",
+                # The encapsulations ndpiReader 4.2 looks into by default (no -t): PPPoE, MPLS,
+                # IP-in-IP; it reports GTP-U and CAPWAP as the outer UDP flows, and so must we.
+                "--decap", "ndpireader",
                 "--idle-exit", str(idle_exit_ms), "--flow-log", flows_path,
                 "--stats-json", stats_path] + list(extra_args))
     try:
