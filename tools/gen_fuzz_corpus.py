@@ -148,7 +148,7 @@ def main():
             if fr not in seen:
                 seen.add(fr)
                 put(os.path.join(out, "parser"), fr)
-    for fr in hostile_frames:
+    for fr in hostile_frames + hostile.tunnel_frames():  # tunnels: one seed per encapsulation
         if fr not in seen:
             seen.add(fr)
             put(os.path.join(out, "parser"), fr)
@@ -173,6 +173,7 @@ def main():
     put(wdir, worker_input(hostile.dns_compression_loop("10.0.0.1", 40003, "10.1.0.1")))
     put(wdir, worker_input(hostile_frames[-13:], fold=False))
     put(wdir, worker_input([hostile.syn(rng) for _ in range(8)], fold=False, step_k=15))
+    put(wdir, worker_input(hostile.tunnel_frames(), fold=False))
 
     # policy and lists.
     pdir = os.path.join(out, "policy")

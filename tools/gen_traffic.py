@@ -327,12 +327,14 @@ def fragmented_udp(ep, side, cport, sport, ident, payload, chunk):
 
 
 def gre_packets(ep, rng, count):
-    """GRE (IP protocol 47) carrying IPv4 in both directions: keyed by protocol, ports 0."""
+    """GRE (IP protocol 47) carrying one inner UDP flow in both directions: l7gate looks into
+    GRE (README "Tunnels"), so the inner flow is the one flow of this conversation."""
     out = []
     for i in range(count):
         for side in (0, 1):
-            inner = IP(src="198.18.200.%d" % (1 + side), dst="198.18.201.%d" % (1 + side)) / \
-                UDP(sport=1000 + i, dport=2000) / Raw(load=b"gre-inner")
+            a, b = ("198.18.200.1", 1000), ("198.18.201.1", 2000)
+            (s_ip, s_port), (d_ip, d_port) = (a, b) if side == 0 else (b, a)
+            inner = IP(src=s_ip, dst=d_ip) / UDP(sport=s_port, dport=d_port) / Raw(load=b"gre-inner")
             out.append((side, ep.ip(side, id=rng.randrange(1 << 16)) / GRE(proto=0x0800) / inner))
     return out
 

@@ -39,9 +39,6 @@ allow_skip=(
   # dpdk-dumpcap is an unsanitized secondary process that must map the ASan primary's memory at
   # the same addresses; under ASan that fails now and then. The release build runs the test.
   'build-asan/pdump/*'
-  # Known gap, listed as "known failure" on every run: l7gate does not decapsulate IP-in-IP
-  # tunnels yet (issue 20). The case turns into a failure once it agrees.
-  'build*/classify/*T3SharedCapturesTest.test_tunnel_captures_agree_with_reference'
 )
 if [ -z "${L7GATE_PCAPS:-}" ]; then
   # A clone without the workplace's ../shared captures: the agreement test has nothing to read.

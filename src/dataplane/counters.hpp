@@ -10,6 +10,7 @@
 
 #include "dataplane/drop_reason.hpp"
 #include "dataplane/first_flight.hpp"
+#include "dataplane/packet_parser.hpp"
 
 namespace l7gate::dp {
 
@@ -68,6 +69,16 @@ static_assert(sizeof(kFlowlessNames) / sizeof(kFlowlessNames[0]) == static_cast<
 enum class Monitored : uint8_t { Drop, Reject, Block, Shape, Police, Count };
 inline constexpr const char* kMonitoredNames[] = {"drop", "reject", "block", "shape", "police"};
 static_assert(sizeof(kMonitoredNames) / sizeof(kMonitoredNames[0]) == static_cast<size_t>(Monitored::Count));
+// Why a packet was forwarded without its content being classified (README "What is not
+// inspected"). Every such packet is counted under exactly one cause. Monitor: monitor mode
+// forwarded a packet its decided verdict drops, rejects or blocks.
+enum class Uninspected : uint8_t { NonIp, Encapsulation, NoFlow, Malformed, FailOpen, Monitor, NoDpiState, Count };
+inline constexpr const char* kUninspectedNames[] = {"non_ip",    "encapsulation", "no_flow",     "malformed",
+                                                    "fail_open", "monitor",       "no_dpi_state"};
+static_assert(sizeof(kUninspectedNames) / sizeof(kUninspectedNames[0]) == static_cast<size_t>(Uninspected::Count));
+inline constexpr size_t kUninspectedCauses = static_cast<size_t>(Uninspected::Count);
+inline constexpr size_t kEncapKinds = static_cast<size_t>(Encap::Count);
+inline constexpr size_t kTunSkips = static_cast<size_t>(TunSkip::Count);
 
 // dp: rw (owning worker only), cp: ro. Cache-line aligned so two workers' blocks never share
 // a line.
@@ -112,6 +123,11 @@ struct alignas(64) WorkerCounters {
     Counter first_flight_held;  // gauge: client segments held in first flights right now
     ShaperCounters shaper[kShaperCounters];
     Counter stage_cycles[static_cast<size_t>(Stage::Count)];  // -Dprofiling only
+    Counter uninspected_packets[kUninspectedCauses];  // forwarded without classification, by cause
+    Counter uninspected_bytes[kUninspectedCauses];
+    Counter encap_packets[kEncapKinds];  // packets whose inner packet was looked into, by encapsulation
+    Counter encap_skipped[kEncapKinds][kTunSkips];  // tunnels not looked into, by encapsulation and why
+    Counter reject_tunnelled;  // reject verdicts on tunnelled flows: dropped, nothing injected
     Counter reason_flows[4096];    // flows given a verdict, by reason id (dp::kMaxReasons)
     Counter reason_packets[4096];  // packets that took a verdict other than pass-by-default
 };

@@ -22,16 +22,16 @@ namespace l7gate::dp {
 struct FlowKey {
     uint8_t addr[2][16];  // slot 0 = lower endpoint
     uint16_t port[2];     // host byte order; 0 for protocols without ports
-    uint32_t vlan;        // outer VID << 12 | inner VID (0 when untagged)
+    uint32_t vlan;        // outer VID << 12 | inner VID (0 when untagged); bits 24-31: Encap of a tunnelled flow
     uint8_t proto;        // IP protocol number
     uint8_t ip_version;   // 4 or 6
-    uint16_t pad;         // always 0, so memcmp/hash over the whole key is well defined
+    uint16_t tunnel;      // tunnel discriminator (0: not tunnelled; Worker::tunnel_tag), keeps inner flows of different tunnels apart
 
     bool operator==(const FlowKey& o) const noexcept;
 };
 static_assert(sizeof(FlowKey) == 44, "FlowKey layout is part of the flow-table entry budget");
 static_assert(offsetof(FlowKey, vlan) == offsetof(FlowKey, port) + 4 &&
-                  offsetof(FlowKey, pad) == offsetof(FlowKey, proto) + 2 && offsetof(FlowKey, ip_version) == offsetof(FlowKey, proto) + 1,
+                  offsetof(FlowKey, tunnel) == offsetof(FlowKey, proto) + 2 && offsetof(FlowKey, ip_version) == offsetof(FlowKey, proto) + 1,
               "the flow hashes read port/vlan and proto/ip_version/pad as words");
 
 // Every lookup compares a key: three overlapping 16-byte compares (bytes 0-15, 16-31 and
@@ -164,7 +164,9 @@ __attribute__((target("aes"))) inline uint32_t flow_key_aes_hash(const FlowKey& 
     const __m128i k2 = _mm_load_si128(reinterpret_cast<const __m128i*>(key.rk[2]));
     const __m128i k3 = _mm_load_si128(reinterpret_cast<const __m128i*>(key.rk[3]));
     __m128i s;
-    if (k.ip_version == 4) {
+    // One block packs an untunnelled IPv4 key (vlan's top byte, the encapsulation, then 0, and
+    // tunnel 0); a tunnelled one is hashed whole, like IPv6.
+    if (k.ip_version == 4 && k.vlan < (1u << 24)) {
         uint32_t a0, a1, ports, vlan;
         std::memcpy(&a0, k.addr[0], 4);
         std::memcpy(&a1, k.addr[1], 4);

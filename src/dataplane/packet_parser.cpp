@@ -11,6 +11,17 @@ constexpr uint16_t kEthIpv6 = 0x86dd;
 constexpr uint16_t kEthVlan = 0x8100;
 constexpr uint16_t kEthQinQ = 0x88a8;
 constexpr uint16_t kEthQinQOld = 0x9100;
+constexpr uint16_t kEthPppoe = 0x8864;    // PPPoE session stage
+constexpr uint16_t kEthMpls = 0x8847;
+constexpr uint16_t kEthMplsMc = 0x8848;
+constexpr uint16_t kEthTeb = 0x6558;      // GRE: transparent Ethernet bridging
+
+constexpr uint8_t kProtoIpip = 4;
+constexpr uint8_t kProtoIpv6 = 41;
+constexpr uint8_t kProtoGre = 47;
+constexpr uint16_t kPortVxlan = 4789;
+constexpr uint16_t kPortGtpU = 2152;
+constexpr uint16_t kPortCapwapData = 5247;
 
 constexpr uint8_t kProtoHopByHop = 0;
 constexpr uint8_t kProtoIcmp = 1;
@@ -95,7 +106,26 @@ inline void malformed(PacketMeta& m, DropReason r) noexcept {
     }
 }
 
-void parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, PacketMeta& m) noexcept {
+void decap_ip(const uint8_t* data, PacketMeta& m, const uint8_t* src, const uint8_t* dst, uint16_t sport,
+              uint16_t dport) noexcept;
+
+// Whether the packet may carry a tunnel: plain TCP pays one compare, plain UDP a few more,
+// and only candidates go out of line.
+[[gnu::always_inline]] inline bool tunnel_candidate(uint8_t proto, uint16_t sport, uint16_t dport) noexcept {
+    if (proto == kProtoTcp) {
+        return false;
+    }
+    if (proto == kProtoUdp) {
+        return dport == kPortVxlan || dport == kPortGtpU || sport == kPortGtpU || dport == kPortCapwapData ||
+               sport == kPortCapwapData;
+    }
+    return proto == kProtoIpip || proto == kProtoIpv6 || proto == kProtoGre;
+}
+
+// Inlined into parse_packet for the carrier (kInner false), as before tunnels existed: a call
+// there costs every plain IPv4 packet its register saves. parse_inner has its own copy.
+template <bool kInner>
+[[gnu::always_inline]] inline void parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, PacketMeta& m) noexcept {
     const uint32_t avail = len - off;
     if (avail < 20) {
         malformed(m, DropReason::Ipv4Truncated);
@@ -140,6 +170,9 @@ void parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, PacketMeta& m) 
     }
     m.reversed = make_flow_key(m.key, 4, m.l4_proto, m.key.vlan, ip + 12, ip + 16, sport, dport);
     m.kind = PacketKind::Ip;
+    if (tunnel_candidate(m.l4_proto, sport, dport)) [[unlikely]] {
+        decap_ip(data, m, ip + 12, ip + 16, sport, dport);
+    }
 }
 
 // Out of line: IPv6 needs more registers than IPv4, and inlined it would make every packet
@@ -209,7 +242,277 @@ void parse_ipv4(const uint8_t* data, uint32_t off, uint32_t len, PacketMeta& m) 
     }
     m.reversed = make_flow_key(m.key, 6, nh, m.key.vlan, ip + 8, ip + 24, sport, dport);
     m.kind = PacketKind::Ip;
+    if (tunnel_candidate(nh, sport, dport)) [[unlikely]] {
+        decap_ip(data, m, ip + 8, ip + 24, sport, dport);
+    }
 }
+
+inline bool decap_wanted(const PacketMeta& m, Encap e) noexcept { return (m.no_decap >> static_cast<unsigned>(e) & 1u) == 0; }
+
+inline void skip_tunnel(PacketMeta& m, TunSkip why, Encap e) noexcept {
+    m.tun_skip = why;
+    m.skip_encap = e;
+}
+
+// Parses the inner IP packet at data[off, end) (first nibble 4 or 6; anything else leaves the
+// carrier's parse as it was, noted Garbled) as carried by `e`. The carrier's fields are
+// replaced by the inner packet's; a malformed inner packet makes the frame malformed.
+void parse_inner(const uint8_t* data, uint32_t off, uint32_t end, PacketMeta& m, Encap e, uint32_t id,
+                 uint8_t outer_version, const uint8_t* src, const uint8_t* dst) noexcept {
+    if (off >= end || ((data[off] >> 4) != 4 && (data[off] >> 4) != 6)) {
+        skip_tunnel(m, TunSkip::Garbled, e);
+        return;
+    }
+    const uint8_t alen = outer_version == 4 ? 4 : outer_version == 6 ? 16 : 0;
+    std::memset(m.outer_src, 0, sizeof(m.outer_src));
+    std::memset(m.outer_dst, 0, sizeof(m.outer_dst));
+    if (alen != 0) {
+        std::memcpy(m.outer_src, src, alen);
+        std::memcpy(m.outer_dst, dst, alen);
+    }
+    m.outer_version = outer_version;
+    m.tunnel_id = id;
+    m.encap = e;
+    ++m.encap_depth;
+    m.kind = PacketKind::Malformed;
+    m.reversed = 0;
+    m.tcp_flags = 0;
+    m.is_fragment = 0;
+    m.first_fragment = 0;
+    m.l4_offset = 0;
+    m.payload_offset = 0;
+    m.payload_length = 0;
+    m.frag_id = 0;
+    m.tcp_seq = 0;
+    m.tcp_ack = 0;
+    m.l3_offset = static_cast<uint16_t>(off);
+    const uint32_t vlan = m.key.vlan & 0x00ffffffu;
+    m.key.vlan = vlan;
+    if ((data[off] >> 4) == 4) {
+        m.ethertype = kEthIpv4;
+        parse_ipv4<true>(data, off, end, m);
+    } else {
+        m.ethertype = kEthIpv6;
+        parse_ipv6(data, off, end, m);
+    }
+    if (m.kind == PacketKind::Ip && m.encap == e) {
+        // The innermost encapsulation is part of the key (a further layer sets its own).
+        m.key.vlan = vlan | static_cast<uint32_t>(e) << 24;
+    }
+}
+
+// An inner Ethernet frame (GRE 0x6558, VXLAN) at data[off, end): one VLAN tag skipped, then IP.
+void parse_inner_eth(const uint8_t* data, uint32_t off, uint32_t end, PacketMeta& m, Encap e, uint32_t id,
+                     uint8_t outer_version, const uint8_t* src, const uint8_t* dst) noexcept {
+    if (off + 14 > end) {
+        skip_tunnel(m, TunSkip::Garbled, e);
+        return;
+    }
+    uint32_t o = off + 12;
+    uint16_t et = rd16(data + o);
+    if (et == kEthVlan && o + 6 <= end) {
+        o += 4;
+        et = rd16(data + o);
+    }
+    o += 2;
+    if (et != kEthIpv4 && et != kEthIpv6) {
+        skip_tunnel(m, TunSkip::Unsupported, e);  // ARP, ... inside the tunnel
+        return;
+    }
+    parse_inner(data, o, end, m, e, id, outer_version, src, dst);
+}
+
+// The carrier parsed (m holds its key and offsets): looks into IP-in-IP, GRE and the UDP
+// tunnels. Out of line and cold: only tunnel candidates get here.
+[[gnu::noinline, gnu::cold]] void decap_ip(const uint8_t* data, PacketMeta& m, const uint8_t* src,
+                                           const uint8_t* dst, uint16_t sport, uint16_t dport) noexcept {
+    const uint8_t proto = m.l4_proto;
+    Encap e;
+    if (proto == kProtoIpip || proto == kProtoIpv6) {
+        e = Encap::IpInIp;
+    } else if (proto == kProtoGre) {
+        e = Encap::Gre;
+    } else if (dport == kPortVxlan) {
+        e = Encap::Vxlan;
+    } else if (dport == kPortGtpU || sport == kPortGtpU) {
+        e = Encap::GtpU;
+    } else {
+        e = Encap::Capwap;
+    }
+    if (m.is_fragment) {
+        skip_tunnel(m, TunSkip::OuterFragment, e);  // a first fragment (later ones carry no ports)
+        return;
+    }
+    if (!decap_wanted(m, e)) {
+        skip_tunnel(m, TunSkip::Unsupported, e);
+        return;
+    }
+    if (m.encap_depth >= kMaxEncapDepth) {
+        skip_tunnel(m, TunSkip::TooDeep, e);
+        return;
+    }
+    const uint8_t ver = m.ip_version;
+    const uint32_t off = m.payload_offset;
+    const uint32_t end = off + m.payload_length;
+    const uint8_t* p = data + off;
+    const uint32_t avail = end - off;
+    switch (e) {
+    case Encap::IpInIp:
+        parse_inner(data, off, end, m, e, 0, ver, src, dst);
+        return;
+    case Encap::Gre: {
+        if (avail < 4) {
+            skip_tunnel(m, TunSkip::Garbled, e);
+            return;
+        }
+        const uint16_t flags = rd16(p);
+        if ((flags & 0x0007u) != 0 || (flags & 0x4000u) != 0) {
+            skip_tunnel(m, TunSkip::Unsupported, e);  // version 1 (PPTP), source routing
+            return;
+        }
+        uint32_t h = 4;
+        if ((flags & 0x8000u) != 0) {
+            h += 4;  // checksum, reserved1
+        }
+        uint32_t key = 0;
+        if ((flags & 0x2000u) != 0) {
+            if (h + 4 > avail) {
+                skip_tunnel(m, TunSkip::Garbled, e);
+                return;
+            }
+            key = rd32(p + h);
+            h += 4;
+        }
+        if ((flags & 0x1000u) != 0) {
+            h += 4;  // sequence number
+        }
+        if (h > avail) {
+            skip_tunnel(m, TunSkip::Garbled, e);
+            return;
+        }
+        const uint16_t type = rd16(p + 2);
+        if (type == kEthIpv4 || type == kEthIpv6) {
+            parse_inner(data, off + h, end, m, e, key, ver, src, dst);
+        } else if (type == kEthTeb) {
+            parse_inner_eth(data, off + h, end, m, e, key, ver, src, dst);
+        } else {
+            skip_tunnel(m, TunSkip::Unsupported, e);
+        }
+        return;
+    }
+    case Encap::Vxlan:
+        if (avail < 8 || (p[0] & 0x08u) == 0) {  // the I flag: a valid VNI
+            skip_tunnel(m, TunSkip::Garbled, e);
+            return;
+        }
+        parse_inner_eth(data, off + 8, end, m, e, rd32(p + 4) >> 8, ver, src, dst);
+        return;
+    case Encap::GtpU: {
+        // GTPv1-U (3GPP TS 29.281): version 1, PT 1; only T-PDUs (type 255) carry user packets,
+        // the rest (echo, error indication, end marker) is the tunnel's own signalling.
+        if (avail < 8 || (p[0] >> 5) != 1 || (p[0] & 0x10u) == 0) {
+            skip_tunnel(m, TunSkip::Garbled, e);
+            return;
+        }
+        if (p[1] != 0xff) {
+            return;
+        }
+        uint32_t h = 8;
+        if ((p[0] & 0x07u) != 0) {  // E, S or PN: the sequence, N-PDU and next-extension fields
+            if (avail < 12) {
+                skip_tunnel(m, TunSkip::Garbled, e);
+                return;
+            }
+            uint8_t next = (p[0] & 0x04u) != 0 ? p[11] : 0;
+            h = 12;
+            for (unsigned n = 0; next != 0; ++n) {
+                if (n == 8 || h >= avail || p[h] == 0 || h + p[h] * 4u > avail) {
+                    skip_tunnel(m, TunSkip::Garbled, e);
+                    return;
+                }
+                const uint32_t elen = p[h] * 4u;
+                next = p[h + elen - 1];
+                h += elen;
+            }
+        }
+        parse_inner(data, off + h, end, m, e, rd32(p + 4), ver, src, dst);
+        return;
+    }
+    default: {
+        // CAPWAP data (RFC 5415) as ndpiReader 4.2 reads it: the CAPWAP header (HLEN, in 4-byte
+        // words), a 24-byte IEEE 802.11 data header and an 8-byte LLC/SNAP header whose last
+        // two bytes are the EtherType. Other data-channel packets (keep-alives, 802.3 frames)
+        // stay the carrier's.
+        if (avail < 8) {
+            skip_tunnel(m, TunSkip::Garbled, e);
+            return;
+        }
+        const uint32_t h = ((p[1] >> 3) & 0x1fu) * 4u + 24 + 8;
+        if ((p[0] & 0xf0u) != 0 || h >= avail) {
+            return;
+        }
+        const uint16_t type = rd16(p + h - 2);
+        if (type != kEthIpv4 && type != kEthIpv6) {
+            return;
+        }
+        parse_inner(data, off + h, end, m, e, 0, ver, src, dst);
+        return;
+    }
+    }
+}
+
+// PPPoE session and MPLS frames (the IP packet inside starts at or after data[off]).
+[[gnu::noinline, gnu::cold]] void decap_l2(const uint8_t* data, uint32_t off, uint32_t len, PacketMeta& m,
+                                           uint16_t et) noexcept {
+    const Encap e = et == kEthPppoe ? Encap::Pppoe : Encap::Mpls;
+    m.kind = PacketKind::NonIp;
+    if (!decap_wanted(m, e)) {
+        skip_tunnel(m, TunSkip::Unsupported, e);
+        return;
+    }
+    uint32_t id;
+    if (e == Encap::Pppoe) {
+        // RFC 2516: version/type 0x11, code 0 (session data), session id, length, PPP protocol.
+        if (off + 8 > len || data[off] != 0x11 || data[off + 1] != 0) {
+            skip_tunnel(m, TunSkip::Garbled, e);
+            return;
+        }
+        const uint16_t ppp = rd16(data + off + 6);
+        if (ppp != 0x0021 && ppp != 0x0057) {
+            return;  // LCP, IPCP, ...: PPP's own control traffic, not IP
+        }
+        const uint32_t plen = rd16(data + off + 4);
+        id = rd16(data + off + 2);
+        off += 8;
+        if (plen >= 2 && off + plen - 2 < len) {
+            len = off + plen - 2;  // Ethernet padding after the PPP frame
+        }
+    } else {
+        unsigned n = 0;
+        for (;;) {
+            if (off + 4 > len) {
+                skip_tunnel(m, TunSkip::Garbled, e);
+                return;
+            }
+            const uint32_t lse = rd32(data + off);
+            off += 4;
+            if ((lse & 0x100u) != 0) {
+                id = lse >> 12;  // the bottom label (a VPN's, on an L3VPN)
+                break;
+            }
+            if (++n == kMaxMplsLabels) {
+                skip_tunnel(m, TunSkip::Unsupported, e);
+                return;
+            }
+        }
+        if (off >= len || ((data[off] >> 4) != 4 && (data[off] >> 4) != 6)) {
+            skip_tunnel(m, TunSkip::Unsupported, e);  // a pseudowire (control word, Ethernet)
+            return;
+        }
+    }
+    parse_inner(data, off, len, m, e, id, 0, nullptr, nullptr);
+}
+
 
 } // namespace
 
@@ -234,6 +537,10 @@ void parse_packet(const uint8_t* data, uint32_t len, PacketMeta& m) noexcept {
     m.tcp_seq = 0;
     m.tcp_ack = 0;
     m.key.vlan = 0;
+    m.encap = Encap::None;
+    m.encap_depth = 0;
+    m.tun_skip = TunSkip::None;
+    m.skip_encap = Encap::None;
 
     if (len < 14) {
         malformed(m, DropReason::L2Truncated);
@@ -264,9 +571,11 @@ void parse_packet(const uint8_t* data, uint32_t len, PacketMeta& m) noexcept {
         len = 65535; // offsets are 16-bit; jumbo frames beyond 64 KiB do not exist on the wire
     }
     if (et == kEthIpv4) {
-        parse_ipv4(data, off, len, m);
+        parse_ipv4<false>(data, off, len, m);
     } else if (et == kEthIpv6) {
         parse_ipv6(data, off, len, m);
+    } else if (et == kEthPppoe || et == kEthMpls || et == kEthMplsMc) [[unlikely]] {
+        decap_l2(data, off, len, m, et);
     } else {
         m.kind = PacketKind::NonIp;
     }

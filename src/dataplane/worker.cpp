@@ -32,6 +32,9 @@ namespace l7gate::dp {
 
 const char* Worker::init(const WorkerConfig& cfg) noexcept {
     cfg_ = cfg;
+    for (PacketMeta& pm : burst_.meta) {
+        pm.no_decap = static_cast<uint8_t>(~cfg.decap & kDecapAll);  // an input of the parser, never reset by it
+    }
     if (cfg.flow_secret == nullptr ? !flows_.init(cfg.flows, cfg.timeouts, cfg.socket)
                                    : !flows_.init(cfg.flows, cfg.timeouts, cfg.socket, *cfg.flow_secret)) {
         return "cannot allocate the flow table or draw its hash secret (lower --flows or give EAL more memory)";
@@ -300,7 +303,52 @@ void Worker::flush_shaper() noexcept {
     }
 }
 
+// A packet forwarded without its content classified: counted under its one cause.
+inline void Worker::uninspected(Uninspected cause, const rte_mbuf* m) noexcept {
+    counters_.uninspected_packets[static_cast<size_t>(cause)].inc();
+    counters_.uninspected_bytes[static_cast<size_t>(cause)].add(m->pkt_len);
+}
+
+// A tunnelled packet (or a tunnel not looked into), off the plain path: counted by
+// encapsulation, and an inner flow's key gets its tunnel discriminator, a keyed hash (the
+// flow table's secret) of the encapsulation, the carrier's addresses and the tunnel id, so that
+// the same inner 5-tuple in two tunnels is two flows and nobody can aim at a tunnel's buckets.
+void Worker::tunnelled(PacketMeta& pm) noexcept {
+    if (pm.tun_skip != TunSkip::None) {
+        counters_.encap_skipped[static_cast<size_t>(pm.skip_encap)][static_cast<size_t>(pm.tun_skip)].inc();
+    }
+    if (pm.encap == Encap::None || pm.kind != PacketKind::Ip) {
+        return;
+    }
+    counters_.encap_packets[static_cast<size_t>(pm.encap)].inc();
+    struct {
+        uint8_t addr[2][16];
+        uint32_t id;
+        uint8_t encap;
+        uint8_t version;
+        uint16_t zero;
+    } t{};
+    // Direction-independent, as the key: the carrier's addresses in order.
+    const bool swap = std::memcmp(pm.outer_src, pm.outer_dst, 16) > 0;
+    std::memcpy(t.addr[0], swap ? pm.outer_dst : pm.outer_src, 16);
+    std::memcpy(t.addr[1], swap ? pm.outer_src : pm.outer_dst, 16);
+    // GTP-U TEIDs and MPLS labels differ by direction (each end assigns the one it receives
+    // on): they would split a flow's two directions, so the carrier's addresses stand for them.
+    t.id = pm.encap == Encap::GtpU || pm.encap == Encap::Mpls ? 0 : pm.tunnel_id;
+    t.encap = static_cast<uint8_t>(pm.encap);
+    t.version = pm.outer_version;
+    const uint64_t h = siphash_bytes<sizeof(t)>(&t, flows_.secret());
+    const auto tag = static_cast<uint16_t>(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
+    pm.key.tunnel = tag != 0 ? tag : 1;
+}
+
 void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {
+    if (pm.encap != Encap::None) {
+        // A RST or ICMP error for the inner flow would need the tunnel's headers rebuilt
+        // (lengths, checksums, GTP/VXLAN fields): a tunnelled flow's reject is a drop.
+        counters_.reject_tunnelled.inc();
+        return;
+    }
     if (cfg_.reject_rate == 0) {
         return;
     }
@@ -618,6 +666,7 @@ void Worker::parse_long(unsigned i, const rte_mbuf* m, PacketMeta& pm) noexcept 
 L7G_STAGE void Worker::pass_unparsed(rte_mbuf* m, const PacketMeta& pm, unsigned& nout) noexcept {
     if (pm.kind == PacketKind::NonIp) {
         counters_.non_ip.inc();
+        uninspected(pm.tun_skip != TunSkip::None ? Uninspected::Encapsulation : Uninspected::NonIp, m);
         burst_.out[nout++] = m;
     } else if (pm.error == DropReason::OverMtu) [[unlikely]] {
         drop(m, DropReason::OverMtu);  // not malformed: dropped whatever --malformed says
@@ -626,6 +675,7 @@ L7G_STAGE void Worker::pass_unparsed(rte_mbuf* m, const PacketMeta& pm, unsigned
         if (cfg_.malformed_drop) {
             drop(m, pm.error);
         } else {
+            uninspected(Uninspected::Malformed, m);
             burst_.out[nout++] = m;
         }
     }
@@ -652,6 +702,7 @@ L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& 
             if (cfg_.malformed_drop) {
                 drop(m, DropReason::FragNoFirst);
             } else {
+                uninspected(Uninspected::Malformed, m);
                 b.out[nout++] = m;
             }
             return nullptr;
@@ -689,6 +740,7 @@ L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& 
                 const bool table_full = flows_.full();
                 (table_full ? counters_.table_full : counters_.bucket_full).inc();
                 if (flowless(m, pm, slot, client, pi, b.time_ns[i], table_full)) {
+                    uninspected(Uninspected::NoFlow, m);
                     b.out[nout++] = m;
                 }
                 return nullptr;
@@ -813,6 +865,11 @@ L7G_STAGE bool Worker::act(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint
             counters_.reason_packets[e.reason & (kMaxReasons - 1)].inc();
             if (!cached::enforced(e.reason)) [[unlikely]] {
                 monitored(m, e.action, e.blocked_verdict());
+                // Forwarded against a dropping verdict: uninspected, cause monitor (a tunnel
+                // not looked into or a flow without nDPI state is counted by the caller).
+                if (cached::drops(e.action) && pm.tun_skip == TunSkip::None && e.dpi_state() != DpiState::None) {
+                    uninspected(Uninspected::Monitor, m);
+                }
                 return true;  // monitor mode: recorded, counted, forwarded
             }
             if (cached::drops(e.action)) {
@@ -863,6 +920,9 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
         } else {
             parse_long(i, m, pm);
+        }
+        if ((static_cast<uint8_t>(pm.encap) | static_cast<uint8_t>(pm.tun_skip)) != 0) [[unlikely]] {
+            tunnelled(pm);
         }
         b.flows[i] = nullptr;
         if (pm.kind == PacketKind::Ip && (!pm.is_fragment || pm.first_fragment)) {
@@ -921,6 +981,11 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
             track_fragment(*e, frame_of(i, m), pm, slot, t);
         }
         if (act(*e, m, pm, slot, t, pi, changed, generation, cyc_policy)) {
+            // A tunnel not looked into, or a flow nDPI never got a state for: forwarded
+            // under the flow's verdict, its content unclassified.
+            if ((pm.tun_skip != TunSkip::None) | (e->dpi_state() == DpiState::None)) [[unlikely]] {
+                uninspected(pm.tun_skip != TunSkip::None ? Uninspected::Encapsulation : Uninspected::NoDpiState, m);
+            }
             b.out[nout++] = m;
         }
     }

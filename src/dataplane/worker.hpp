@@ -47,6 +47,7 @@ struct WorkerConfig {
     uint32_t frag_timeout_s = 5;
     bool malformed_drop = true;
     bool table_full_drop = false;
+    uint8_t decap = kDecapAll;  // --decap: the encapsulations looked into (PacketMeta::decap)
     // Tests only: the flow table's hash secret (nullptr: drawn from getrandom(2)).
     const HashKey* flow_secret = nullptr;
     bool capture_clock = false;        // time from the mbuf RX timestamp (pcap replays)
@@ -184,6 +185,8 @@ private:
     void monitored(const rte_mbuf* m, uint8_t action, bool blocked) noexcept;
     // reject verdict: builds the RST / ICMP packets (rate-limited) for the dropped packet.
     void reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept;
+    [[gnu::noinline, gnu::cold]] void tunnelled(PacketMeta& pm) noexcept;
+    inline void uninspected(Uninspected cause, const rte_mbuf* m) noexcept;
     // Sends what reject() built on the worker's own TX queues.
     void flush_injected(unsigned pi) noexcept;
     // A shape/police flow's packet: true when it leaves now (else queued or dropped).

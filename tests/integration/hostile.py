@@ -146,3 +146,36 @@ def ipv6_ext_chain(n, src_last=1, sport=5000):
     dst = bytes.fromhex("20010db8000100000000000000000080")
     hdr = struct.pack("!IHBB", 6 << 28, len(ext) + len(payload), first, 64) + src + dst
     return eth(hdr + ext + payload, 0x86DD)
+
+
+# -- tunnels (issue 20) --------------------------------------------------------------------
+
+
+def tunnel_frames():
+    """One frame per encapsulation l7gate looks into (each carrying a TCP SYN from 10.0.0.1 to
+    10.1.0.1:443), plus truncated and garbled variants: the parser's fuzz seeds."""
+    inner = ipv4("10.0.0.1", "10.1.0.1", 6, tcp(40000, 443, 1, 0, SYN))[14:]
+    inner6 = (struct.pack("!IHBB", 0x60000000, 20, 6, 64) + bytes(15) + b"\x01" + bytes(15) + b"\x02"
+              + tcp(40000, 443, 1, 0, SYN))
+    in_eth = ETH + b"\x08\x00" + inner
+    capwap = bytes([0, 0x10, 0x42, 0x20, 0, 0, 0, 0]) + bytes(24) + bytes([0xAA, 0xAA, 3, 0, 0, 0, 8, 0]) + inner
+    frames = [
+        ipv4("192.0.2.1", "192.0.2.2", 4, inner),                                    # IPv4 in IPv4
+        ipv4("192.0.2.1", "192.0.2.2", 41, inner6),                                  # IPv6 in IPv4
+        ipv4("192.0.2.1", "192.0.2.2", 47, struct.pack("!HH", 0, 0x0800) + inner),   # GRE
+        ipv4("192.0.2.1", "192.0.2.2", 47, struct.pack("!HHII", 0xA000, 0x6558, 0, 7) + in_eth),
+        ipv4("192.0.2.1", "192.0.2.2", 17, udp(49152, 4789, struct.pack("!II", 0x08000000, 42 << 8) + in_eth)),
+        ipv4("192.0.2.1", "192.0.2.2", 17, udp(2152, 2152, struct.pack("!BBHI", 0x30, 0xFF, len(inner), 9) + inner)),
+        ipv4("192.0.2.1", "192.0.2.2", 17, udp(2152, 2152, struct.pack("!BBHIHBB", 0x34, 0xFF, 8 + len(inner), 9, 0, 0, 0x85)
+                                                 + b"\x01\x00\x01\x00" + inner)),
+        ipv4("192.0.2.1", "192.0.2.2", 17, udp(12380, 5247, capwap)),
+        eth(struct.pack("!BBHHH", 0x11, 0, 1, len(inner) + 2, 0x0021) + inner, 0x8864),   # PPPoE
+        eth(struct.pack("!II", 16 << 12 | 64, 17 << 12 | 0x100 | 64) + inner, 0x8847),     # MPLS
+        # Three IP-in-IP layers (one more than l7gate looks into), GRE version 1, a cut GTP-U
+        # extension chain, a VXLAN header without its I flag.
+        ipv4("192.0.2.1", "192.0.2.2", 4, ipv4("192.0.2.3", "192.0.2.4", 4, ipv4("192.0.2.5", "192.0.2.6", 4, inner)[14:])[14:]),
+        ipv4("192.0.2.1", "192.0.2.2", 47, struct.pack("!HHHH", 0x3001, 0x880B, 0, 1) + bytes(8)),
+        ipv4("192.0.2.1", "192.0.2.2", 17, udp(2152, 2152, struct.pack("!BBHIHBB", 0x34, 0xFF, 8, 9, 0, 0, 0x85) + b"\x09")),
+        ipv4("192.0.2.1", "192.0.2.2", 17, udp(49152, 4789, bytes(8) + in_eth)),
+    ]
+    return frames + [f[:len(f) - 30] for f in frames[:10]]

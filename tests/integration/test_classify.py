@@ -17,7 +17,8 @@ l7gate replays l7.pcap into port 0 with `--clock capture --flow-log`.
   JSON, and runs tools/compare_ndpireader.py on l7.pcap against live ndpiReader (100%).
 - SharedCapturesTest runs tools/compare_ndpireader.py over the captures in $L7GATE_PCAPS with
   their reference TSVs in $L7GATE_PCAPS/reference (at least 99% agreement, the figure recorded
-  for the closing output); the IP-in-IP tunnel captures apart, as a known gap (issue 20);
+  for the closing output); the IP-in-IP tunnel captures apart (l7gate decapsulates them as
+  ndpiReader does, issue 20);
   skipped when L7GATE_PCAPS is not set (tools/test.sh sets it when ../shared/pcaps is there).
 
 Set L7GATE_KEEP_TMP=1 to keep the work directory (its path is printed).
@@ -366,8 +367,9 @@ class T2ClassifyTest(unittest.TestCase):
 
 
 # Captures of IP-in-IP tunnels (protocols 4 and 41): ndpiReader 4.2 decapsulates them and
-# classifies the inner flow; l7gate does not decapsulate yet (issue 20), so they are compared
-# apart, as a known gap that turns into a failure the day it is closed.
+# classifies the inner flow, and so does l7gate (issue 20); compared apart, with their own
+# figure. (GTP-U and CAPWAP captures are plain ones: ndpiReader without -t reports their outer
+# flows, and compare_ndpireader.py runs l7gate with --decap ndpireader to match.)
 TUNNEL_CAPTURES = ("4in4tunnel.pcap", "6in6tunnel.pcap")
 
 
@@ -416,9 +418,8 @@ class T3SharedCapturesTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, "compare_ndpireader.py exited %d\n%s\n%s"
                          % (p.returncode, p.stdout[-8000:], p.stderr[-2000:]))
 
-    @unittest.expectedFailure
     def test_tunnel_captures_agree_with_reference(self):
-        """Known gap (issue 20): l7gate does not decapsulate IP-in-IP, ndpiReader does."""
+        """IP-in-IP captures: l7gate decapsulates them as ndpiReader does (issue 20)."""
         _, tunnels = shared_captures()
         if not tunnels:
             self.skipTest("no IP-in-IP tunnel capture in %s" % PCAPS)

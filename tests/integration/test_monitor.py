@@ -161,6 +161,7 @@ class MonitorTest(unittest.TestCase):
             self.assertEqual(mon[verdict]["packets"], per_flow, (verdict, mon))
             self.assertGreater(mon[verdict]["bytes"], DATA * 1000)
         self.assertEqual(mon["block"]["packets"], 0)
+        self.check_uninspected(r.stats)
 
     def test_mode_monitor_forwards_everything(self):
         self.check("monitor", "prod", False)
@@ -171,6 +172,15 @@ class MonitorTest(unittest.TestCase):
         mon = r.stats["monitor_forwarded"]
         for verdict in ("drop", "reject", "shape", "police"):
             self.assertEqual(mon[verdict]["packets"], 2 * (3 + DATA), (verdict, mon))
+        self.check_uninspected(r.stats)
+
+    def check_uninspected(self, stats):
+        # What monitor mode forwarded against a dropping verdict is uninspected traffic, cause
+        # monitor (README "What is not inspected"); would-shape traffic is not.
+        mon, unin = stats["monitor_forwarded"], stats["uninspected"]["monitor"]
+        for unit in ("packets", "bytes"):
+            self.assertEqual(unin[unit], sum(mon[v][unit] for v in ("drop", "reject", "block")), (unit, unin, mon))
+        self.assertGreater(unin["packets"], 0)
 
 
 if __name__ == "__main__":

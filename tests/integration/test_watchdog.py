@@ -124,6 +124,9 @@ class WatchdogTest(unittest.TestCase):
         self.assertEqual(wd["standby_tx_packets"], len(standby))
         self.assertEqual(wd["standby_rx_packets"], len(standby) + wd["standby_dropped"])
         self.assertEqual(wd["standby_dropped"], 0)
+        # What the standby path forwarded is uninspected, cause fail_open (issue 20).
+        self.assertEqual(st["uninspected"]["fail_open"]["packets"], len(standby), st["uninspected"])
+        self.assertEqual(st["uninspected"]["fail_open"]["bytes"], sum(len(f) for f in standby))
         self.assertEveryFrameOnce(frames)
         t = st["totals"]
         self.assertEqual(t["rx_packets"], FRAMES)

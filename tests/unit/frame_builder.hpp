@@ -52,7 +52,7 @@ inline void PrintTo(const FlowKey& k, std::ostream* os) {
     const size_t alen = k.ip_version == 4 ? 4 : 16;
     *os << "{v" << static_cast<unsigned>(k.ip_version);
     *os << " proto " << static_cast<unsigned>(k.proto);
-    *os << " vlan 0x" << std::hex << k.vlan << " pad 0x" << k.pad << std::dec;
+    *os << " vlan 0x" << std::hex << k.vlan << " pad 0x" << k.tunnel << std::dec;
     for (int slot = 0; slot < 2; ++slot) {
         *os << (slot == 0 ? " [" : " <-> [");
         for (size_t i = 0; i < 16; ++i) {

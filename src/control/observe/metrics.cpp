@@ -422,6 +422,30 @@ void add_flow_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s) {
         add(flowless, {{"outcome", dp::kFlowlessNames[k]}}, d(s.flowless[k]));
     }
     append(out, flowless, false);
+    MetricFamily unin = family("l7gate_uninspected_packets_total", C,
+        "Packets forwarded without their content classified, by cause (README \"What is not inspected\"): non_ip, encapsulation (a tunnel not looked into), no_flow (no flow-table entry), malformed (--malformed pass), fail_open (the watchdog's standby path), monitor (monitor mode), no_dpi_state (no nDPI state was free for the flow).");
+    MetricFamily unin_b = family("l7gate_uninspected_bytes_total", C,
+        "Bytes of the packets of l7gate_uninspected_packets_total, by cause.");
+    for (size_t k = 0; k < dp::kUninspectedCauses; ++k) {
+        add(unin, {{"cause", dp::kUninspectedNames[k]}}, d(s.uninspected_packets[k]));
+        add(unin_b, {{"cause", dp::kUninspectedNames[k]}}, d(s.uninspected_bytes[k]));
+    }
+    append(out, unin, false);
+    append(out, unin_b, false);
+    MetricFamily encap = family("l7gate_tunnel_packets_total", C,
+        "Packets whose inner packet was classified and judged, by the encapsulation that carried it (README \"Tunnels\").");
+    MetricFamily skipped = family("l7gate_tunnel_skipped_packets_total", C,
+        "Tunnel packets whose inside was not looked into, by encapsulation and why (too_deep, unsupported, outer_fragment, garbled).");
+    for (size_t k = 1; k < dp::kEncapKinds; ++k) {
+        add(encap, {{"encap", dp::kEncapNames[k]}}, d(s.encap_packets[k]));
+        for (size_t j = 1; j < dp::kTunSkips; ++j) {
+            add(skipped, {{"encap", dp::kEncapNames[k]}, {"why", dp::kTunSkipNames[j]}}, d(s.encap_skipped[k][j]));
+        }
+    }
+    append(out, encap, false);
+    append(out, skipped, false);
+    single(out, "l7gate_tunnel_reject_dropped_total", C,
+        "Reject verdicts on tunnelled flows: dropped, no RST or ICMP error injected.", d(s.reject_tunnelled));
 }
 
 // Application protocols, categories and risks, and nDPI's pools.

@@ -104,6 +104,17 @@ void fold_workers(StatsSnapshot& s, const std::vector<uint16_t>& ports, const st
         ws.flows_active = c.flows_active.get();
         ws.policy_generation = c.policy_generation.get();
         s.non_ip += c.non_ip.get();
+        for (size_t k = 0; k < dp::kUninspectedCauses; ++k) {
+            s.uninspected_packets[k] += c.uninspected_packets[k].get();
+            s.uninspected_bytes[k] += c.uninspected_bytes[k].get();
+        }
+        for (size_t k = 0; k < dp::kEncapKinds; ++k) {
+            s.encap_packets[k] += c.encap_packets[k].get();
+            for (size_t j = 0; j < dp::kTunSkips; ++j) {
+                s.encap_skipped[k][j] += c.encap_skipped[k][j].get();
+            }
+        }
+        s.reject_tunnelled += c.reject_tunnelled.get();
         s.flows_created += c.flows_created.get();
         s.flows_expired += c.flows_expired.get();
         s.flows_active += ws.flows_active;
@@ -137,6 +148,10 @@ void fold_standby(StatsSnapshot& s, const Watchdog& wd) {
         s.drops[r] += d;
         s.dropped += d;
         s.standby_dropped += d;
+    }
+    for (size_t k = 0; k < dp::kUninspectedCauses; ++k) {
+        s.uninspected_packets[k] += wd.standby().uninspected_packets[k].get();
+        s.uninspected_bytes[k] += wd.standby().uninspected_bytes[k].get();
     }
     s.stalls = wd.stalls();
     s.takeovers = wd.takeovers();
@@ -317,7 +332,20 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
             first = false;
         }
     }
-    o << "},\"non_ip_packets\":" << s.non_ip << ",\"flows\":{\"created\":" << s.flows_created
+    o << "},\"non_ip_packets\":" << s.non_ip << ",\"uninspected\":{";
+    for (size_t k = 0; k < dp::kUninspectedCauses; ++k) {
+        o << (k == 0 ? "" : ",") << '"' << dp::kUninspectedNames[k] << "\":{\"packets\":" << s.uninspected_packets[k]
+          << ",\"bytes\":" << s.uninspected_bytes[k] << '}';
+    }
+    o << "},\"tunnels\":{\"reject_dropped\":" << s.reject_tunnelled;
+    for (size_t k = 1; k < dp::kEncapKinds; ++k) {
+        o << ",\"" << dp::kEncapNames[k] << "\":{\"packets\":" << s.encap_packets[k];
+        for (size_t j = 1; j < dp::kTunSkips; ++j) {
+            o << ",\"" << dp::kTunSkipNames[j] << "\":" << s.encap_skipped[k][j];
+        }
+        o << '}';
+    }
+    o << "},\"flows\":{\"created\":" << s.flows_created
       << ",\"expired\":" << s.flows_expired << ",\"active\":" << s.flows_active
       << ",\"table_full\":" << s.table_full << ",\"bucket_full\":" << s.bucket_full << ",\"flushed\":" << s.flows_flushed << ",\"reused\":" << s.flows_reused << ",\"asymmetric\":" << s.flows_asymmetric << ",\"flowless\":{";
     for (size_t k = 0; k < static_cast<size_t>(dp::Flowless::Count); ++k) {

@@ -50,6 +50,11 @@ struct StatsSnapshot {
     uint64_t drops[dp::kDropReasonCount] = {};
     uint64_t malformed[dp::kDropReasonCount] = {};
     uint64_t non_ip = 0;
+    uint64_t uninspected_packets[dp::kUninspectedCauses] = {};  // forwarded unclassified, by cause
+    uint64_t uninspected_bytes[dp::kUninspectedCauses] = {};
+    uint64_t encap_packets[dp::kEncapKinds] = {};                // looked into, by encapsulation
+    uint64_t encap_skipped[dp::kEncapKinds][dp::kTunSkips] = {}; // not looked into, by encapsulation and why
+    uint64_t reject_tunnelled = 0;
     uint64_t flows_created = 0, flows_expired = 0, flows_active = 0, table_full = 0, bucket_full = 0;
     uint64_t flowless[static_cast<size_t>(dp::Flowless::Count)] = {};  // table_full + bucket_full packets by outcome
     uint64_t frag_tracked = 0, frag_matched = 0, frag_table_full = 0;

@@ -51,6 +51,11 @@ constexpr OptSpec kOpts[] = {
     {"malformed", 0, true, "pass|drop",
      "what to do with malformed packets and fragments with no first fragment; counted by "
      "reason either way (default drop)"},
+    {"decap", 0, true, "all|none|ndpireader|LIST",
+     "the encapsulations whose inner packets are classified and judged (README \"Tunnels\"): a "
+     "comma-separated LIST of pppoe, mpls, ip_in_ip, gre, vxlan, gtp_u, capwap; ndpireader is "
+     "ndpiReader 4.2's default set (pppoe, mpls, ip_in_ip); a tunnel not looked into is the "
+     "carrier's flow, counted as uninspected (default all)"},
     {"mbufs", 0, true, "N",
      "mbufs in the packet pool (one pool per NUMA socket; default: every descriptor ring, "
      "worker cache and burst plus 4096 of shaper backlog per worker, at least 8191; what is "
@@ -354,6 +359,34 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected pass or drop");
         }
         (key == "malformed" ? opt.malformed_drop : opt.table_full_drop) = drop;
+    } else if (key == "decap") {
+        if (v == "all") {
+            opt.decap = dp::kDecapAll;
+        } else if (v == "none") {
+            opt.decap = 0;
+        } else if (v == "ndpireader") {
+            opt.decap = dp::kDecapNdpiReader;
+        } else {
+            uint8_t bits = 0;
+            size_t pos = 0;
+            while (pos <= v.size()) {
+                const size_t comma = v.find(',', pos);
+                const std::string item(v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+                unsigned k = 1;
+                while (k < static_cast<unsigned>(dp::Encap::Count) && item != dp::kEncapNames[k]) {
+                    ++k;
+                }
+                if (k == static_cast<unsigned>(dp::Encap::Count)) {
+                    return bad("unknown encapsulation '" + item + "' (pppoe, mpls, ip_in_ip, gre, vxlan, gtp_u, capwap)");
+                }
+                bits = static_cast<uint8_t>(bits | 1u << k);
+                if (comma == std::string::npos) {
+                    break;
+                }
+                pos = comma + 1;
+            }
+            opt.decap = bits;
+        }
     } else if (key == "mbufs") {
         if (!parse_u64(v, 1u << 28, n) || n < 1024) {
             return bad("expected an mbuf count from 1024 to 268435456");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dataplane/flow_table.hpp"
+#include "dataplane/packet_parser.hpp"
 
 namespace l7gate::ctl {
 
@@ -20,6 +21,7 @@ struct Options {
     uint32_t frag_timeout_s = 5;
     bool malformed_drop = true;
     bool table_full_drop = false;
+    uint8_t decap = dp::kDecapAll;   // --decap: the encapsulations looked into (a bit per dp::Encap)
     uint32_t mbufs = 0;              // 0 = automatic
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;

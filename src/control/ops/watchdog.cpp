@@ -153,6 +153,8 @@ unsigned Watchdog::forward(size_t w) {
             rte_pktmbuf_free(pkts[i]);
         }
         standby_->drops[static_cast<unsigned>(dp::DropReason::TxFull)].add(n - sent);
+        standby_->uninspected_packets[static_cast<size_t>(dp::Uninspected::FailOpen)].add(sent);
+        standby_->uninspected_bytes[static_cast<size_t>(dp::Uninspected::FailOpen)].add(bytes);
         dp::QueueCounters& tx = standby_->port[peer];
         tx.tx_packets.add(sent);
         tx.tx_bytes.add(bytes);

@@ -18,6 +18,7 @@
 #include "control/base/json.hpp"
 #include "control/base/log.hpp"
 #include "control/policy/compiler.hpp"
+#include "dataplane/packet_parser.hpp"
 
 namespace l7gate::ctl {
 
@@ -101,7 +102,15 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     s += ",\"ts_last\":";
     append_ts(s, r.last_ns);
     s += ",\"vlan\":";
-    append_u64(s, r.key.vlan);
+    append_u64(s, r.key.vlan & 0x00ffffffu);  // the top byte is the encapsulation
+    if (const unsigned enc = r.key.vlan >> 24; enc != 0) {
+        // A tunnelled flow (README "Tunnels"): the encapsulation that carried it and the
+        // tunnel discriminator that keeps it apart from the same 5-tuple in other tunnels.
+        s += ",\"encap\":";
+        json_escape_to(s, enc < static_cast<unsigned>(dp::Encap::Count) ? dp::kEncapNames[enc] : "unknown");
+        s += ",\"tunnel\":";
+        append_u64(s, r.key.tunnel);
+    }
     s += ",\"ip_version\":";
     append_u64(s, r.key.ip_version);
     s += ",\"l4_proto\":";

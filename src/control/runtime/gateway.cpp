@@ -438,6 +438,7 @@ void Gateway::make_workers() {
         wc.timeouts = opt_.timeouts;
         wc.frag_timeout_s = opt_.frag_timeout_s;
         wc.malformed_drop = opt_.malformed_drop;
+        wc.decap = opt_.decap;
         wc.table_full_drop = opt_.table_full_drop;
         wc.policy = policy_ != nullptr ? &policy_->slot() : &no_policy;
         wc.reject_rate = opt_.reject_rate;
