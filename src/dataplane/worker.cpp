@@ -154,7 +154,7 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
     classifier_.release(e);
 }
 
-void Worker::fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept {
+[[gnu::always_inline]] inline void Worker::fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept {
     std::memset(&r, 0, sizeof(r));
     r.key = e.key;
     r.client_slot = e.client_slot();
