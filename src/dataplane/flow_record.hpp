@@ -1,5 +1,6 @@
 #pragma once
-// FlowRecord: what a worker hands to the control thread when a flow ends (flow log).
+// FlowRecord: what a worker hands to the control thread when a flow ends (flow log), or, with
+// --ipfix-active-timeout, while a long flow lives (an interim record, FlowEnd::Active).
 // Copied by value into a per-worker single-producer/single-consumer rte_ring.
 
 #include <cstdint>
@@ -12,6 +13,8 @@ enum class FlowEnd : uint8_t {
     Idle,      // idle timeout of its class (including TCP closed)
     Shutdown,  // l7gate stopping: every active flow is flushed
     Reused,    // it had ended; a new connection's SYN then opened its 5-tuple again
+    Active,    // not an end: an interim record of a flow older than the active timeout (the
+               // flow goes on; only sinks whose wants_interim() is true get it)
 };
 
 struct FlowRecord {
@@ -37,6 +40,10 @@ struct FlowRecord {
     char host[80];
     uint8_t ja3c[16];
     uint8_t ja3s[16];
+    // The flow's totals at its previous interim record (0 when it had none): what this record
+    // adds is packets - reported_packets (IPFIX sends deltas; the flow log, totals).
+    uint64_t reported_packets[2];
+    uint64_t reported_bytes[2];
 };
 static_assert(sizeof(FlowRecord) % 8 == 0, "rte_ring element sizes must be multiples of 4");
 

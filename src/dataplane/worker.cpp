@@ -47,6 +47,13 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
     if (ff_ == nullptr || !ff_pool_.init(cfg.first_flight, cfg.socket)) {
         return "cannot allocate the first-flight reassembly buffers (lower --first-flight-bytes or --first-flight-flows)";
     }
+    if (cfg.active_timeout_s != 0 && cfg.flow_log != nullptr) {
+        reported_ = static_cast<Reported*>(table_alloc(sizeof(Reported) * flows_.capacity(), cfg.socket));
+        if (reported_ == nullptr) {
+            return "cannot allocate the active-timeout state (lower --flows or turn --ipfix-active-timeout off)";
+        }
+        std::memset(reported_, 0, sizeof(Reported) * flows_.capacity());
+    }
     if (!frags_.init(cfg.frags, cfg.frag_timeout_s, cfg.socket)) {
         return "cannot allocate the fragment table (lower --frags)";
     }
@@ -101,6 +108,7 @@ Worker::~Worker() {
     table_free(isn_);
     table_free(ff_);
     table_free(linear_);
+    table_free(reported_);
     if (own_buckets_ != nullptr) {
         own_buckets_->~ShaperBuckets();
         table_free(own_buckets_);
@@ -140,37 +148,7 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
     }
     if (cfg_.flow_log != nullptr) {
         FlowRecord r;
-        std::memset(&r, 0, sizeof(r));
-        r.key = e.key;
-        r.client_slot = e.client_slot();
-        r.category = e.category;
-        r.verdict = e.action;
-        r.reason = static_cast<uint16_t>(e.reason & ~cached::kUnenforced);
-        r.unenforced = cached::enforced(e.reason) ? 0 : 1;
-        if (policy_ != nullptr && e.risk != 0) {
-            // Which risks an exception covers (MAC pools cannot be told apart here: by IP).
-            char lower[80];
-            FlowFacts f = facts(e, lower);
-            f.l7_known = true;
-            r.risk_excepted = policy_->evaluate(f, cfg_.queue).excepted_risks;
-        }
-        r.end = static_cast<uint8_t>(why);
-        r.first_ns = e.first_ns;
-        r.last_ns = e.last_ns;
-        r.packets[0] = e.packets[0];
-        r.packets[1] = e.packets[1];
-        r.bytes[0] = e.bytes[0];
-        r.bytes[1] = e.bytes[1];
-        r.risk = e.risk;
-        r.master_proto = e.master_proto;
-        r.app_proto = e.app_proto;
-        r.worker = cfg_.queue;
-        if (const FlowMeta* m = classifier_.meta(e); m != nullptr) {
-            std::memcpy(r.host, m->host, sizeof(r.host));
-            std::memcpy(r.ja3c, m->ja3c, sizeof(r.ja3c));
-            std::memcpy(r.ja3s, m->ja3s, sizeof(r.ja3s));
-            r.tls_version = m->tls_version;
-        }
+        fill_record(e, why, r);
         bool queued = rte_ring_sp_enqueue_elem(cfg_.flow_log, &r, sizeof(r)) == 0;
         // At shutdown the control thread is draining the ring: wait for room (bounded)
         // rather than lose the final records. In the loop a full ring never blocks.
@@ -184,7 +162,85 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
             counters_.flow_log_lost.inc();
         }
     }
+    if (reported_ != nullptr) {
+        std::memset(&reported_[flows_.index_of(e)], 0, sizeof(Reported));  // the entry's next flow starts afresh
+    }
     classifier_.release(e);
+}
+
+[[gnu::always_inline]] inline void Worker::fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept {
+    std::memset(&r, 0, sizeof(r));
+    r.key = e.key;
+    r.client_slot = e.client_slot();
+    r.category = e.category;
+    r.verdict = e.action;
+    r.reason = static_cast<uint16_t>(e.reason & ~cached::kUnenforced);
+    r.unenforced = cached::enforced(e.reason) ? 0 : 1;
+    if (policy_ != nullptr && e.risk != 0) {
+        // Which risks an exception covers (MAC pools cannot be told apart here: by IP).
+        char lower[80];
+        FlowFacts f = facts(e, lower);
+        f.l7_known = true;
+        r.risk_excepted = policy_->evaluate(f, cfg_.queue).excepted_risks;
+    }
+    r.end = static_cast<uint8_t>(why);
+    r.first_ns = e.first_ns;
+    r.last_ns = e.last_ns;
+    r.packets[0] = e.packets[0];
+    r.packets[1] = e.packets[1];
+    r.bytes[0] = e.bytes[0];
+    r.bytes[1] = e.bytes[1];
+    r.risk = e.risk;
+    r.master_proto = e.master_proto;
+    r.app_proto = e.app_proto;
+    r.worker = cfg_.queue;
+    if (const FlowMeta* m = classifier_.meta(e); m != nullptr) {
+        std::memcpy(r.host, m->host, sizeof(r.host));
+        std::memcpy(r.ja3c, m->ja3c, sizeof(r.ja3c));
+        std::memcpy(r.ja3s, m->ja3s, sizeof(r.ja3s));
+        r.tls_version = m->tls_version;
+    }
+    if (reported_ != nullptr) {
+        const Reported& p = reported_[flows_.index_of(e)];
+        r.reported_packets[0] = p.packets[0];
+        r.reported_packets[1] = p.packets[1];
+        r.reported_bytes[0] = p.bytes[0];
+        r.reported_bytes[1] = p.bytes[1];
+    }
+}
+
+void Worker::report_active(uint64_t now_ns) noexcept {
+    const uint64_t timeout = uint64_t{cfg_.active_timeout_s} * 1000000000u;
+    const uint32_t cap = flows_.capacity();
+    for (unsigned k = 0; k < kActiveBudget && k < cap; ++k) {
+        const uint32_t i = active_cursor_;
+        active_cursor_ = i + 1 < cap ? i + 1 : 0;
+        const FlowEntry& e = flows_.at(i);
+        if (!e.live()) {
+            continue;
+        }
+        Reported& p = reported_[i];
+        // Due when it has been active for a timeout since its start or its last report (a
+        // packet that late): a flow that went quiet is left to its idle timeout, whose record
+        // says the rest, as nProbe's lifetime timeout does.
+        if (e.last_ns < (p.at_ns != 0 ? p.at_ns : e.first_ns) + timeout) {
+            continue;
+        }
+        FlowRecord r;
+        fill_record(e, FlowEnd::Active, r);
+        // Never waits: a full ring loses this report (counted as the flow log's ring_full); the
+        // flow is due again on the next pass and its next record carries what this one missed.
+        if (rte_ring_sp_enqueue_elem(cfg_.flow_log, &r, sizeof(r)) != 0) {
+            counters_.flow_log_lost.inc();
+            continue;
+        }
+        counters_.flow_log_records.inc();
+        p.at_ns = now_ns;
+        p.packets[0] = e.packets[0];
+        p.packets[1] = e.packets[1];
+        p.bytes[0] = e.bytes[0];
+        p.bytes[1] = e.bytes[1];
+    }
 }
 
 
@@ -1250,6 +1306,9 @@ void Worker::housekeeping(uint64_t now_ns) noexcept {
     if (n != 0) {
         counters_.flows_expired.add(n);
         free_dropped();  // segments held in the first flights of expired flows
+    }
+    if (reported_ != nullptr) {
+        report_active(now_ns);
     }
     counters_.flows_active.set(flows_.active());
     classifier_.publish();

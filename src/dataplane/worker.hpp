@@ -32,6 +32,7 @@ static_assert(PoolSizing::kInFlightBursts * kMaxBurst >= 2 * kMaxBurst + 64 + 4 
 inline constexpr unsigned kHousekeepingEvery = 16;  // loop iterations (power of two)
 inline constexpr unsigned kExpireBudget = 256;      // list heads examined per housekeeping, plus
                                                     // 2 per flow created since the last one
+inline constexpr unsigned kActiveBudget = 256;      // entries report_active() looks at per housekeeping
 inline constexpr unsigned kReclaimScan = 8;         // half-open flows looked at for a state
 
 struct WorkerConfig {
@@ -57,6 +58,9 @@ struct WorkerConfig {
     ClassifierConfig classifier{};
     FirstFlightConfig first_flight{};  // client first-flight reassembly (first_flight.hpp)
     rte_ring* flow_log = nullptr;      // dp -> cp finished flows; nullptr: no flow log
+    // --ipfix-active-timeout: a live flow is reported (FlowEnd::Active) into flow_log this many
+    // seconds after its start or its previous report (0: only when it ends).
+    uint32_t active_timeout_s = 0;
     // The published policy (cp: rw, dp: ro). nullptr inside: no policy, everything passes.
     const std::atomic<const PolicySnapshot*>* policy = nullptr;
     // Quiescent-state variable (thread id = queue): the worker reports one per loop
@@ -251,6 +255,10 @@ private:
     // --clock capture: the frame's capture timestamp, never behind the latest one.
     uint64_t capture_time(const rte_mbuf* m) noexcept;
     void end_flow(FlowEntry& e, FlowEnd why) noexcept;
+    void fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept;
+    // Interim records of flows older than the active timeout: a bounded slice of the table
+    // per housekeeping (kActiveBudget entries), never waiting for ring room.
+    void report_active(uint64_t now_ns) noexcept;
 
     WorkerConfig cfg_{};
     WorkerCounters counters_{};
@@ -298,6 +306,15 @@ private:
     uint32_t linear_stride_ = 0;
     uint32_t max_frame_ = 0;   // cfg_.mtu + kL2Overhead
     uint32_t short_frame_ = 0;  // cfg_.mtu + 14: a one-mbuf frame up to this long needs no check
+    // Per flow entry, only with an active timeout (else nullptr): when it was last reported
+    // (0: never) and its totals then. Cleared when the flow ends, so a reused entry starts at 0.
+    struct Reported {
+        uint64_t at_ns;
+        uint64_t packets[2];
+        uint64_t bytes[2];
+    };
+    Reported* reported_ = nullptr;
+    uint32_t active_cursor_ = 0;  // next entry report_active() looks at
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     CommandChannel commands_;  // dp: serves it; cp: sends and receives through it (see there)
     ReasonSweep reason_sweep_;  // dp: sweeps on request; cp: requests and reads (see there)

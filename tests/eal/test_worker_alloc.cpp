@@ -264,11 +264,12 @@ protected:
         policy_.store(nullptr);
     }
 
-    void start(size_t arena_bytes) {
+    void start(size_t arena_bytes, uint32_t active_timeout_s = 0) {
         dp::WorkerConfig cfg = eal_worker_config(port_[0], port_[1]);
         cfg.classifier.arena_bytes = arena_bytes;
         cfg.policy = &policy_;
         cfg.flow_log = flow_log_;
+        cfg.active_timeout_s = active_timeout_s;
         w_ = new dp::Worker();
         dp::NdpiArena::attach(nullptr);  // start-up allocations: the C heap, as on the control thread
         ASSERT_EQ(w_->init(cfg), nullptr);
@@ -487,6 +488,78 @@ TEST_F(WorkerAlloc, RunningWorkerDoesNotAllocate) {
                 arena.size(), static_cast<unsigned long>(arena.peak_bytes()), peak_states_,
                 static_cast<double>(arena.peak_bytes()) / static_cast<double>(peak_states_),
                 static_cast<unsigned long>(cc.classified.get()));
+#endif
+}
+
+// --ipfix-active-timeout: a UDP flow with a packet every 200 ms for 5.8 s is reported while it
+// lives (FlowEnd::Active) about every second, each record naming the totals the previous one
+// had; the last record (flush) has the flow's totals; nothing allocated on the way.
+TEST_F(WorkerAlloc, ActiveTimeoutReportsALongFlowWithoutAllocating) {
+#if defined(__SANITIZE_ADDRESS__)
+    GTEST_SKIP() << "the sanitizer runtime owns malloc; counted in the release build";
+#else
+    start(0, 1);
+    drain_outputs();
+    Frames frames = unknown_flows(1, 9);
+    frames.resize(30);  // the UDP exchange, both ways
+    std::vector<dp::FlowRecord> recs;
+    auto collect = [&recs] {
+        dp::FlowRecord r;
+        while (rte_ring_sc_dequeue_elem(flow_log_, &r, sizeof(r)) == 0) {
+            recs.push_back(r);
+        }
+    };
+    uint64_t now = 1700000000ull * kSec;
+    uint64_t allocs = 0;
+    for (size_t i = 0; i < frames.size(); ++i, now += 200000000) {
+        dp::Burst& b = w_->burst();
+        rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+        ASSERT_NE(m, nullptr);
+        std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frames[i].size())), frames[i].data(),
+                    frames[i].size());
+        b.mbufs[0] = m;
+        g_allocs.store(0);
+        t_counting = true;
+        w_->load_snapshots();
+        const unsigned nout = w_->process_burst(0, 1, now);
+        // An idle worker's loop: housekeeping until the report cursor went round the table.
+        for (uint32_t h = 0; h < w_->flow_table().capacity() / dp::kActiveBudget; ++h) {
+            w_->housekeeping(now);
+        }
+        t_counting = false;
+        allocs += g_allocs.load();
+        for (unsigned k = 0; k < nout; ++k) {
+            rte_pktmbuf_free(b.out[k]);
+        }
+        collect();
+    }
+    w_->flush_flows();
+    collect();
+    drain_outputs();
+    EXPECT_EQ(allocs, 0u) << "the C allocator was called by a running worker";
+    ASSERT_GE(recs.size(), 5u) << "5.8 s at a 1 s active timeout: 4 interim records at least";
+    uint64_t prev_p[2] = {0, 0};
+    uint64_t prev_b[2] = {0, 0};
+    uint64_t last_end = 0;
+    for (size_t i = 0; i < recs.size(); ++i) {
+        const dp::FlowRecord& r = recs[i];
+        const bool last = i + 1 == recs.size();
+        EXPECT_EQ(r.end, static_cast<uint8_t>(last ? dp::FlowEnd::Shutdown : dp::FlowEnd::Active)) << i;
+        EXPECT_EQ(r.first_ns, recs[0].first_ns) << i;
+        if (!last) {
+            EXPECT_GE(r.last_ns, (i == 0 ? r.first_ns : last_end) + kSec) << i << ": too soon";
+        }
+        last_end = r.last_ns;
+        for (unsigned d = 0; d < 2; ++d) {
+            EXPECT_EQ(r.reported_packets[d], prev_p[d]) << i;
+            EXPECT_EQ(r.reported_bytes[d], prev_b[d]) << i;
+            EXPECT_GT(r.packets[d], prev_p[d]) << i << ": an interim record with nothing new";
+            prev_p[d] = r.packets[d];
+            prev_b[d] = r.bytes[d];
+        }
+    }
+    EXPECT_EQ(prev_p[0] + prev_p[1], frames.size());
+    EXPECT_EQ(w_->counters().flow_log_lost.get(), 0u);
 #endif
 }
 

@@ -282,13 +282,70 @@ def from_python_ipfix(r):
     }
 
 
-class IpfixTest(unittest.TestCase):
-    def setUp(self):
-        require_binary(self)
-        check_generated(self, GEN_ERROR)
-        self.assertEqual(S["run"].rc, 0, S["run"].describe())
-        self.assertTrue(S["flows"], "the flow log is empty")
+def nfacctd_collect(test, dgrams, want):
+    """pmacct's nfacctd (print plugin, JSON) fed dgrams: its JSON lines (at least want)."""
+    test.need(("nfacctd", "pmacct"))
+    d = os.path.join(WORK, "nfacctd-%d" % harness.free_port())
+    os.makedirs(d, exist_ok=True)
+    port = harness.free_port()
+    with open(os.path.join(d, "primitives.lst"), "w") as f:
+        f.write(PRIMITIVES)
+    out = os.path.join(d, "records.json")
+    names = [ln.split()[0][5:] for ln in PRIMITIVES.splitlines()]
+    with open(os.path.join(d, "nfacctd.conf"), "w") as f:
+        f.write("daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: %d\n"
+                "aggregate_primitives: %s\nplugins: print[p]\n"
+                "aggregate[p]: src_host, dst_host, src_port, dst_port, proto, vlan, timestamp_start, "
+                "timestamp_end, %s\nprint_output[p]: json\nprint_output_file[p]: %s\n"
+                "print_output_file_append[p]: true\nprint_refresh_time[p]: 1\n"
+                "timestamps_since_epoch: true\nlogfile: %s\n"
+                % (port, os.path.join(d, "primitives.lst"), ", ".join(names), out,
+                   os.path.join(d, "nfacctd.log")))
+    p = subprocess.Popen(["nfacctd", "-f", os.path.join(d, "nfacctd.conf")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        log = os.path.join(d, "nfacctd.log")  # the core listens, the print plugin is up
+        wait_for(lambda: "waiting for NetFlow/IPFIX data" in harness.read_text(log) and
+                 "setting object handlers" in harness.read_text(log), 10, "nfacctd to listen")
+        replay(dgrams, port)
+        return wait_for(lambda: harness.read_text(out).splitlines(), 10,
+                        "nfacctd's records", until=lambda ls: len(ls) >= want)
+    finally:
+        p.send_signal(signal.SIGKILL)  # nfacctd may ignore SIGTERM: by its pid
+        p.wait()
 
+
+def replay(dgrams, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for d in dgrams:
+        s.sendto(d, ("127.0.0.1", port))
+        time.sleep(0.0002)  # a collector's socket buffer is not ours to overrun
+    s.close()
+
+
+def from_nfacctd(r):
+    def ip_proto(v):
+        try:
+            return int(v)
+        except ValueError:
+            return {"ipv6-icmp": 58, "icmp6": 58}.get(v) or socket.getprotobyname(v)
+    return {
+        "src": str(ipaddress.ip_address(r["ip_src"])), "dst": str(ipaddress.ip_address(r["ip_dst"])),
+        "sport": r["port_src"], "dport": r["port_dst"],
+        "proto": ip_proto(r["ip_proto"]), "vlan": r["vlan"], "inner_vlan": int(r["inner_vlan"]),
+        "start_ms": int(round(float(r["timestamp_start"]) * 1000)),
+        "end_ms": int(round(float(r["timestamp_end"]) * 1000)),
+        "bytes": r["bytes"], "packets": r["packets"],
+        "rev_bytes": int(r["rev_bytes"]), "rev_packets": int(r["rev_packets"]),
+        "end_reason": int(r["end_reason"]), "l7_proto": int(r["l7_proto_num"]),
+        "l7_proto_name": r["l7_proto_name"], "category": r["l7_category"],
+        "risk_names": r["l7_risk_name"], "score": int(r["l7_risk_score"]),
+        "verdict": r["g_verdict"], "reason": r["g_reason"], "host": r["g_host"],
+        "ja3c": r["g_ja3c"], "ja3s": r["g_ja3s"],
+    }
+
+
+class Collectors:
     def need(self, *tools):
         for t, pkg in tools:
             if shutil.which(t) is None:
@@ -298,12 +355,16 @@ class IpfixTest(unittest.TestCase):
         if subprocess.run([harness.PY, "-c", "import ipfix.message"], capture_output=True).returncode != 0:
             self.skipTest("python3-ipfix not installed (apt-get install python3-ipfix)")
 
+
+class IpfixTest(Collectors, unittest.TestCase):
+    def setUp(self):
+        require_binary(self)
+        check_generated(self, GEN_ERROR)
+        self.assertEqual(S["run"].rc, 0, S["run"].describe())
+        self.assertTrue(S["flows"], "the flow log is empty")
+
     def replay(self, port):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for d in S["dgrams"]:
-            s.sendto(d, ("127.0.0.1", port))
-            time.sleep(0.0002)  # a collector's socket buffer is not ours to overrun
-        s.close()
+        replay(S["dgrams"], port)
 
     def test_python_ipfix_agrees_with_flow_log(self):
         self.need_python_ipfix()
@@ -370,57 +431,10 @@ class IpfixTest(unittest.TestCase):
                          % (got, want))
 
     def test_nfacctd_agrees_with_flow_log(self):
-        self.need(("nfacctd", "pmacct"))
-        d = os.path.join(WORK, "nfacctd")
-        os.makedirs(d, exist_ok=True)
-        port = harness.free_port()
-        with open(os.path.join(d, "primitives.lst"), "w") as f:
-            f.write(PRIMITIVES)
-        out = os.path.join(d, "records.json")
-        names = [ln.split()[0][5:] for ln in PRIMITIVES.splitlines()]
-        with open(os.path.join(d, "nfacctd.conf"), "w") as f:
-            f.write("daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: %d\n"
-                    "aggregate_primitives: %s\nplugins: print[p]\n"
-                    "aggregate[p]: src_host, dst_host, src_port, dst_port, proto, vlan, timestamp_start, "
-                    "timestamp_end, %s\nprint_output[p]: json\nprint_output_file[p]: %s\n"
-                    "print_output_file_append[p]: true\nprint_refresh_time[p]: 1\n"
-                    "timestamps_since_epoch: true\nlogfile: %s\n"
-                    % (port, os.path.join(d, "primitives.lst"), ", ".join(names), out,
-                       os.path.join(d, "nfacctd.log")))
-        p = subprocess.Popen(["nfacctd", "-f", os.path.join(d, "nfacctd.conf")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            log = os.path.join(d, "nfacctd.log")  # the core listens, the print plugin is up
-            wait_for(lambda: "waiting for NetFlow/IPFIX data" in harness.read_text(log) and
-                     "setting object handlers" in harness.read_text(log), 10, "nfacctd to listen")
-            self.replay(port)
-            lines = wait_for(lambda: harness.read_text(out).splitlines(), 10,
-                             "nfacctd's records", until=lambda ls: len(ls) >= len(S["flows"]))
-        finally:
-            p.send_signal(signal.SIGKILL)  # nfacctd may ignore SIGTERM: by its pid
-            p.wait()
-        def ip_proto(v):
-            try:
-                return int(v)
-            except ValueError:
-                return {"ipv6-icmp": 58, "icmp6": 58}.get(v) or socket.getprotobyname(v)
+        lines = nfacctd_collect(self, S["dgrams"], len(S["flows"]))
         got = {}
         for ln in lines:
-            r = json.loads(ln)
-            n = {
-                "src": str(ipaddress.ip_address(r["ip_src"])), "dst": str(ipaddress.ip_address(r["ip_dst"])),
-                "sport": r["port_src"], "dport": r["port_dst"],
-                "proto": ip_proto(r["ip_proto"]), "vlan": r["vlan"], "inner_vlan": int(r["inner_vlan"]),
-                "start_ms": int(round(float(r["timestamp_start"]) * 1000)),
-                "end_ms": int(round(float(r["timestamp_end"]) * 1000)),
-                "bytes": r["bytes"], "packets": r["packets"],
-                "rev_bytes": int(r["rev_bytes"]), "rev_packets": int(r["rev_packets"]),
-                "end_reason": int(r["end_reason"]), "l7_proto": int(r["l7_proto_num"]),
-                "l7_proto_name": r["l7_proto_name"], "category": r["l7_category"],
-                "risk_names": r["l7_risk_name"], "score": int(r["l7_risk_score"]),
-                "verdict": r["g_verdict"], "reason": r["g_reason"], "host": r["g_host"],
-                "ja3c": r["g_ja3c"], "ja3s": r["g_ja3s"],
-            }
+            n = from_nfacctd(json.loads(ln))
             got[(n["src"], n["sport"], n["dst"], n["dport"], n["proto"], n["start_ms"])] = n
         compare(self, got, S["flows"], "nfacctd")
         S["nfacctd_lines"] = lines
@@ -471,6 +485,111 @@ class IpfixTest(unittest.TestCase):
                        "%.2f s / %.2f s, %d packets forwarded each, %d records lost to send errors"
                        % (S["t_down"], S["t_plain"], tx(plain), sink["lost"]["write_error"]))
         self.assertLess(S["t_down"], S["t_plain"] * 2 + 2, "the down collector slowed l7gate")
+
+
+def udp4(src, sport, dst, dport, size):
+    """Ethernet/IPv4/UDP frame of `size` bytes (a zero payload)."""
+    udp = struct.pack("!HHHH", sport, dport, size - 34, 0) + bytes(size - 42)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    csum = sum(struct.unpack("!10H", ip))
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    ip = ip[:10] + struct.pack("!H", ~csum & 0xFFFF) + ip[12:]
+    return b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + ip + udp
+
+
+ACTIVE_S = 1        # --ipfix-active-timeout of the second run
+LONG = ("198.18.7.1", 40000, "198.19.7.1", 7000)  # the long flow: 5.5 s of capture time
+
+
+class ActiveTimeoutTest(Collectors, unittest.TestCase):
+    """--ipfix-active-timeout: one short run with --clock capture on a generated capture whose
+    one long UDP flow (a packet every ms both ways, 5.5 s) spans more than 5 timeouts, with
+    short flows (3 packets within 20 ms) at its start, middle and end."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.run_ = None
+        if not harness.BIN or os.geteuid() != 0 or WORK is None:
+            return
+        t0 = 1700000000 * 1000000
+        recs = []
+        for i in range(5500):  # more than a burst per 32 ms: housekeeping every ~0.5 s of capture time
+            c, cp, s, sp = LONG
+            fwd = i % 4 != 3
+            fr = udp4(c, cp, s, sp, 60 + i % 200) if fwd else udp4(s, sp, c, cp, 100 + i % 50)
+            recs.append((t0 + i * 1000, fr))
+        for k, at in enumerate((100000, 2600000, 5400000)):
+            for j in range(3):
+                recs.append((t0 + at + j * 10000, udp4("198.18.8.%d" % (k + 1), 41000 + k, "198.19.7.1", 53, 80)))
+        pcap = os.path.join(WORK, "active.pcap")
+        harness.write_pcap_records(pcap, recs)
+        empty = os.path.join(WORK, "active-empty.pcap")
+        harness.write_pcap_records(empty, [])
+        rx = Receiver()
+        cls.flow_log = os.path.join(WORK, "active-flows.json")
+        cls.run_ = harness.run_l7gate(WORK, "active", [[pcap], [empty]],
+                                      ["--clock", "capture", "--flows", "256", "--flow-log", cls.flow_log,
+                                       "--ipfix", "127.0.0.1:%d" % rx.port,
+                                       "--ipfix-active-timeout", str(ACTIVE_S)])
+        cls.dgrams = rx.close()
+
+    def setUp(self):
+        require_binary(self)
+        if self.run_ is None:
+            self.skipTest("no l7gate run (needs root and the module's traffic)")
+        self.assertEqual(self.run_.rc, 0, self.run_.describe())
+        self.flows = [json.loads(ln) for ln in harness.read_text(self.flow_log).splitlines()]
+
+    def check(self, recs, what):
+        """recs: neutral records (from_python_ipfix / from_nfacctd keys) of the run."""
+        self.assertEqual(len(self.flows), 4, "flow log: %s" % self.flows)
+        self.assertNotIn("active", [f["end"] for f in self.flows], "the flow log has interim records")
+        for f in self.flows:
+            k = (f["src_ip"], f["src_port"], f["dst_ip"], f["dst_port"], l4(f["l4_proto"]))
+            mine = sorted((r for r in recs if (r["src"], r["sport"], r["dst"], r["dport"], r["proto"]) == k),
+                          key=lambda r: r["end_ms"])
+            self.assertTrue(mine, "%s: no record of %s" % (what, k))
+            for r in mine:
+                self.assertEqual(r["start_ms"], flow_ms(f["ts_first"]), "%s %s: flowStart" % (what, k))
+            if (f["src_ip"], f["src_port"], f["dst_ip"], f["dst_port"]) == LONG:
+                interim = mine[:-1]
+                # 5.5 s at a 1 s timeout, reported from housekeeping about every 0.5 s of capture time
+                self.assertGreaterEqual(len(interim), 3, "%s: %d records of the long flow" % (what, len(mine)))
+                self.assertEqual([r["end_reason"] for r in interim], [2] * len(interim), "%s: interim" % what)
+                self.assertEqual(mine[-1]["end_reason"], END_REASON[f["end"]], "%s: final record" % what)
+                self.assertEqual(mine[-1]["end_ms"], flow_ms(f["ts_last"]))
+                for a, b in zip(interim, interim[1:]):
+                    self.assertGreaterEqual(b["end_ms"] - a["end_ms"], 1000 * ACTIVE_S - 1, "%s: too soon" % what)
+                self.assertGreater(interim[0]["bytes"], 0)
+                self.assertGreater(mine[-1]["packets"] + mine[-1]["rev_packets"], 0)
+            else:
+                self.assertEqual(len(mine), 1, "%s: a short flow has %d records" % (what, len(mine)))
+            # Deltas: their sums are the flow log's totals, exactly.
+            for field, total in (("bytes", "c2s_bytes"), ("packets", "c2s_packets"),
+                                 ("rev_bytes", "s2c_bytes"), ("rev_packets", "s2c_packets")):
+                self.assertEqual(sum(r[field] or 0 for r in mine), f[total], "%s %s: sum of %s" % (what, k, field))
+        return sum(1 for r in recs if r["end_reason"] == 2)
+
+    def test_python_ipfix_interim_records_add_up(self):
+        self.need_python_ipfix()
+        recs = [from_python_ipfix(r) for _, rs, _ in ipfix_decode(self.dgrams) for r in rs]
+        n = self.check(recs, "python3-ipfix")
+        sink = self.run_.stats["flow_log"]["sinks"]
+        # Interim records reach the IPFIX sink only; the flow log counts them skipped.
+        self.assertEqual(sink["flow_log"]["skipped"], n)
+        self.assertEqual(sink["ipfix"]["skipped"], 0)
+        self.assertEqual(sink["flow_log"]["written"] + n, self.run_.stats["flow_log"]["records"])
+        self.assertEqual(sink["ipfix"]["written"], self.run_.stats["flow_log"]["records"])
+        harness.figure("IPFIX active timeout 1 s: records of the 5.5 s flow (interim + final)",
+                       "%d + 1" % n)
+
+    def test_nfacctd_interim_records_add_up(self):
+        # Every record the sink sent (nfacctd prints them all at once, each apart: the end
+        # timestamps differ).
+        lines = nfacctd_collect(self, self.dgrams, self.run_.stats["flow_log"]["sinks"]["ipfix"]["written"])
+        self.check([from_nfacctd(json.loads(ln)) for ln in lines], "nfacctd")
 
 
 if __name__ == "__main__":

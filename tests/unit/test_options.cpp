@@ -154,6 +154,20 @@ TEST(Options, KafkaBrokersTopicsAndLibrdkafkaProperties) {
     }
 }
 
+TEST(Options, IpfixActiveTimeoutInSeconds) {
+    ctl::Options a;
+    EXPECT_EQ(a.ipfix_active_s, 120u);  // nProbe's default lifetime timeout
+    ASSERT_EQ(parse({"--ipfix-active-timeout", "0"}, a), "");
+    EXPECT_EQ(a.ipfix_active_s, 0u);
+    ASSERT_EQ(parse({"--ipfix-active-timeout", "86400"}, a), "");
+    EXPECT_EQ(a.ipfix_active_s, 86400u);
+    for (const char* bad : {"86401", "-1", "1.5", "x", ""}) {
+        ctl::Options b;
+        EXPECT_NE(parse({"--ipfix-active-timeout", bad}, b), "") << bad;
+    }
+    EXPECT_NE(ctl::usage("l7gate").find("--ipfix-active-timeout"), std::string::npos);
+}
+
 TEST(Options, StopAtEndIsForBenchmarksOnly) {
     ctl::Options a;
     ASSERT_EQ(parse({"--bench-stop-at-end"}, a), "");

@@ -87,8 +87,10 @@ public:
     }
     void close(Clock::time_point) override {}
     ctl::SinkCounters counters() const override { return c_; }
+    bool wants_interim() const override { return interim; }
 
     std::vector<uint64_t> seen;
+    bool interim = false;
     unsigned flushes = 0;
 
 private:
@@ -205,6 +207,50 @@ TEST(RecordStream, ARefusingSinkLosesOnlyItsOwnRecordsCounted) {
     ctl::fill_record_stats(snap, &s);
     ASSERT_EQ(snap.record_sinks.size(), 2u);
     EXPECT_EQ(snap.record_sinks[1].written + snap.record_sinks[1].sink_full, 10000u);
+}
+
+// --ipfix-active-timeout: interim records (FlowEnd::Active) reach only the sinks that want
+// them, in order; the others get every final record, in order, and count the rest skipped.
+TEST(RecordStream, InterimRecordsGoOnlyToSinksThatWantThem) {
+    Ring ring(4096);
+    unsigned interim = 0;
+    for (unsigned i = 0; i < 3000; ++i) {
+        dp::FlowRecord rec{};
+        rec.key.ip_version = 4;
+        rec.packets[0] = i;
+        // Batches of every kind: all interim (the first 40), mixed, none (the last 1000).
+        const bool active = i < 40 || (i < 2000 && i % 3 == 0);
+        rec.end = static_cast<uint8_t>(active ? dp::FlowEnd::Active : dp::FlowEnd::Idle);
+        interim += active;
+        ASSERT_EQ(rte_ring_sp_enqueue_elem(ring.r, &rec, sizeof(rec)), 0);
+    }
+    CountingSink finals;
+    CountingSink all;
+    all.interim = true;
+    ctl::RecordStream s;
+    s.add_ring(ring.r);
+    s.add_sink(finals);
+    s.add_sink(all);
+    s.finish();
+    ASSERT_EQ(all.seen.size(), 3000u);
+    ASSERT_EQ(finals.seen.size(), 3000u - interim);
+    std::vector<uint64_t> want;
+    for (unsigned i = 0; i < 3000; ++i) {
+        EXPECT_EQ(all.seen[i], i);
+        if (!(i < 40 || (i < 2000 && i % 3 == 0))) {
+            want.push_back(i);
+        }
+    }
+    EXPECT_EQ(finals.seen, want);
+    const auto st = s.stats();
+    EXPECT_EQ(st[0].skipped, interim);
+    EXPECT_EQ(st[0].offered, 3000u - interim);
+    EXPECT_EQ(st[0].offered + st[0].skipped, s.taken());
+    EXPECT_EQ(st[1].skipped, 0u);
+    EXPECT_EQ(st[1].offered, 3000u);
+    ctl::StatsSnapshot snap;
+    ctl::fill_record_stats(snap, &s);
+    EXPECT_EQ(snap.record_sinks[0].skipped + snap.record_sinks[0].written, 3000u);
 }
 
 TEST(RecordStream, ReopenFlagReopensEverySinkAtTheNextPoll) {

@@ -742,6 +742,15 @@ void add_flow_log_metrics(std::vector<MetricFamily>& out, const StatsSnapshot& s
         append(out, rec, false);
         single(out, "l7gate_flow_records_backlog", G,
             "Flow records waiting in the workers' rings for the control thread.", d(s.record_backlog));
+        MetricFamily skipped = family("l7gate_flow_records_skipped_total", C,
+            "Interim records of long flows (--ipfix-active-timeout) a sink does not take (the flow "
+            "log writes one record per flow): neither written nor lost.");
+        for (const StatsSnapshot::RecordSinkStats& k : s.record_sinks) {
+            if (k.records) {
+                add(skipped, {{"sink", k.name}}, d(k.skipped));
+            }
+        }
+        append(out, skipped, false);
         MetricFamily ev = family("l7gate_host_events_lost_total", C,
             "Host block/release event lines a log could not take or write (buffer full, cut, exit bound).");
         for (const StatsSnapshot::RecordSinkStats& k : s.record_sinks) {

@@ -397,7 +397,7 @@ std::string stats_json(const StatsSnapshot& s, double elapsed_s, uint64_t tsc_hz
           << ",\"sink_full\":" << k.sink_full << ",\"write_error\":" << k.write_error
           << ",\"shutdown\":" << k.shutdown << "},\"queued\":" << k.queued << ",\"reopens\":" << k.reopens
           << ",\"open_failures\":" << k.open_failures << ",\"events_written\":" << k.events_written
-          << ",\"events_lost\":" << k.events_lost << "}";
+          << ",\"events_lost\":" << k.events_lost << ",\"skipped\":" << k.skipped << "}";
     }
     o << "}}";
     o << ",\"verdicts\":{\"evaluations\":" << s.policy_evaluations << ",\"reasons\":{";
@@ -496,9 +496,9 @@ void print_summary(FILE* out, const StatsSnapshot& s, double elapsed_s, uint64_t
         if (k.records) {
             std::fprintf(out, "flow records (%s): produced %" PRIu64 ", written %" PRIu64 ", lost ring_full %" PRIu64
                               ", sink_full %" PRIu64 ", write_error %" PRIu64 ", shutdown %" PRIu64 "; reopened %" PRIu64
-                              " times, %" PRIu64 " failed opens\n",
+                              " times, %" PRIu64 " failed opens; %" PRIu64 " interim records not for it\n",
                          k.name.c_str(), s.flow_log_records + s.flow_log_lost, k.written, s.flow_log_lost, k.sink_full,
-                         k.write_error, k.shutdown, k.reopens, k.open_failures);
+                         k.write_error, k.shutdown, k.reopens, k.open_failures, k.skipped);
         }
         if (k.events_written + k.events_lost != 0) {
             std::fprintf(out, "host events (%s): written %" PRIu64 ", lost %" PRIu64 "\n", k.name.c_str(),

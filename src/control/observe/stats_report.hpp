@@ -78,6 +78,7 @@ struct StatsSnapshot {
         bool records = true;  // false: an output of events only (--event-log)
         uint64_t written = 0, sink_full = 0, write_error = 0, shutdown = 0, queued = 0;
         uint64_t reopens = 0, open_failures = 0, events_written = 0, events_lost = 0;
+        uint64_t skipped = 0;  // interim records (--ipfix-active-timeout) it does not take
     };
     std::vector<RecordSinkStats> record_sinks;
     uint64_t record_backlog = 0;  // records waiting in the workers' rings

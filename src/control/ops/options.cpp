@@ -95,6 +95,9 @@ constexpr OptSpec kOpts[] = {
      "IPFIX templates are sent again at least this often (default 30)"},
     {"ipfix-template-messages", 0, true, "N",
      "IPFIX templates are sent again every N messages of a domain (default 100)"},
+    {"ipfix-active-timeout", 0, true, "SECONDS",
+     "a flow that lives longer is exported every SECONDS too (flowEndReason 2, counters since "
+     "its previous record); 0: only when it ends (0 to 86400, default 120, as nProbe)"},
     {"flow-log-ring", 0, true, "N",
      "records the flow-log ring of each worker holds until the control thread writes them (a "
      "power of two, default 65536); a flow ending when it is full loses its record (counted "
@@ -564,6 +567,11 @@ std::string apply(const OptSpec& o, const std::string& v, Options& opt) {
             return bad("expected a message count from 1 to 1000000");
         }
         opt.ipfix_template_msgs = static_cast<uint32_t>(n);
+    } else if (key == "ipfix-active-timeout") {
+        if (!parse_u64(v, 86400, n)) {
+            return bad("expected seconds from 0 to 86400");
+        }
+        opt.ipfix_active_s = static_cast<uint32_t>(n);
     } else if (key == "flow-log-ring") {
         if (!parse_u64(v, 1u << 24, n) || n < 1024 || (n & (n - 1)) != 0) {
             return bad("expected a power of two from 1024 to 16777216");

@@ -52,6 +52,7 @@ struct Options {
     uint16_t ipfix_mtu = 1400;       // --ipfix-mtu: bytes per IPFIX message
     double ipfix_template_s = 30;    // --ipfix-template-refresh SECONDS
     uint32_t ipfix_template_msgs = 100;  // --ipfix-template-messages N
+    uint32_t ipfix_active_s = 120;   // --ipfix-active-timeout SECONDS (0: a flow only when it ends)
     std::string policy;              // --policy FILE ("" = pass everything)
     std::string policy_format = "auto";
     bool monitor = false;            // --mode monitor: no policy enforces its verdicts

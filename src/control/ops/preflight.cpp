@@ -328,6 +328,9 @@ MemoryNeed estimate_memory(const Options& opt, size_t nb_ports) {
     const uint32_t dpi = opt.dpi_flows != 0 ? opt.dpi_flows : std::max<uint32_t>(opt.flows / 4, 1024);
     m.worker_bytes = uint64_t{opt.flows} * (128 + 16 + 4 + 120) + uint64_t{dpi} * (704 + 6) +
                      dp::NdpiArena::bytes_for(dpi) + uint64_t{opt.frags} * 64;
+    if (!opt.ipfix.empty() && opt.ipfix_active_s != 0) {
+        m.worker_bytes += uint64_t{opt.flows} * 40;  // --ipfix-active-timeout: last report per entry
+    }
     return m;
 }
 

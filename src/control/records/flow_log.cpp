@@ -195,6 +195,7 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
     s += ",\"end\":";
     json_escape_to(s, r.end == static_cast<uint8_t>(dp::FlowEnd::Shutdown) ? "shutdown"
                       : r.end == static_cast<uint8_t>(dp::FlowEnd::Reused) ? "reused"
+                      : r.end == static_cast<uint8_t>(dp::FlowEnd::Active) ? "active"  // not offered: wants_interim()
                                                                            : "idle");
     s += ",\"worker\":";
     append_u64(s, r.worker);

@@ -303,10 +303,11 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r, Clock::time_point
     auto fill = [&](auto& rec) {
         rec.start_ms = r.first_ns / 1000000u;
         rec.end_ms = r.last_ns / 1000000u;
-        rec.octets = r.bytes[c];
-        rec.packets = r.packets[c];
-        rec.rev_octets = r.bytes[s];
-        rec.rev_packets = r.packets[s];
+        // Delta counts (collectors add them up): since the flow's previous interim record.
+        rec.octets = r.bytes[c] - r.reported_bytes[c];
+        rec.packets = r.packets[c] - r.reported_packets[c];
+        rec.rev_octets = r.bytes[s] - r.reported_bytes[s];
+        rec.rev_packets = r.packets[s] - r.reported_packets[s];
         rec.risk = r.risk;
         rec.risk_excepted = r.risk & r.risk_excepted;
         rec.proto_name = var(proto_name, std::strlen(proto_name));
@@ -329,6 +330,7 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r, Clock::time_point
         rec.l4_proto = r.key.proto;
         rec.end_reason = r.end == static_cast<uint8_t>(dp::FlowEnd::Shutdown) ? 4   // forced end
                          : r.end == static_cast<uint8_t>(dp::FlowEnd::Reused) ? 3   // end of flow detected
+                         : r.end == static_cast<uint8_t>(dp::FlowEnd::Active) ? 2   // active timeout
                                                                               : 1;  // idle timeout
     };
     RecV4 v4{};

@@ -16,6 +16,9 @@
 //     --ipfix-template-refresh seconds and every --ipfix-template-messages messages of the
 //     domain (UDP has no session: a collector that starts late learns them then);
 //   - a message with records goes out when it is full or kMaxDelay after its first record.
+// Long flows (--ipfix-active-timeout): the workers' interim records (FlowEnd::Active) go out
+// with flowEndReason 2 and every record's counters are deltas since the flow's previous one
+// (FlowRecord::reported_*), so a collector that adds them up gets the flow log's totals.
 // Sequence numbers are libfixbuf's: per domain, the count of data records exported before
 // the message (lost messages included, so a collector sees the loss).
 
@@ -77,6 +80,7 @@ public:
     std::string reopen() override { return {}; }  // a socket: nothing to rotate
     void close(Clock::time_point deadline) override;
     SinkCounters counters() const override { return c_; }
+    bool wants_interim() const override { return true; }  // --ipfix-active-timeout: deltas
 
     uint64_t messages_sent() const { return messages_sent_; }
     uint64_t send_errors() const { return send_errors_; }

@@ -15,6 +15,9 @@
 ///     in `abandoned` (cause shutdown), never waited for.
 /// Accounting, exact for every sink: records offered = refused (counted by the stream) + sent
 /// + write_errors + abandoned + queued.
+///   - Interim records (dp::FlowEnd::Active, --ipfix-active-timeout) reach only sinks whose
+///     wants_interim() is true; the stream never offers them to the others and counts them
+///     there as `skipped` (neither offered, written nor lost).
 ///
 /// Adding an exporter: a new file with a RecordSink, and one RecordStream::add_sink() line
 /// where l7gate is composed (main.cpp). Workers never change.
@@ -57,6 +60,9 @@ public:
     /// Final flush until `deadline`; the rest is counted abandoned and the output closed.
     virtual void close(Clock::time_point deadline) = 0;
     virtual SinkCounters counters() const = 0;
+    /// True: it takes interim records of long flows (FlowEnd::Active) too. False (the flow log):
+    /// one record per flow, when it ends, with its totals.
+    virtual bool wants_interim() const { return false; }
 };
 
 /// Where host block / release events go (HostScores): one JSON line each, with its newline.

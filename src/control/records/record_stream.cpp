@@ -19,6 +19,7 @@ size_t RecordStream::poll(const Budget& b) {
         reopen();
     }
     dp::FlowRecord recs[kBatch];
+    dp::FlowRecord finals[kBatch];
     size_t total = 0;
     // Round robin over the rings, one batch each, until the budget or every ring is empty.
     size_t empty_in_a_row = 0;
@@ -35,13 +36,34 @@ size_t RecordStream::poll(const Budget& b) {
         empty_in_a_row = 0;
         total += n;
         ring_taken_[ri] += n;
+        size_t interim = 0;
+        for (unsigned i = 0; i < n; ++i) {
+            interim += recs[i].end == static_cast<uint8_t>(dp::FlowEnd::Active);
+        }
+        size_t nfinal = 0;  // the batch without interim records, made once if a sink needs it
+        bool compacted = interim == 0;
         for (Entry& e : sinks_) {
             if (!e.records) {
                 continue;
             }
-            const size_t k = e.sink->offer(recs, n);
-            e.offered += n;
-            e.refused += n - std::min<size_t>(k, n);
+            const dp::FlowRecord* give = recs;
+            size_t m = n;
+            if (interim != 0 && !e.interim) {
+                if (!compacted) {
+                    for (unsigned i = 0; i < n; ++i) {
+                        if (recs[i].end != static_cast<uint8_t>(dp::FlowEnd::Active)) {
+                            finals[nfinal++] = recs[i];
+                        }
+                    }
+                    compacted = true;
+                }
+                give = finals;
+                m = nfinal;
+                e.skipped += interim;
+            }
+            const size_t k = m != 0 ? e.sink->offer(give, m) : 0;
+            e.offered += m;
+            e.refused += m - std::min<size_t>(k, m);
         }
         if (Clock::now() >= deadline) {
             break;
@@ -86,7 +108,7 @@ void RecordStream::finish(std::chrono::milliseconds bound) {
 std::vector<RecordStream::SinkStats> RecordStream::stats() const {
     std::vector<SinkStats> v;
     for (const Entry& e : sinks_) {
-        v.push_back({e.sink->name(), e.records, e.offered, e.refused, e.sink->counters()});
+        v.push_back({e.sink->name(), e.records, e.offered, e.refused, e.sink->counters(), e.skipped});
     }
     return v;
 }
@@ -106,6 +128,7 @@ void fill_record_stats(StatsSnapshot& s, const RecordStream* stream) {
         r.write_error = st.c.write_errors;
         r.shutdown = st.c.abandoned;
         r.queued = st.c.queued;
+        r.skipped = st.skipped;
         r.reopens = st.c.reopens;
         r.open_failures = st.c.open_failures;
         r.events_written = st.c.events_sent;

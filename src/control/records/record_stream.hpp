@@ -10,7 +10,10 @@
 /// cause ring_full). A record taken from a ring is offered to every sink at once, so the
 /// accounting below holds exactly, per sink, at any quiet moment (and at exit):
 ///
-///   produced = ring_full + backlog + refused(sink_full) + sent + write_errors + abandoned + queued
+///   produced = ring_full + backlog + skipped + refused(sink_full) + sent + write_errors + abandoned + queued
+///
+/// (skipped: interim records of long flows, --ipfix-active-timeout, that a sink does not want;
+/// a batch without any costs one pass over its end bytes.)
 ///
 /// Reopen (log rotation): set the flag given to set_reopen_flag() (SIGUSR1's handler does) and
 /// the next poll() reopens every sink and output; reopen() does it at once (prompt command).
@@ -50,6 +53,7 @@ public:
         uint64_t offered = 0;    // records taken from the rings while it was registered
         uint64_t refused = 0;    // of them, refused by offer(): lost, cause sink_full
         SinkCounters c;
+        uint64_t skipped = 0;    // interim records taken from the rings, not for it (not offered)
     };
 
     RecordStream() = default;
@@ -61,10 +65,10 @@ public:
         ring_taken_.push_back(0);
     }
     /// A sink of records (not owned; it outlives the stream's use).
-    void add_sink(RecordSink& s) { sinks_.push_back({&s, true, 0, 0}); }
+    void add_sink(RecordSink& s) { sinks_.push_back({&s, true, 0, 0, s.wants_interim(), 0}); }
     /// A sink that gets no records but is flushed, reopened and closed with the others (the
     /// --event-log file, written to by HostScores).
-    void add_output(RecordSink& s) { sinks_.push_back({&s, false, 0, 0}); }
+    void add_output(RecordSink& s) { sinks_.push_back({&s, false, 0, 0, false, 0}); }
     /// Polls reopen the sinks when *flag was set (exchanged to false); async-signal-safe to set.
     void set_reopen_flag(std::atomic<bool>* flag) { reopen_flag_ = flag; }
 
@@ -90,6 +94,8 @@ private:
         bool records;
         uint64_t offered;
         uint64_t refused;
+        bool interim;      // wants_interim()
+        uint64_t skipped;  // interim records not offered to it
     };
     std::vector<rte_ring*> rings_;
     std::vector<Entry> sinks_;

@@ -478,6 +478,7 @@ void Gateway::make_workers() {
         if (has_record_sink()) {  // a record sink: the workers' record rings
             wc.flow_log = worker_ring("flow-log", "l7g_flowlog_", q, sizeof(dp::FlowRecord), opt_.flow_log_ring, sock);
             records_.add_ring(wc.flow_log);
+            wc.active_timeout_s = opt_.ipfix.empty() ? 0 : opt_.ipfix_active_s;  // interim records: IPFIX only
             rings_.push_back(wc.flow_log);
         }
         void* mem = rte_zmalloc_socket("l7gate_worker", sizeof(dp::Worker), 64, sock);
