@@ -14,6 +14,7 @@
 #include "control/base/log.hpp"
 #include "control/policy/compiler.hpp"
 #include "control/records/flow_log.hpp"
+#include "dataplane/packet_parser.hpp"
 
 namespace l7gate::ctl {
 
@@ -45,6 +46,10 @@ fbInfoElement_t kElements[] = {
                     nullptr),
     FB_IE_INIT_FULL("l7gateJa3Server", ipfix::kPenL7gate, 7, FB_IE_VARLEN, FB_IE_F_NONE, 0, 0, FB_STRING,
                     nullptr),
+    FB_IE_INIT_FULL("l7gateTunnel", ipfix::kPenL7gate, 8, 2, FB_IE_F_ENDIAN | FB_IE_IDENTIFIER, 0, 0, FB_UINT_16,
+                    nullptr),
+    FB_IE_INIT_FULL("l7gateEncap", ipfix::kPenL7gate, 9, FB_IE_VARLEN, FB_IE_F_NONE, 0, 0, FB_STRING, nullptr),
+    FB_IE_INIT_FULL("l7gateEnforced", ipfix::kPenL7gate, 10, 1, FB_IE_F_ENDIAN, 0, 0, FB_UINT_8, nullptr),
     FB_IE_NULL,
 };
 
@@ -52,11 +57,11 @@ fbInfoElement_t kElements[] = {
 // packed, so the specs below and these structs must agree field for field.
 #define L7G_IPFIX_HEAD                                                                                   \
     uint64_t start_ms, end_ms, octets, packets, rev_octets, rev_packets, risk, risk_excepted;         \
-    fbVarfield_t proto_name, category, risk_names, verdict, reason, host, ja3c, ja3s;
+    fbVarfield_t proto_name, category, risk_names, verdict, reason, host, ja3c, ja3s, encap;
 #define L7G_IPFIX_TAIL                                                                                   \
     uint32_t risk32;                                                                                 \
-    uint16_t sport, dport, vlan, inner_vlan, l7_proto, score;                                        \
-    uint8_t l4_proto, end_reason;
+    uint16_t sport, dport, vlan, inner_vlan, l7_proto, score, tunnel;                                \
+    uint8_t l4_proto, end_reason, enforced;
 
 #pragma pack(push, 1)
 struct RecV4 {
@@ -70,8 +75,8 @@ struct RecV6 {
     L7G_IPFIX_TAIL
 };
 #pragma pack(pop)
-static_assert(sizeof(RecV4) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 8 + 4 + 12 + 2, "RecV4 has padding");
-static_assert(sizeof(RecV6) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 32 + 4 + 12 + 2, "RecV6 has padding");
+static_assert(sizeof(RecV4) == 8 * 8 + 9 * sizeof(fbVarfield_t) + 8 + 4 + 14 + 3, "RecV4 has padding");
+static_assert(sizeof(RecV6) == 8 * 8 + 9 * sizeof(fbVarfield_t) + 32 + 4 + 14 + 3, "RecV6 has padding");
 
 #define L7G_SPEC(n, len) {const_cast<char*>(n), len, 0}
 #define L7G_SPEC_HEAD                                                                                    \
@@ -82,13 +87,14 @@ static_assert(sizeof(RecV6) == 8 * 8 + 8 * sizeof(fbVarfield_t) + 32 + 4 + 12 + 
         L7G_SPEC("L7_PROTO_NAME", FB_IE_VARLEN), L7G_SPEC("L7_PROTO_CATEGORY", FB_IE_VARLEN),          \
         L7G_SPEC("L7_PROTO_RISK_NAME", FB_IE_VARLEN), L7G_SPEC("l7gateVerdict", FB_IE_VARLEN),         \
         L7G_SPEC("l7gateVerdictReason", FB_IE_VARLEN), L7G_SPEC("l7gateServerName", FB_IE_VARLEN),     \
-        L7G_SPEC("l7gateJa3Client", FB_IE_VARLEN), L7G_SPEC("l7gateJa3Server", FB_IE_VARLEN)
+        L7G_SPEC("l7gateJa3Client", FB_IE_VARLEN), L7G_SPEC("l7gateJa3Server", FB_IE_VARLEN),          \
+        L7G_SPEC("l7gateEncap", FB_IE_VARLEN)
 #define L7G_SPEC_TAIL                                                                                    \
     L7G_SPEC("L7_PROTO_RISK", 4), L7G_SPEC("sourceTransportPort", 2),                                  \
         L7G_SPEC("destinationTransportPort", 2), L7G_SPEC("vlanId", 2),                                \
         L7G_SPEC("dot1qCustomerVlanId", 2), L7G_SPEC("L7_PROTO", 2),                                   \
-        L7G_SPEC("L7_RISK_SCORE", 2), L7G_SPEC("protocolIdentifier", 1), L7G_SPEC("flowEndReason", 1), \
-        {nullptr, 0, 0}
+        L7G_SPEC("L7_RISK_SCORE", 2), L7G_SPEC("l7gateTunnel", 2), L7G_SPEC("protocolIdentifier", 1),  \
+        L7G_SPEC("flowEndReason", 1), L7G_SPEC("l7gateEnforced", 1), {nullptr, 0, 0}
 
 fbInfoElementSpec_t kSpecV4[] = {
     L7G_SPEC_HEAD, L7G_SPEC("sourceIPv4Address", 4), L7G_SPEC("destinationIPv4Address", 4), L7G_SPEC_TAIL};
@@ -323,8 +329,15 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r, Clock::time_point
         rec.dport = r.key.port[s];
         // The key holds outer VID << 12 | inner VID: one tag is vlanId, two are vlanId
         // (the outer, service tag) and dot1qCustomerVlanId (the inner one).
-        rec.vlan = static_cast<uint16_t>((r.key.vlan >> 12) != 0 ? (r.key.vlan >> 12) & 0xfffu : r.key.vlan & 0xfffu);
-        rec.inner_vlan = static_cast<uint16_t>((r.key.vlan >> 12) != 0 ? r.key.vlan & 0xfffu : 0u);
+        // The top byte is a tunnelled flow's encapsulation (README "Tunnels"), not a tag.
+        const uint32_t tags = r.key.vlan & 0x00ffffffu;
+        rec.vlan = static_cast<uint16_t>((tags >> 12) != 0 ? (tags >> 12) & 0xfffu : tags & 0xfffu);
+        rec.inner_vlan = static_cast<uint16_t>((tags >> 12) != 0 ? tags & 0xfffu : 0u);
+        const unsigned enc = r.key.vlan >> 24;
+        const char* encap = enc == 0 ? "" : enc < static_cast<unsigned>(dp::Encap::Count) ? dp::kEncapNames[enc] : "unknown";
+        rec.encap = var(encap, std::strlen(encap));
+        rec.tunnel = r.key.tunnel;
+        rec.enforced = r.unenforced != 0 ? 0 : 1;
         rec.l7_proto = r.app_proto != 0 ? r.app_proto : r.master_proto;
         rec.score = score;
         rec.l4_proto = r.key.proto;
