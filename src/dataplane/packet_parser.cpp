@@ -106,7 +106,8 @@ inline void malformed(PacketMeta& m, DropReason r) noexcept {
     }
 }
 
-void decap_ip(const uint8_t* data, PacketMeta& m, uint32_t l3, uint8_t version) noexcept;
+void decap_ip(const uint8_t* data, PacketMeta& m, const uint8_t* src, const uint8_t* dst, uint16_t sport,
+              uint16_t dport) noexcept;
 
 // Whether the packet may carry a tunnel: plain TCP pays one compare, plain UDP a few more,
 // and only candidates go out of line.
@@ -167,13 +168,10 @@ template <bool kInner>
             return;
         }
     }
-    // Decided before the key is made, so that only one flag (not the ports and addresses)
-    // lives across make_flow_key: decap_ip reads them again from the packet.
-    const bool tunnel = tunnel_candidate(m.l4_proto, sport, dport);
     m.reversed = make_flow_key(m.key, 4, m.l4_proto, m.key.vlan, ip + 12, ip + 16, sport, dport);
     m.kind = PacketKind::Ip;
-    if (tunnel) [[unlikely]] {
-        decap_ip(data, m, off, 4);
+    if (tunnel_candidate(m.l4_proto, sport, dport)) [[unlikely]] {
+        decap_ip(data, m, ip + 12, ip + 16, sport, dport);
     }
 }
 
@@ -242,11 +240,10 @@ template <bool kInner>
             return;
         }
     }
-    const bool tunnel = tunnel_candidate(nh, sport, dport);
     m.reversed = make_flow_key(m.key, 6, nh, m.key.vlan, ip + 8, ip + 24, sport, dport);
     m.kind = PacketKind::Ip;
-    if (tunnel) [[unlikely]] {
-        decap_ip(data, m, off, 6);
+    if (tunnel_candidate(nh, sport, dport)) [[unlikely]] {
+        decap_ip(data, m, ip + 8, ip + 24, sport, dport);
     }
 }
 
@@ -327,14 +324,8 @@ void parse_inner_eth(const uint8_t* data, uint32_t off, uint32_t end, PacketMeta
 
 // The carrier parsed (m holds its key and offsets): looks into IP-in-IP, GRE and the UDP
 // tunnels. Out of line and cold: only tunnel candidates get here.
-// l3: the carrier's IP header; version: 4 or 6. The ports are the carrier's L4 header's (a UDP
-// candidate has one: a later fragment has no ports and is no candidate).
-[[gnu::noinline, gnu::cold]] void decap_ip(const uint8_t* data, PacketMeta& m, uint32_t l3, uint8_t version) noexcept {
-    const uint8_t* src = data + l3 + (version == 4 ? 12 : 8);
-    const uint8_t* dst = data + l3 + (version == 4 ? 16 : 24);
-    const bool ports = m.l4_proto == kProtoUdp && m.l4_offset != 0;
-    const uint16_t sport = ports ? rd16(data + m.l4_offset) : 0;
-    const uint16_t dport = ports ? rd16(data + m.l4_offset + 2) : 0;
+[[gnu::noinline, gnu::cold]] void decap_ip(const uint8_t* data, PacketMeta& m, const uint8_t* src,
+                                           const uint8_t* dst, uint16_t sport, uint16_t dport) noexcept {
     const uint8_t proto = m.l4_proto;
     Encap e;
     if (proto == kProtoIpip || proto == kProtoIpv6) {
