@@ -106,18 +106,16 @@ inline void malformed(PacketMeta& m, DropReason r) noexcept {
     }
 }
 
-void decap_ip(const uint8_t* data, PacketMeta& m, const uint8_t* src, const uint8_t* dst, uint16_t sport,
-              uint16_t dport) noexcept;
+void decap_ip(const uint8_t* data, PacketMeta& m, uint32_t l3, uint8_t version) noexcept;
 
 // Whether the packet may carry a tunnel: plain TCP pays one compare, plain UDP a few more,
 // and only candidates go out of line.
-[[gnu::always_inline]] inline bool tunnel_candidate(uint8_t proto, uint16_t sport, uint16_t dport) noexcept {
-    if (proto == kProtoTcp) {
-        return false;
-    }
+// The ports are the key's (either order): only the protocol and the key stay live after the
+// key is made, and decap_ip reads the carrier's ports again from the packet.
+[[gnu::always_inline]] inline bool tunnel_candidate(uint8_t proto, const uint16_t (&port)[2]) noexcept {
     if (proto == kProtoUdp) {
-        return dport == kPortVxlan || dport == kPortGtpU || sport == kPortGtpU || dport == kPortCapwapData ||
-               sport == kPortCapwapData;
+        const auto tunnel_port = [](uint16_t p) { return p == kPortVxlan || p == kPortGtpU || p == kPortCapwapData; };
+        return tunnel_port(port[0]) || tunnel_port(port[1]);
     }
     return proto == kProtoIpip || proto == kProtoIpv6 || proto == kProtoGre;
 }
@@ -170,8 +168,11 @@ template <bool kInner>
     }
     m.reversed = make_flow_key(m.key, 4, m.l4_proto, m.key.vlan, ip + 12, ip + 16, sport, dport);
     m.kind = PacketKind::Ip;
-    if (tunnel_candidate(m.l4_proto, sport, dport)) [[unlikely]] {
-        decap_ip(data, m, ip + 12, ip + 16, sport, dport);
+    if (m.l4_proto == kProtoTcp) [[likely]] {
+        return;  // TCP carries no tunnel l7gate looks into: one compare
+    }
+    if (tunnel_candidate(m.l4_proto, m.key.port)) [[unlikely]] {
+        decap_ip(data, m, off, 4);
     }
 }
 
@@ -242,8 +243,11 @@ template <bool kInner>
     }
     m.reversed = make_flow_key(m.key, 6, nh, m.key.vlan, ip + 8, ip + 24, sport, dport);
     m.kind = PacketKind::Ip;
-    if (tunnel_candidate(nh, sport, dport)) [[unlikely]] {
-        decap_ip(data, m, ip + 8, ip + 24, sport, dport);
+    if (nh == kProtoTcp) [[likely]] {
+        return;
+    }
+    if (tunnel_candidate(nh, m.key.port)) [[unlikely]] {
+        decap_ip(data, m, off, 6);
     }
 }
 
@@ -324,8 +328,14 @@ void parse_inner_eth(const uint8_t* data, uint32_t off, uint32_t end, PacketMeta
 
 // The carrier parsed (m holds its key and offsets): looks into IP-in-IP, GRE and the UDP
 // tunnels. Out of line and cold: only tunnel candidates get here.
-[[gnu::noinline, gnu::cold]] void decap_ip(const uint8_t* data, PacketMeta& m, const uint8_t* src,
-                                           const uint8_t* dst, uint16_t sport, uint16_t dport) noexcept {
+// l3: the carrier's IP header; version: 4 or 6. The ports are the carrier's UDP header's (a
+// UDP candidate has one: a later fragment has no ports and so is no candidate).
+[[gnu::noinline, gnu::cold]] void decap_ip(const uint8_t* data, PacketMeta& m, uint32_t l3, uint8_t version) noexcept {
+    const uint8_t* src = data + l3 + (version == 4 ? 12 : 8);
+    const uint8_t* dst = data + l3 + (version == 4 ? 16 : 24);
+    const bool ports = m.l4_proto == kProtoUdp && m.l4_offset != 0;
+    const uint16_t sport = ports ? rd16(data + m.l4_offset) : 0;
+    const uint16_t dport = ports ? rd16(data + m.l4_offset + 2) : 0;
     const uint8_t proto = m.l4_proto;
     Encap e;
     if (proto == kProtoIpip || proto == kProtoIpv6) {
@@ -336,8 +346,10 @@ void parse_inner_eth(const uint8_t* data, uint32_t off, uint32_t end, PacketMeta
         e = Encap::Vxlan;
     } else if (dport == kPortGtpU || sport == kPortGtpU) {
         e = Encap::GtpU;
-    } else {
+    } else if (dport == kPortCapwapData || sport == kPortCapwapData) {
         e = Encap::Capwap;
+    } else {
+        return;  // a candidate by the key's ports only (e.g. a VXLAN port as the source): plain UDP
     }
     if (m.is_fragment) {
         skip_tunnel(m, TunSkip::OuterFragment, e);  // a first fragment (later ones carry no ports)

@@ -678,7 +678,8 @@ inline const uint8_t* Worker::frame_of(unsigned i, const rte_mbuf* m) const noex
     return linear_ + size_t{i} * linear_stride_;
 }
 
-void Worker::parse_long(unsigned i, const rte_mbuf* m, PacketMeta& pm) noexcept {
+void Worker::parse_long(const rte_mbuf* m, PacketMeta& pm) noexcept {
+    const size_t i = static_cast<size_t>(&pm - burst_.meta);  // the burst index: its slot
     if (m->pkt_len > max_frame_) {
         // Longer than any frame of the MTU, whatever it carries: not parsed, not copied.
         pm.kind = PacketKind::Malformed;
@@ -693,7 +694,7 @@ void Worker::parse_long(unsigned i, const rte_mbuf* m, PacketMeta& pm) noexcept 
         // The chain, copied whole into this burst index's slot (pkt_len <= max_frame_ <= the
         // slot's size). A chain that holds fewer bytes than its pkt_len (a broken PMD) is
         // padded with zeros, so every later stage may read pkt_len bytes.
-        uint8_t* dst = linear_ + size_t{i} * linear_stride_;
+        uint8_t* dst = linear_ + i * linear_stride_;
         const uint32_t len = m->pkt_len;
         uint32_t off = 0;
         for (const rte_mbuf* s = m; s != nullptr && off < len; s = s->next) {
@@ -975,7 +976,7 @@ unsigned Worker::process_burst(unsigned pi, unsigned n, uint64_t now_ns) noexcep
         if (m->nb_segs == 1 && m->pkt_len <= short_frame_) [[likely]] {
             parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, pm);
         } else {
-            parse_long(i, m, pm);
+            parse_long(m, pm);  // out of line; finds the burst index from pm (no live copy of i here)
         }
         if ((static_cast<uint8_t>(pm.encap) | static_cast<uint8_t>(pm.tun_skip)) != 0) [[unlikely]] {
             tunnelled(pm);

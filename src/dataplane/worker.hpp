@@ -239,7 +239,7 @@ private:
                                uint64_t t) noexcept;
     // Stage 1 for a frame that is not one mbuf, or is longer than --mtu + 14: over_mtu, or
     // copied whole (a chain) into linear_'s slot i and parsed there.
-    void parse_long(unsigned i, const rte_mbuf* m, PacketMeta& pm) noexcept;
+    void parse_long(const rte_mbuf* m, PacketMeta& pm) noexcept;  // pm: an element of burst_.meta
     // Packet i's (m's) bytes, whole: the mbuf's data when it is one segment, else the copy
     // parse_long() made.
     inline const uint8_t* frame_of(unsigned i, const rte_mbuf* m) const noexcept;
