@@ -32,7 +32,7 @@ static_assert(PoolSizing::kInFlightBursts * kMaxBurst >= 2 * kMaxBurst + 64 + 4 
 inline constexpr unsigned kHousekeepingEvery = 16;  // loop iterations (power of two)
 inline constexpr unsigned kExpireBudget = 256;      // list heads examined per housekeeping, plus
                                                     // 2 per flow created since the last one
-inline constexpr unsigned kActiveBudget = 256;      // entries report_active() looks at per housekeeping
+inline constexpr unsigned kActiveBudget = 256;      // entries report_active() looks at per step (paced)
 inline constexpr unsigned kReclaimScan = 8;         // half-open flows looked at for a state
 
 struct WorkerConfig {
@@ -315,6 +315,8 @@ private:
     };
     Reported* reported_ = nullptr;
     uint32_t active_cursor_ = 0;  // next entry report_active() looks at
+    uint64_t active_next_ns_ = 0;  // report_active() takes its next step then
+    uint64_t active_pace_ns_ = 0;  // between two steps: a whole pass in an eighth of the timeout
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     CommandChannel commands_;  // dp: serves it; cp: sends and receives through it (see there)
     ReasonSweep reason_sweep_;  // dp: sweeps on request; cp: requests and reads (see there)
