@@ -407,12 +407,12 @@ size_t FlowLog::offer(const dp::FlowRecord* recs, size_t n) {
         write_some(Clock::now(), false);
         return base_ + buf_.size() - written_ + len <= cap_;
     };
-    const dp::PolicySnapshot* policy = policy_ != nullptr ? policy_->load(std::memory_order_acquire) : nullptr;
+    const dp::PolicySnapshot* policy = verdict_names_.snapshot();
     for (size_t i = 0; i < n; ++i) {
         if (!fits(kMinLine)) {
             return i;
         }
-        const std::string line = format_flow_record(recs[i], names_, reasons_, policy);
+        const std::string line = format_flow_record(recs[i], names_, verdict_names_.reasons, policy);
         if (!fits(line.size())) {
             return i;
         }

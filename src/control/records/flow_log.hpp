@@ -57,10 +57,7 @@ public:
                      size_t buffer_bytes = kBufferBytes);
     bool is_open() const { return configured_; }
     // Verdict names: reason ids and the current snapshot's shapers.
-    void set_names(const ReasonRegistry* reasons, const std::atomic<const dp::PolicySnapshot*>* policy) {
-        reasons_ = reasons;
-        policy_ = policy;
-    }
+    void set_names(const VerdictNames& names) { verdict_names_ = names; }
 
     // Queues one pre-formatted line (events such as host blocks; counted apart from records);
     // no-op when closed. Written by the next flush.
@@ -102,8 +99,7 @@ private:
     int last_errno_ = 0;         // logged once until a write succeeds again
     size_t cap_ = kBufferBytes;
     ndpi_detection_module_struct* names_ = nullptr;
-    const ReasonRegistry* reasons_ = nullptr;
-    const std::atomic<const dp::PolicySnapshot*>* policy_ = nullptr;
+    VerdictNames verdict_names_;
     // Output stream offsets: buf_ holds bytes [base_, base_ + buf_.size()); written_ bytes are
     // out; done_ is the end of the last line out in full (== written_ between lines).
     std::string buf_;

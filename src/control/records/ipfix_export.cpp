@@ -298,9 +298,9 @@ bool IpfixExporter::append(Domain& d, const dp::FlowRecord& r, Clock::time_point
         uint16_t ss = 0;
         score = ndpi_risk2score(r.risk, &cs, &ss);
     }
-    const dp::PolicySnapshot* pol = policy_ != nullptr ? policy_->load(std::memory_order_acquire) : nullptr;
+    const dp::PolicySnapshot* pol = verdict_names_.snapshot();
     const std::string verdict = verdict_name(r.verdict, pol);
-    const std::string reason = reasons_ != nullptr && r.reason != 0 ? reasons_->name(r.reason) : std::string();
+    const std::string reason = verdict_names_.reasons != nullptr && r.reason != 0 ? verdict_names_.reasons->name(r.reason) : std::string();
     char ja3c[33];
     char ja3s[33];
     const size_t ja3c_len = hex16(r.ja3c, ja3c);

@@ -68,10 +68,7 @@ public:
 
     // Resolves the collector, opens the socket and one session per worker. "" or an error.
     std::string open(const IpfixConfig& cfg, unsigned workers, ndpi_detection_module_struct* names);
-    void set_names(const ReasonRegistry* reasons, const std::atomic<const dp::PolicySnapshot*>* policy) {
-        reasons_ = reasons;
-        policy_ = policy;
-    }
+    void set_names(const VerdictNames& names) { verdict_names_ = names; }
 
     // RecordSink
     const char* name() const override { return "ipfix"; }
@@ -102,8 +99,7 @@ private:
     std::vector<std::unique_ptr<Domain>> domains_;
     void* model_ = nullptr;  // fbInfoModel_t
     ndpi_detection_module_struct* names_ = nullptr;
-    const ReasonRegistry* reasons_ = nullptr;
-    const std::atomic<const dp::PolicySnapshot*>* policy_ = nullptr;
+    VerdictNames verdict_names_;
     std::deque<Message> queue_;
     uint64_t messages_sent_ = 0;
     uint64_t send_errors_ = 0;

@@ -142,9 +142,9 @@ size_t KafkaSink::offer(const dp::FlowRecord* recs, size_t n) {
     if (rk_ == nullptr) {
         return 0;
     }
-    const dp::PolicySnapshot* policy = policy_ != nullptr ? policy_->load(std::memory_order_acquire) : nullptr;
+    const dp::PolicySnapshot* policy = verdict_names_.snapshot();
     for (size_t i = 0; i < n; ++i) {
-        const int r = produce(topic_, format_flow_record(recs[i], names_, reasons_, policy), true);
+        const int r = produce(topic_, format_flow_record(recs[i], names_, verdict_names_.reasons, policy), true);
         if (r == 1) {
             return i;  // librdkafka's queue is full: the rest is refused (the stream counts it)
         }

@@ -58,10 +58,7 @@ public:
     std::string open(const KafkaConfig& cfg, ndpi_detection_module_struct* names);
     bool is_open() const { return rk_ != nullptr; }
     bool has_events() const { return events_ != nullptr; }
-    void set_names(const ReasonRegistry* reasons, const std::atomic<const dp::PolicySnapshot*>* policy) {
-        reasons_ = reasons;
-        policy_ = policy;
-    }
+    void set_names(const VerdictNames& names) { verdict_names_ = names; }
 
     // EventSink: a host event line to the events topic (no-op without one).
     void write_line(const std::string& line) override;
@@ -89,8 +86,7 @@ private:
     bool closing_ = false;
     int last_error_ = 0;  // logged once until a delivery succeeds again
     ndpi_detection_module_struct* names_ = nullptr;
-    const ReasonRegistry* reasons_ = nullptr;
-    const std::atomic<const dp::PolicySnapshot*>* policy_ = nullptr;
+    VerdictNames verdict_names_;
     uint64_t events_queued_ = 0;
     SinkCounters c_;
 };

@@ -22,6 +22,7 @@
 /// Adding an exporter: a new file with a RecordSink, and one RecordStream::add_sink() line
 /// where l7gate is composed (main.cpp). Workers never change.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -29,8 +30,22 @@
 #include <vector>
 
 #include "dataplane/flow_record.hpp"
+#include "dataplane/policy_snapshot.hpp"
 
 namespace l7gate::ctl {
+
+class ReasonRegistry;
+
+// What a sink needs to name a record's verdict: the reason ids and the current snapshot (its
+// shapers). One for every sink that formats verdicts, set where l7gate is composed.
+struct VerdictNames {
+    const ReasonRegistry* reasons = nullptr;
+    const std::atomic<const dp::PolicySnapshot*>* policy = nullptr;
+
+    const dp::PolicySnapshot* snapshot() const {
+        return policy != nullptr ? policy->load(std::memory_order_acquire) : nullptr;
+    }
+};
 
 struct SinkCounters {
     uint64_t sent = 0;           // records out in full

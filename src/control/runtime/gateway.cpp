@@ -366,7 +366,8 @@ void Gateway::load_policy() {
 void Gateway::open_records(std::atomic<bool>& reopen) {
     static const std::atomic<const dp::PolicySnapshot*> no_policy{nullptr};
     records_.set_reopen_flag(&reopen);
-    flow_log_.set_names(&reasons_, policy_ != nullptr ? &policy_->slot() : &no_policy);
+    const VerdictNames names{&reasons_, policy_ != nullptr ? &policy_->slot() : &no_policy};
+    flow_log_.set_names(names);
     if (!opt_.flow_log.empty()) {
         if (std::string err = flow_log_.open(opt_.flow_log, names_.module()); !err.empty()) {
             fail(err);
@@ -374,7 +375,7 @@ void Gateway::open_records(std::atomic<bool>& reopen) {
         records_.add_sink(flow_log_);
     }
     if (!opt_.ipfix.empty()) {  // --ipfix: the same records as IPFIX biflows over UDP
-        ipfix_.set_names(&reasons_, policy_ != nullptr ? &policy_->slot() : &no_policy);
+        ipfix_.set_names(names);
         IpfixConfig ic{opt_.ipfix, opt_.ipfix_domain, opt_.ipfix_mtu, opt_.ipfix_template_s, opt_.ipfix_template_msgs};
         if (std::string err = ipfix_.open(ic, opt_.rxq, names_.module()); !err.empty()) {
             fail(err);
@@ -390,7 +391,7 @@ void Gateway::open_records(std::atomic<bool>& reopen) {
     if (!opt_.kafka.empty()) {  // --kafka: flow records (and host events) to Kafka
 #ifdef L7GATE_HAVE_KAFKA
         kafka_ = std::make_unique<KafkaSink>("kafka");
-        kafka_->set_names(&reasons_, policy_ != nullptr ? &policy_->slot() : &no_policy);
+        kafka_->set_names(names);
         const KafkaConfig kc{opt_.kafka, opt_.kafka_topic, opt_.kafka_events_topic, opt_.kafka_config};
         if (std::string err = kafka_->open(kc, names_.module()); !err.empty()) {
             fail(err);
