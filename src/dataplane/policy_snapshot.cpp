@@ -176,6 +176,15 @@ uint64_t PolicySnapshot::excepted(const CompiledPolicy& p, const FlowFacts& f, c
     return mask;
 }
 
+uint64_t PolicySnapshot::excepted_risks(const FlowFacts& f) const noexcept {
+    bool local_is_server = false;
+    const CompiledPolicy& p = policies[pool_policy(f, local_is_server)];
+    if (p.exceptions.empty()) {
+        return 0;
+    }
+    return excepted(p, f, local_is_server ? f.client_ip : f.server_ip) & f.risk;
+}
+
 Verdict PolicySnapshot::evaluate(const FlowFacts& f, unsigned worker) const noexcept {
     Verdict v;
     bool local_is_server = false;

@@ -180,6 +180,10 @@ public:
     // Which policy applies and which endpoint is local (true: the server).
     uint16_t pool_policy(const FlowFacts& f, bool& local_is_server) const noexcept;
 
+    // The risks of f that an exception of its policy covers: evaluate()'s excepted_risks
+    // without the rest of the verdict (a flow record asks it when the flow ends).
+    uint64_t excepted_risks(const FlowFacts& f) const noexcept;
+
     uint64_t generation = 0;
     std::string source;                          // file it was compiled from
     std::vector<CompiledPolicy> policies;
@@ -190,6 +194,7 @@ public:
     uint16_t pending_reason = 0;                 // reason id "pending" (L7 not yet known)
     uint16_t unnamed_reason = 0;                 // reason id "first_flight/unnamed" (--on-unnamed-first-flight drop)
     bool any_monitor = false;                    // some policy does not enforce (CompiledPolicy::enforce)
+    bool any_exceptions = false;                 // some policy has risk exceptions
     // Pools.
     PrefixTable4 pool_ips4;                      // value: policy index
     PrefixTable6 pool_ips6;

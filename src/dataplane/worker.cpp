@@ -18,6 +18,7 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
+#include <rte_ring_peek_zc.h>
 
 // Stage timers (meson -Dprofiling=true): compiled out of release builds entirely.
 #if L7G_PROFILING
@@ -153,16 +154,16 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
         emit_scores(e, e.last_ns);
     }
     if (cfg_.flow_log != nullptr) {
-        FlowRecord r;
-        fill_record(e, why, r);
-        bool queued = rte_ring_sp_enqueue_elem(cfg_.flow_log, &r, sizeof(r)) == 0;
+        FlowRecord* r = record_slot();
         // At shutdown the control thread is draining the ring: wait for room (bounded)
         // rather than lose the final records. In the loop a full ring never blocks.
-        for (unsigned spin = 0; !queued && why == FlowEnd::Shutdown && spin < 2000000; ++spin) {
+        for (unsigned spin = 0; r == nullptr && why == FlowEnd::Shutdown && spin < 2000000; ++spin) {
             rte_pause();
-            queued = rte_ring_sp_enqueue_elem(cfg_.flow_log, &r, sizeof(r)) == 0;
+            r = record_slot();
         }
-        if (queued) {
+        if (r != nullptr) {
+            fill_record(e, why, *r);
+            rte_ring_enqueue_zc_elem_finish(cfg_.flow_log, 1);
             counters_.flow_log_records.inc();
         } else {
             counters_.flow_log_lost.inc();
@@ -174,6 +175,18 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
     classifier_.release(e);
 }
 
+// The next free slot of the record ring, written in place (rte_ring's zero-copy enqueue: the
+// record is built once, in the ring, instead of on the stack and then copied); nullptr when the
+// ring is full. The ring is single-producer: the slot stays this worker's until
+// rte_ring_enqueue_zc_elem_finish() publishes it.
+inline FlowRecord* Worker::record_slot() noexcept {
+    rte_ring_zc_data zcd;
+    if (rte_ring_enqueue_zc_burst_elem_start(cfg_.flow_log, sizeof(FlowRecord), 1, &zcd, nullptr) == 0) {
+        return nullptr;
+    }
+    return static_cast<FlowRecord*>(zcd.ptr1);  // one element never wraps
+}
+
 [[gnu::always_inline]] inline void Worker::fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept {
     std::memset(&r, 0, sizeof(r));
     r.key = e.key;
@@ -182,12 +195,12 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
     r.verdict = e.action;
     r.reason = static_cast<uint16_t>(e.reason & ~cached::kUnenforced);
     r.unenforced = cached::enforced(e.reason) ? 0 : 1;
-    if (policy_ != nullptr && e.risk != 0) {
+    if (policy_ != nullptr && e.risk != 0 && policy_->any_exceptions) [[unlikely]] {
         // Which risks an exception covers (MAC pools cannot be told apart here: by IP).
         char lower[80];
         FlowFacts f = facts(e, lower);
         f.l7_known = true;
-        r.risk_excepted = policy_->evaluate(f, cfg_.queue).excepted_risks;
+        r.risk_excepted = policy_->excepted_risks(f);
     }
     r.end = static_cast<uint8_t>(why);
     r.first_ns = e.first_ns;
@@ -236,14 +249,15 @@ void Worker::report_active(uint64_t now_ns) noexcept {
         if (e.last_ns < (p.at_ns != 0 ? p.at_ns : e.first_ns) + timeout) {
             continue;
         }
-        FlowRecord r;
-        fill_record(e, FlowEnd::Active, r);
         // Never waits: a full ring loses this report (counted as the flow log's ring_full); the
         // flow is due again on the next pass and its next record carries what this one missed.
-        if (rte_ring_sp_enqueue_elem(cfg_.flow_log, &r, sizeof(r)) != 0) {
+        FlowRecord* r = record_slot();
+        if (r == nullptr) {
             counters_.flow_log_lost.inc();
             continue;
         }
+        fill_record(e, FlowEnd::Active, *r);
+        rte_ring_enqueue_zc_elem_finish(cfg_.flow_log, 1);
         counters_.flow_log_records.inc();
         p.at_ns = now_ns;
         p.packets[0] = e.packets[0];

@@ -255,6 +255,7 @@ private:
     // --clock capture: the frame's capture timestamp, never behind the latest one.
     uint64_t capture_time(const rte_mbuf* m) noexcept;
     void end_flow(FlowEntry& e, FlowEnd why) noexcept;
+    FlowRecord* record_slot() noexcept;
     void fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept;
     // Interim records of flows older than the active timeout: a bounded slice of the table
     // per housekeeping (kActiveBudget entries), never waiting for ring room.

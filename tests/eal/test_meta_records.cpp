@@ -14,7 +14,10 @@
 #include <string>
 #include <vector>
 
+#include <ndpi_api.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include "control/base/ndpi_names.hpp"
 #include "control/policy/compiler.hpp"
@@ -57,19 +60,20 @@ protected:
         delete w_;
     }
 
-    std::unique_ptr<dp::PolicySnapshot> compile(uint64_t generation) {
+    std::unique_ptr<dp::PolicySnapshot> compile(uint64_t generation, const char* text = kPolicy) {
         ctl::PolicyConfig cfg;
         std::vector<ctl::PolicyError> errors;
-        EXPECT_TRUE(ctl::load_policy_text(kPolicy, "meta.yaml", ctl::PolicyFormat::Auto, cfg, errors));
+        EXPECT_TRUE(ctl::load_policy_text(text, "meta.yaml", ctl::PolicyFormat::Auto, cfg, errors));
         ctl::CompileContext ctx{names_, nullptr, &reasons_, 1, generation};
         auto snap = ctl::compile_policy(cfg, ctx, errors);
         EXPECT_TRUE(errors.empty());
         return snap;
     }
 
-    void start(uint32_t meta_records) {
+    void start(uint32_t meta_records, rte_ring* flow_log = nullptr) {
         dp::WorkerConfig cfg = eal_worker_config(0, 1);
         cfg.classifier.meta_records = meta_records;
+        cfg.flow_log = flow_log;
         cfg.policy = &policy_;
         cfg.blocked = &blocked_;
         w_ = new dp::Worker();
@@ -203,6 +207,58 @@ TEST_F(MetaRecords, WithoutAFreeRecordTheVerdictStillSeesTheHostnameAcrossReload
     policy_.store(nullptr);
     blocked_.store(nullptr);
     w_->load_snapshots();
+}
+
+// A flow record says which of the flow's risks a policy exception covers (flow log
+// risks_excepted, IPFIX l7gateRiskExceptedBitmap): worked out when the flow ends, only when the
+// policy has exceptions at all. The l7 set's SSH on port 2222 carries "Known Protocol on Non
+// Standard Port", which the policy excepts for SSH; its other risky flows keep their risks.
+TEST_F(MetaRecords, RecordsCarryTheRisksAnExceptionCovers) {
+    const char* const with = R"(version: 1
+default_policy: p
+policies:
+  p:
+    default: pass
+    risk_exceptions:
+      - {risks: [known_protocol_on_non_standard_port], protocols: [SSH]}
+      - {risks: [tls_missing_sni], hostnames: [nowhere.example]}
+)";
+    const char* const without = "version: 1\ndefault_policy: p\npolicies:\n  p: {default: pass}\n";
+    for (const char* text : {with, without}) {
+        SCOPED_TRACE(text == with ? "policy with exceptions" : "policy without exceptions");
+        std::unique_ptr<dp::PolicySnapshot> snap = compile(1, text);
+        ASSERT_NE(snap, nullptr);
+        EXPECT_EQ(snap->any_exceptions, text == with);
+        rte_ring* ring = rte_ring_create_elem("meta_excepted", sizeof(dp::FlowRecord), 1024, 0,
+                                              RING_F_SP_ENQ | RING_F_SC_DEQ);
+        ASSERT_NE(ring, nullptr);
+        policy_.store(snap.get());
+        start(4096, ring);
+        w_->load_snapshots();
+        feed(frames_, kT0);
+        w_->flush_flows();
+        const uint64_t nonstd = uint64_t{1} << NDPI_KNOWN_PROTOCOL_ON_NON_STANDARD_PORT;
+        unsigned risky = 0;
+        unsigned excepted = 0;
+        dp::FlowRecord r;
+        while (rte_ring_sc_dequeue_elem(ring, &r, sizeof(r)) == 0) {
+            risky += r.risk != 0 ? 1 : 0;
+            if (r.risk_excepted != 0) {
+                ++excepted;
+                EXPECT_EQ(r.risk_excepted, nonstd);
+                EXPECT_NE(r.risk & nonstd, 0u);
+                EXPECT_EQ(r.app_proto, NDPI_PROTOCOL_SSH);
+            }
+        }
+        EXPECT_GE(risky, 5u) << "the l7 set's risky flows (missing SNI, numeric host, SSH on 2222, ...)";
+        EXPECT_EQ(excepted, text == with ? 1u : 0u);
+        policy_.store(nullptr);
+        w_->load_snapshots();
+        delete w_;
+        w_ = nullptr;
+        dp::NdpiArena::attach(nullptr);  // the next worker's nDPI set-up: not into the freed arena
+        rte_ring_free(ring);
+    }
 }
 
 } // namespace

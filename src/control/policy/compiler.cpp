@@ -939,6 +939,7 @@ private:
                 }
                 for (const dp::RiskException* e : o.exceptions) {
                     cp.exceptions.push_back(e);
+                    snap_->any_exceptions = true;
                 }
                 if (!default_set && o.has_default) {
                     cp.default_marker = snap_->markers[o.default_marker];
