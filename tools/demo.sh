@@ -124,7 +124,10 @@ print()
 print("  at exit: rx %d = tx %d + dropped %d (%s); RSTs injected %d; flows %d"
       % (t["rx_packets"], t["tx_packets"], t["dropped"],
          ", ".join("%s %d" % kv for kv in st["drops"].items() if kv[1]) or "none",
-         st["injected"]["sent"], st["flows"]["created"]))
+         st["injected"]["sent"], st["flows"]["created"]))un = st["uninspected"]
+print("  forwarded uninspected: %d packets, %d bytes of %d forwarded (%s)"
+      % (sum(v["packets"] for v in un.values()), sum(v["bytes"] for v in un.values()), t["tx_packets"],
+         ", ".join("%s %d" % (k, v["packets"]) for k, v in un.items() if v["packets"]) or "every cause 0"))
 PY
   echo
   tools/netlab.sh down --lab "$lab" --dir "$ldir"
@@ -169,6 +172,18 @@ for r in sorted(rows, key=lambda r: r["ts_first"])[:30]:
     flow = f'{r["l4_proto"]} {r["src_ip"]}:{r["src_port"]} > {r["dst_ip"]}:{r["dst_port"]}'
     print(f'{flow[:44]:<44} {r["l7_proto"][:12]:<12} {r["host"][:21]:<21} {r["risk_score"]:>5} '
           f'{r["verdict"]:<13} {r["verdict_reason"][:38]:<38} {"; ".join(r["risks"])}')
+PY
+echo
+echo "Inspection coverage (stats JSON \"uninspected\"; Prometheus l7gate_uninspected_packets_total{cause}):"
+/usr/bin/python3 - "$work/stats.json" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))
+t, un = st["totals"], st["uninspected"]
+n = sum(v["packets"] for v in un.values())
+print("  %d of %d forwarded packets were not inspected (%.1f%%), by cause:" % (n, t["tx_packets"],
+      100.0 * n / t["tx_packets"] if t["tx_packets"] else 0.0))
+for k, v in un.items():
+    print("    %-14s %6d packets %9d bytes" % (k, v["packets"], v["bytes"]))
 PY
 echo
 echo "Forwarded frames: $work/out-p1.pcap (to WAN) and $work/out-p0.pcap (to LAN); all counters: $work/stats.json"
