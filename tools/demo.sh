@@ -30,7 +30,7 @@ live_demo() {
   work=$(mktemp -d /tmp/l7gate-live-demo.XXXXXX)
   local gate_pid=""
   # Everything the lab started goes, whatever happens.
-  trap 'if [ -n "$gate_pid" ]; then kill -TERM "$gate_pid" 2>/dev/null || true; fi
+  trap 'if [ -n "${gate_pid:-}" ]; then kill -TERM "$gate_pid" 2>/dev/null || true; fi
         tools/netlab.sh down --lab '"$lab"' --dir '"$ldir"' >/dev/null 2>&1 || true' EXIT
   tools/netlab.sh down --lab "$lab" --dir "$ldir" >/dev/null 2>&1 || true
   tools/netlab.sh up --lab "$lab" --dir "$ldir"
@@ -124,7 +124,8 @@ print()
 print("  at exit: rx %d = tx %d + dropped %d (%s); RSTs injected %d; flows %d"
       % (t["rx_packets"], t["tx_packets"], t["dropped"],
          ", ".join("%s %d" % kv for kv in st["drops"].items() if kv[1]) or "none",
-         st["injected"]["sent"], st["flows"]["created"]))un = st["uninspected"]
+         st["injected"]["sent"], st["flows"]["created"]))
+un = st["uninspected"]
 print("  forwarded uninspected: %d packets, %d bytes of %d forwarded (%s)"
       % (sum(v["packets"] for v in un.values()), sum(v["bytes"] for v in un.values()), t["tx_packets"],
          ", ".join("%s %d" % (k, v["packets"]) for k, v in un.items() if v["packets"]) or "every cause 0"))
