@@ -162,6 +162,30 @@ TEST(IpfixExport, DownCollectorCountsSendErrorsAndNeverWaits) {
     EXPECT_LT(worst_ms, 50.0);
 }
 
+// The record stream under a backlog takes records until its tick's time is spent, so the
+// flush() after it comes with a deadline already past: one message a tick. The sink sends what
+// it makes as it goes, so a live collector gets every record and nothing is refused.
+TEST(IpfixExport, SendsAsItGoesWhenFlushHasNoTimeLeft) {
+    Udp coll(true);
+    IpfixExporter x;
+    ASSERT_EQ(x.open(config(coll.port), 2, test::shared_names().module()), "");
+    std::vector<dp::FlowRecord> recs;
+    for (unsigned i = 0; i < 256; ++i) {
+        recs.push_back(record(i));
+    }
+    constexpr unsigned kRounds = 400;  // ~9,000 messages: twice the queue's bound
+    size_t n = 0;
+    for (unsigned r = 0; r < kRounds; ++r) {
+        n += x.offer(recs.data(), recs.size());
+        x.flush(Clock::now() - std::chrono::milliseconds(1));
+        coll.drain();
+    }
+    EXPECT_EQ(n, size_t{kRounds} * recs.size()) << "records refused (sink_full) with a collector keeping up";
+    x.close(Clock::now() + std::chrono::seconds(1));
+    coll.drain();
+    EXPECT_EQ(x.counters().sent, n);
+}
+
 TEST(IpfixExport, EncodeRateOnOneCore) {
     Udp coll(true);
     IpfixExporter x;

@@ -413,8 +413,17 @@ size_t IpfixExporter::offer(const dp::FlowRecord* recs, size_t n) {
     }
     const Clock::time_point now = Clock::now();
     size_t k = 0;
+    bool tried = false;
     for (; k < n; ++k) {
         if (queue_.size() >= kMaxQueuedMessages) {
+            if (!tried) {  // once per offer, as the flow log's file: room by sending
+                tried = true;
+                send_queued(Clock::now() + kSendSlice);
+                if (queue_.size() < kMaxQueuedMessages) {
+                    --k;
+                    continue;
+                }
+            }
             break;  // the collector's path is slower than the records: the stream counts the rest
         }
         const dp::FlowRecord& r = recs[k];
@@ -424,6 +433,13 @@ size_t IpfixExporter::offer(const dp::FlowRecord* recs, size_t n) {
             --c_.queued;
             ++c_.write_errors;
         }
+    }
+    // Messages leave as they are made (a batch of records makes two or three), bounded by
+    // kSendSlice: under a backlog the record stream takes records until its tick's budget
+    // is spent and its flush() then has no time left, so sending only there would let one
+    // message a tick out and refuse the rest (sink_full) however fast the collector is.
+    if (!queue_.empty()) {
+        send_queued(Clock::now() + kSendSlice);
     }
     return k;
 }

@@ -8,8 +8,10 @@
 // domain = --ipfix-domain + worker index). Its exporter writes each message into a buffer of
 // --ipfix-mtu bytes (fbExporterAllocBuffer), so every message fits the path MTU; the sink
 // sends it itself on a connected, non-blocking UDP socket:
-//   - a message that cannot be sent now (EAGAIN) waits in a bounded queue of messages; when
-//     the queue is full offer() refuses and the stream counts the records lost (sink_full);
+//   - offer() sends the messages it completes (at most kSendSlice of sending per call) and
+//     flush() the rest; a message that cannot be sent now (EAGAIN) waits in a bounded queue of
+//     messages; when the queue is full offer() refuses and the stream counts the records lost
+//     (sink_full);
 //   - a send error (ECONNREFUSED after the collector's ICMP port unreachable, ENETUNREACH...)
 //     loses that message: its records count as write_errors, the socket stays; nothing waits;
 //   - templates go out in the first message of every domain, then again every
@@ -60,6 +62,7 @@ class IpfixExporter final : public RecordSink {
 public:
     static constexpr size_t kMaxQueuedMessages = 4096;
     static constexpr std::chrono::milliseconds kMaxDelay{200};
+    static constexpr std::chrono::microseconds kSendSlice{500};  // sending per offer(), at most
 
     IpfixExporter();
     IpfixExporter(const IpfixExporter&) = delete;
