@@ -61,6 +61,7 @@ bool FlowTable::init(uint32_t capacity, const FlowTimeouts& timeouts, int socket
         free_stack_[i] = capacity - 1 - i;
     }
     free_top_ = capacity;
+    high_water_ = 0;
     capacity_ = capacity;
     bucket_mask_ = nbuckets - 1;
     timeouts_ = timeouts;
@@ -164,6 +165,7 @@ FlowEntry* FlowTable::insert(const FlowKey& key, uint32_t hash, uint64_t now_ns,
         return nullptr;  // counted as table full by the caller
     }
     const uint32_t idx = free_stack_[--free_top_];
+    high_water_ = idx + 1 > high_water_ ? idx + 1 : high_water_;
     buckets_[b].sig[s] = hash;
     buckets_[b].idx[s] = idx;
     FlowEntry& e = entries_[idx];

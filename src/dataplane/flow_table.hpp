@@ -221,6 +221,10 @@ public:
     uint32_t capacity() const noexcept { return capacity_; }
     uint32_t active() const noexcept { return capacity_ - free_top_; }
     bool full() const noexcept { return free_top_ == 0; }
+    // Entries from here on have never held a flow. Free entries are reused last-freed first
+    // and the unused ones are handed out in index order, so this is the most flows the table
+    // ever held at once: scans of live entries (the active timeout's) stop here.
+    uint32_t high_water() const noexcept { return high_water_; }
     uint32_t index_of(const FlowEntry& e) const noexcept { return static_cast<uint32_t>(&e - entries_); }
     FlowEntry& at(uint32_t idx) noexcept { return entries_[idx]; }
     size_t memory_bytes() const noexcept { return memory_bytes_; }
@@ -251,6 +255,7 @@ private:
     FlowEntry* entries_ = nullptr;
     uint32_t* free_stack_ = nullptr;
     uint32_t free_top_ = 0;   // number of free entries on the stack
+    uint32_t high_water_ = 0; // see high_water()
     uint32_t capacity_ = 0;
     uint32_t bucket_mask_ = 0;
     size_t memory_bytes_ = 0;

@@ -5,6 +5,7 @@
 
 #include <ndpi_api.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <ctime>
@@ -54,12 +55,12 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
             return "cannot allocate the active-timeout state (lower --flows or turn --ipfix-active-timeout off)";
         }
         std::memset(reported_, 0, sizeof(Reported) * flows_.capacity());
-        // One step of kActiveBudget entries per pace, so that a whole pass of the table takes
-        // an eighth of the timeout: a report is late by at most that, and the scan costs the
-        // packet path nothing measurable (a step every housekeeping read a cache line per
-        // packet at line rate).
-        const uint64_t steps = (flows_.capacity() + kActiveBudget - 1) / kActiveBudget;
-        active_pace_ns_ = uint64_t{cfg.active_timeout_s} * 1000000000u / 8u / steps;
+        // Steps of kActiveBudget entries, paced so that a whole pass takes an eighth of the
+        // timeout: a report is late by at most that, and the scan costs the packet path
+        // nothing measurable (a step every housekeeping read a cache line per packet at line
+        // rate). A pass covers the entries that ever held a flow (FlowTable::high_water()),
+        // not a table sized for a peak that is mostly empty.
+        active_pass_ns_ = uint64_t{cfg.active_timeout_s} * 1000000000u / 8u;
     }
     if (!frags_.init(cfg.frags, cfg.frag_timeout_s, cfg.socket)) {
         return "cannot allocate the fragment table (lower --frags)";
@@ -232,12 +233,12 @@ void Worker::report_active(uint64_t now_ns) noexcept {
     if (now_ns < active_next_ns_) {
         return;
     }
-    active_next_ns_ = now_ns + active_pace_ns_;
+    const uint32_t end = flows_.high_water();
+    active_next_ns_ = now_ns + active_pass_ns_ / std::max<uint64_t>(1, (end + kActiveBudget - 1) / kActiveBudget);
     const uint64_t timeout = uint64_t{cfg_.active_timeout_s} * 1000000000u;
-    const uint32_t cap = flows_.capacity();
-    for (unsigned k = 0; k < kActiveBudget && k < cap; ++k) {
-        const uint32_t i = active_cursor_;
-        active_cursor_ = i + 1 < cap ? i + 1 : 0;
+    for (unsigned k = 0; k < kActiveBudget && k < end; ++k) {
+        const uint32_t i = active_cursor_ < end ? active_cursor_ : 0;
+        active_cursor_ = i + 1;
         const FlowEntry& e = flows_.at(i);
         if (!e.live()) {
             continue;

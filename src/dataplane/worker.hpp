@@ -317,7 +317,7 @@ private:
     Reported* reported_ = nullptr;
     uint32_t active_cursor_ = 0;  // next entry report_active() looks at
     uint64_t active_next_ns_ = 0;  // report_active() takes its next step then
-    uint64_t active_pace_ns_ = 0;  // between two steps: a whole pass in an eighth of the timeout
+    uint64_t active_pass_ns_ = 0;  // a whole pass takes this long: an eighth of the timeout
     uint64_t created_at_housekeeping_ = 0;  // flows_created at the last housekeeping
     CommandChannel commands_;  // dp: serves it; cp: sends and receives through it (see there)
     ReasonSweep reason_sweep_;  // dp: sweeps on request; cp: requests and reads (see there)

@@ -99,6 +99,39 @@ TEST(FlowTable, FullTableRefusesInsertAndRecoversAfterRemove) {
     }
 }
 
+// high_water() bounds the active timeout's scan: every live entry lies below it, and it is the
+// most flows held at once, not the number ever created (freed entries are reused first).
+TEST(FlowTable, HighWaterIsTheMostFlowsHeldAtOnce) {
+    FlowTable t;
+    ASSERT_TRUE(t.init(4096, {}, 0));
+    EXPECT_EQ(t.high_water(), 0u);
+    std::vector<FlowEntry*> es;
+    for (uint32_t i = 0; i < 300; ++i) {
+        es.push_back(add(t, key_v4(i, 0, 1, 2), kSec));
+        ASSERT_NE(es.back(), nullptr);
+    }
+    EXPECT_EQ(t.high_water(), 300u);
+    // Churn: 10 rounds of 300 flows ended and 300 new ones, never more than 300 at once.
+    for (uint32_t round = 1; round <= 10; ++round) {
+        for (FlowEntry* e : es) {
+            t.remove(*e);
+        }
+        es.clear();
+        for (uint32_t i = 0; i < 300; ++i) {
+            es.push_back(add(t, key_v4(i, round, 1, 2), kSec));
+            ASSERT_NE(es.back(), nullptr);
+        }
+    }
+    EXPECT_EQ(t.high_water(), 300u) << "3,300 flows created, at most 300 at once";
+    es.push_back(add(t, key_v4(9999, 99, 1, 2), kSec));
+    EXPECT_EQ(t.high_water(), 301u);
+    for (uint32_t i = 0; i < t.capacity(); ++i) {
+        if (t.at(i).live()) {
+            EXPECT_LT(i, t.high_water());
+        }
+    }
+}
+
 TEST(FlowTable, IdleFlowsExpireAfterTheirClassTimeout) {
     dp::FlowTimeouts to;
     to.seconds[static_cast<unsigned>(TimeoutClass::Udp)] = 60;
