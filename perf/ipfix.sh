@@ -32,7 +32,9 @@ trap 'kill "$collector" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 FRESH_ARGS=(--flows 8388608 --dpi-flows 65536 --timeouts tcp-syn=1,tcp=2,tcp-closed=1,udp=1,other=1)
 
 port_file=$tmp/port
-$PY - "$port_file" "$tmp/collector.txt" <<'EOF' &
+# The collector shares the control thread's core (lcore 0), as perf/kafka.sh's mock broker: in
+# production it runs elsewhere, and never on a worker's core.
+taskset -c 0 $PY - "$port_file" "$tmp/collector.txt" <<'EOF' &
 import socket, sys, signal
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
