@@ -281,7 +281,7 @@ void Worker::monitored(const rte_mbuf* m, uint8_t action, bool blocked) noexcept
     counters_.monitor_forwarded_bytes[static_cast<size_t>(k)].add(m->pkt_len);
 }
 
-bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept {
+bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns, uint8_t tag) noexcept {
     const uint8_t si = cached::shaper(e.action);
     if (policy_ == nullptr || si >= policy_->shapers.size() || !policy_->shapers[si].defined) {
         return true;  // a verdict kept from an older snapshot whose shaper is gone: unshaped
@@ -296,7 +296,7 @@ bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns
     ShaperCounters& sc = counters_.shaper[si];
     DropReason why = DropReason::ShaperOverflow;
     switch (shaper_.admit(m, sp, si, cached::police(e.action), port, static_cast<uint8_t>(peer_idx_[pi]), host_key,
-                          now_ns, why)) {
+                          now_ns, why, tag)) {
     case Admit::Send:
         sc.sent.inc();
         sc.bytes.add(m->pkt_len);
@@ -341,6 +341,9 @@ void Worker::drain_shaper(uint64_t now_ns) noexcept {
             sc.delayed.inc();
             sc.queued.sub(1);
             sc.bytes.add(m->pkt_len);
+            if (const uint8_t tag = shaper_.tag(m); tag != 0) [[unlikely]] {
+                uninspected(static_cast<Uninspected>(tag - 1), m);  // queued as uninspected (shape())
+            }
             shaped_tx_[out][shaped_n_[out]++] = m;
             if (shaped_n_[out] == kMaxBurst) {
                 flush_shaped(out);
@@ -373,6 +376,15 @@ void Worker::flush_shaper() noexcept {
 inline void Worker::uninspected(Uninspected cause, const rte_mbuf* m) noexcept {
     counters_.uninspected_packets[static_cast<size_t>(cause)].inc();
     counters_.uninspected_bytes[static_cast<size_t>(cause)].add(m->pkt_len);
+}
+
+// What shape() carries with a queued packet: 1 + the cause process_burst counts the packet
+// under when it leaves at once (a tunnel not looked into, a flow without nDPI state), 0 when
+// it is inspected. Only shaped packets compute it.
+static inline uint8_t uninspected_tag(TunSkip skip, DpiState dpi) noexcept {
+    return skip != TunSkip::None     ? static_cast<uint8_t>(1 + static_cast<unsigned>(Uninspected::Encapsulation))
+           : dpi == DpiState::None ? static_cast<uint8_t>(1 + static_cast<unsigned>(Uninspected::NoDpiState))
+                                     : 0;
 }
 
 // A tunnelled packet (or a tunnel not looked into), off the plain path: counted by
@@ -954,8 +966,9 @@ L7G_STAGE bool Worker::act(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint
             }
         }
     }
-    if (cached::shaped(e.action) && policy_ != nullptr && !shape(m, e, pi, t)) {
-        return false;  // queued or dropped by the shaper
+    if (cached::shaped(e.action) && policy_ != nullptr &&
+        !shape(m, e, pi, t, uninspected_tag(pm.tun_skip, e.dpi_state()))) {
+        return false;  // queued (counted as uninspected when it leaves, if it is) or dropped by the shaper
     }
     return true;
 }

@@ -194,7 +194,10 @@ private:
     // Sends what reject() built on the worker's own TX queues.
     void flush_injected(unsigned pi) noexcept;
     // A shape/police flow's packet: true when it leaves now (else queued or dropped).
-    bool shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept;
+    // `tag`: 1 + the Uninspected cause of a packet of an uninspected flow (0: inspected). The
+    // caller counts a packet that leaves now; one the shaper queues carries the tag and is
+    // counted when it leaves the queue (drain_shaper), never when it is dropped there.
+    bool shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns, uint8_t tag = 0) noexcept;
     void flush_shaped(unsigned out) noexcept;
     // What the policy needs to know about a flow; the hostname is lowercased into `lower`.
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;

@@ -307,5 +307,57 @@ class UninspectedTest(unittest.TestCase):
                        ", ".join("%s %d" % kv for kv in sorted(pk.items())))
 
 
+SHAPED_POLICY = """
+version: 1
+default_policy: lan
+shapers:
+  s: {rate: 4mbit, burst: 16kb, queue: 64, max_delay: 50ms}
+policies:
+  lan: {default: "shape:s"}
+"""
+
+
+class ShapedUninspectedTest(unittest.TestCase):
+    """A flow whose packets are uninspected (a tunnel not looked into: PPTP's GRE version 1)
+    through a shaper, at 5x its rate: what the shaper sends at once, what it queues and sends
+    later, and what it drops (a full queue, max_delay, still queued at the stop)."""
+
+    def setUp(self):
+        if Ether is None:
+            self.skipTest("scapy missing for /usr/bin/python3")
+        require_binary(self)
+        self.work = tempfile.mkdtemp(prefix="l7gate-shaped-uninspected-")
+
+    def tearDown(self):
+        harness.remove_work(self.work, quiet=True)
+
+    def test_counted_once_when_the_shaper_sends_it_never_when_it_drops_it(self):
+        t0 = 1700000000 * 1000000
+        gap_us = 1000 * 8 * 1e6 / (4000000 * 5)  # 1,000-byte frames at 5x 4 Mbit/s
+        frame = outer4(struct.pack("!HHHH", 0x3001, 0x880B, 0, 1).ljust(1000 - 34, b"\0"), 47, 0)
+        recs = [(t0 + int(i * gap_us), frame) for i in range(1000)]
+        rx = os.path.join(self.work, "rx.pcap")
+        harness.write_pcap_records(rx, recs)
+        empty = os.path.join(self.work, "empty.pcap")
+        write_pcap(empty, [])
+        policy = os.path.join(self.work, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write(SHAPED_POLICY)
+        r = run_l7gate(self.work, "shunin", [[rx], [empty]], ["--policy", policy, "--clock", "capture"])
+        self.assertEqual(r.rc, 0, r.describe())
+        out = read_pcap(r.outs[1][0])
+        sh = r.stats["shapers"]["by_shaper"]["s"]
+        u = r.stats["uninspected"]
+        self.assertGreater(sh["delayed"], 0, sh)  # some left from the queue ...
+        self.assertGreater(sh["dropped"], 0, sh)  # ... some were dropped there
+        self.assertEqual(sh["sent"] + sh["delayed"], len(out), sh)
+        self.assertEqual(u["encapsulation"]["packets"], len(out), (u, sh))
+        self.assertEqual(u["encapsulation"]["bytes"], len(out) * len(frame), (u, sh))
+        self.assertEqual(sum(v["packets"] for k, v in u.items() if k != "encapsulation"), 0, u)
+        harness.figure("uninspected flow shaped at 5x its rate",
+                       "%d frames: %d sent at once, %d from the queue, %d dropped; uninspected %d"
+                       % (len(recs), sh["sent"], sh["delayed"], len(recs) - len(out), u["encapsulation"]["packets"]))
+
+
 if __name__ == "__main__":
     harness.main()
