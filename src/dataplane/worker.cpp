@@ -60,6 +60,14 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
         const uint64_t steps = (flows_.capacity() + kActiveBudget - 1) / kActiveBudget;
         active_pace_ns_ = uint64_t{cfg.active_timeout_s} * 1000000000u / 8u / steps;
     }
+    constexpr uint8_t kIpCarried = kDecapAll & ~(1u << static_cast<unsigned>(Encap::Pppoe) | 1u << static_cast<unsigned>(Encap::Mpls));
+    if (cfg.flow_log != nullptr && (cfg.decap & kIpCarried) != 0) {
+        // Written only at a tunnelled flow's creation, so never read uninitialised: no memset.
+        outer_ = static_cast<Outer*>(table_alloc(sizeof(Outer) * flows_.capacity(), cfg.socket));
+        if (outer_ == nullptr) {
+            return "cannot allocate the tunnelled flows' outer addresses (lower --flows or narrow --decap)";
+        }
+    }
     if (!frags_.init(cfg.frags, cfg.frag_timeout_s, cfg.socket)) {
         return "cannot allocate the fragment table (lower --frags)";
     }
@@ -115,6 +123,7 @@ Worker::~Worker() {
     table_free(ff_);
     table_free(linear_);
     table_free(reported_);
+    table_free(outer_);
     if (own_buckets_ != nullptr) {
         own_buckets_->~ShaperBuckets();
         table_free(own_buckets_);
@@ -212,6 +221,12 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
         r.reported_packets[1] = p.packets[1];
         r.reported_bytes[0] = p.bytes[0];
         r.reported_bytes[1] = p.bytes[1];
+    }
+    if (e.key.tunnel != 0 && outer_ != nullptr) [[unlikely]] {
+        const Outer& o = outer_[flows_.index_of(e)];
+        r.outer_version = o.version;
+        std::memcpy(r.outer_src, o.src, sizeof(r.outer_src));
+        std::memcpy(r.outer_dst, o.dst, sizeof(r.outer_dst));
     }
 }
 
@@ -418,6 +433,14 @@ void Worker::tunnelled(PacketMeta& pm) noexcept {
     const uint64_t h = siphash_bytes<sizeof(t)>(&t, flows_.secret());
     const auto tag = static_cast<uint16_t>(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
     pm.key.tunnel = tag != 0 ? tag : 1;
+}
+
+// A tunnelled flow's entry was created by pm: its carrier's addresses, for the flow's records.
+void Worker::remember_outer(const FlowEntry& e, const PacketMeta& pm) noexcept {
+    Outer& o = outer_[flows_.index_of(e)];
+    std::memcpy(o.src, pm.outer_src, sizeof(o.src));
+    std::memcpy(o.dst, pm.outer_dst, sizeof(o.dst));
+    o.version = pm.outer_version;
 }
 
 void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {
@@ -829,6 +852,9 @@ L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& 
                 counters_.flows_asymmetric.inc();
             }
             isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
+            if (pm.key.tunnel != 0 && outer_ != nullptr) [[unlikely]] {
+                remember_outer(*e, pm);
+            }
             if (syn && pm.payload_length == 0 && (pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) == 0 &&
                 classifier_.deferrable(pm.key)) {
                 classifier_.defer(*e);  // no nDPI state until its first payload

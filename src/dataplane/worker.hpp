@@ -190,6 +190,7 @@ private:
     // reject verdict: builds the RST / ICMP packets (rate-limited) for the dropped packet.
     void reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept;
     [[gnu::noinline, gnu::cold]] void tunnelled(PacketMeta& pm) noexcept;
+    [[gnu::noinline, gnu::cold]] void remember_outer(const FlowEntry& e, const PacketMeta& pm) noexcept;
     inline void uninspected(Uninspected cause, const rte_mbuf* m) noexcept;
     // Sends what reject() built on the worker's own TX queues.
     void flush_injected(unsigned pi) noexcept;
@@ -317,6 +318,17 @@ private:
         uint64_t bytes[2];
     };
     Reported* reported_ = nullptr;
+    // Per flow entry, only with a flow log and an IP-carried encapsulation in --decap (else
+    // nullptr): a tunnelled flow's carrier addresses, as its first packet had them (source,
+    // destination; version 0: no IP carrier, e.g. PPPoE or MPLS). Written when a flow with a
+    // tunnel discriminator is created, read only for such a flow's record, so a plain flow's
+    // entry is never touched.
+    struct Outer {
+        uint8_t src[16];
+        uint8_t dst[16];
+        uint8_t version;
+    };
+    Outer* outer_ = nullptr;
     uint32_t active_cursor_ = 0;  // next entry report_active() looks at
     uint64_t active_next_ns_ = 0;  // report_active() takes its next step then
     uint64_t active_pace_ns_ = 0;  // between two steps: a whole pass in an eighth of the timeout

@@ -149,6 +149,9 @@ ENCAPS = {
     "gre": ("gre", False, lambda p, d: outer4(gre(p, 0x0800), 47, d)),
     "gre_key_csum_seq": ("gre", True, lambda p, d: outer4(gre(p, 0x86DD, key=77, csum=True, seq=True), 47, d)),
     "gre_ethernet": ("gre", False, lambda p, d: outer4(gre(inner_eth(p), 0x6558, key=5), 47, d)),
+    # The client behind the tunnel end with the higher address: the outer addresses are logged
+    # as the first packet had them, not in the key's order.
+    "gre_from_b": ("gre", False, lambda p, d: outer4(gre(p, 0x0800), 47, 1 - d)),
     "vxlan": ("vxlan", False, lambda p, d: udp4(vxlan(p, 4242), 49152 + d, 4789, 0)),
     "gtp_u": ("gtp_u", False, lambda p, d: udp4(gtpu(p, 0x100 + d), 2152, 2152, d)),
     "gtp_u_ext_ipv6": ("gtp_u", True, lambda p, d: udp4(gtpu(p, 0x200 + d, ext=True), 2152, 2152, d)),
@@ -157,6 +160,11 @@ ENCAPS = {
     "pppoe_ipv6": ("pppoe", True, lambda p, d: pppoe(p)),
     "mpls": ("mpls", False, lambda p, d: mpls(p, d)),
 }
+
+# name -> the flow log's (outer_src, outer_dst): the carrier's addresses in the flow's first
+# packet (the client's SYN); None: no IP carrier, no such fields.
+OUTER = {name: ((OUT6_A, OUT6_B) if name.endswith("_in_ipv6") else None if name.startswith(("pppoe", "mpls"))
+                else (OUT_B, OUT_A) if name == "gre_from_b" else (OUT_A, OUT_B)) for name in ENCAPS}
 
 
 def build(encaps):
@@ -230,6 +238,11 @@ class TunnelTest(unittest.TestCase):
                     mine = [f for f in flows if cli in (f["src_ip"], f["dst_ip"])]
                     self.assertEqual(len(mine), 1, "%s %s: %s" % (name, host, mine))
                     self.assertEqual(mine[0].get("encap"), encap, mine[0])
+                    if OUTER[name] is None:
+                        self.assertNotIn("outer_src", mine[0])
+                        self.assertNotIn("outer_dst", mine[0])
+                    else:
+                        self.assertEqual((mine[0].get("outer_src"), mine[0].get("outer_dst")), OUTER[name], mine[0])
                     self.assertEqual(mine[0]["host"], host, mine[0])
                     self.assertEqual(mine[0]["verdict"], "drop" if host == BLOCKED else "pass", mine[0])
                     self.assertEqual(mine[0]["c2s_packets"] + mine[0]["s2c_packets"], 6, mine[0])
