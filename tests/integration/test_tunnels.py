@@ -362,7 +362,9 @@ class ShapedUninspectedTest(unittest.TestCase):
         sh = r.stats["shapers"]["by_shaper"]["s"]
         u = r.stats["uninspected"]
         self.assertGreater(sh["delayed"], 0, sh)  # some left from the queue ...
-        self.assertGreater(sh["dropped"], 0, sh)  # ... some were dropped there
+        drops = r.stats["drops"]
+        # ... and some were queued, then dropped (max_delay, or still queued at the stop).
+        self.assertGreater(drops["shaper_delay"] + drops["shaper_flush"], 0, drops)
         self.assertEqual(sh["sent"] + sh["delayed"], len(out), sh)
         self.assertEqual(u["encapsulation"]["packets"], len(out), (u, sh))
         self.assertEqual(u["encapsulation"]["bytes"], len(out) * len(frame), (u, sh))
@@ -370,6 +372,37 @@ class ShapedUninspectedTest(unittest.TestCase):
         harness.figure("uninspected flow shaped at 5x its rate",
                        "%d frames: %d sent at once, %d from the queue, %d dropped; uninspected %d"
                        % (len(recs), sh["sent"], sh["delayed"], len(recs) - len(out), u["encapsulation"]["packets"]))
+
+
+    def test_flowless_packets_the_shaper_queues_count_as_no_flow_when_sent(self):
+        # A 16-entry flow table filled by unshaped flows, then 300 one-packet flows of a
+        # shaped pool at 5x the rate: none gets an entry (flowless, verdict shape:s).
+        t0 = 1700000000 * 1000000
+        gap_us = 1000 * 8 * 1e6 / (4000000 * 5)
+        fill = [(t0 + i, harness.udp_frame(256 + i, 5000, i, 100)) for i in range(100)]      # 198.18.2.x: pass
+        flood = [(t0 + 1000 + int(i * gap_us), harness.udp_frame(1 + i % 250, 6000 + i, i, 1000))
+                 for i in range(300)]                                                          # 198.18.1.x: shaped
+        rx = os.path.join(self.work, "rx.pcap")
+        harness.write_pcap_records(rx, fill + flood)
+        empty = os.path.join(self.work, "empty.pcap")
+        write_pcap(empty, [])
+        policy = os.path.join(self.work, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write(SHAPED_POLICY.replace("default_policy: lan", "default_policy: other")
+                    + "  other: {default: pass}\npools:\n  - {name: lan, ip: [198.18.1.0/24], policy: lan}\n")
+        r = run_l7gate(self.work, "shflowless", [[rx], [empty]],
+                       ["--policy", policy, "--clock", "capture", "--flows", "16", "--dpi-flows", "16"])
+        self.assertEqual(r.rc, 0, r.describe())
+        out = read_pcap(r.outs[1][0])
+        fl = r.stats["flows"]
+        sh = r.stats["shapers"]["by_shaper"]["s"]
+        u = r.stats["uninspected"]
+        self.assertEqual(fl["flowless"]["shape"], len(flood), fl)  # every shaped packet was flowless
+        self.assertGreater(sh["delayed"], 0, sh)
+        self.assertEqual(sh["sent"] + sh["delayed"], len(out) - len(fill), sh)
+        # Every packet that left without an entry, unshaped or from the shaper: the unshaped
+        # fill flows beyond the table's entries, and every shaped packet that left.
+        self.assertEqual(u["no_flow"]["packets"], len(out) - fl["created"], (u, fl, sh))
 
 
 if __name__ == "__main__":
