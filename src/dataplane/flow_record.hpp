@@ -4,6 +4,7 @@
 // Copied by value into a per-worker single-producer/single-consumer rte_ring.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "dataplane/flow_key.hpp"
 
@@ -49,6 +50,10 @@ struct FlowRecord {
     uint8_t outer_src[16];
     uint8_t outer_dst[16];
 };
+// No implicit padding: Worker::fill_record writes every field and so every byte.
+static_assert(std::has_unique_object_representations_v<FlowKey> &&
+                  sizeof(FlowRecord) == sizeof(FlowKey) + 4 + 7 * 8 + 5 * 2 + 2 + 2 * 2 + 8 + 80 + 16 + 16 + 4 * 8 + 32,
+              "FlowRecord has implicit padding (fill_record leaves no byte unwritten)");
 static_assert(sizeof(FlowRecord) % 16 == 0, "rte_ring element sizes must be multiples of 4; kept a multiple of 16");
 
 } // namespace l7gate::dp

@@ -184,13 +184,20 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
 }
 
 [[gnu::always_inline]] inline void Worker::fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept {
-    std::memset(&r, 0, sizeof(r));
+    // Every byte is written once (the record has no implicit padding): the parts that only
+    // some flows have are zeroed in their own branch, not by a memset of the whole record
+    // first (a rep stos of 38 words per ended flow).
     r.key = e.key;
     r.client_slot = e.client_slot();
     r.category = e.category;
     r.verdict = e.action;
+    r.end = static_cast<uint8_t>(why);
     r.reason = static_cast<uint16_t>(e.reason & ~cached::kUnenforced);
     r.unenforced = cached::enforced(e.reason) ? 0 : 1;
+    r.outer_version = 0;
+    r.pad[0] = 0;
+    r.pad[1] = 0;
+    r.risk_excepted = 0;
     if (policy_ != nullptr && e.risk != 0) {
         // Which risks an exception covers (MAC pools cannot be told apart here: by IP).
         char lower[80];
@@ -198,7 +205,6 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
         f.l7_known = true;
         r.risk_excepted = policy_->evaluate(f, cfg_.queue).excepted_risks;
     }
-    r.end = static_cast<uint8_t>(why);
     r.first_ns = e.first_ns;
     r.last_ns = e.last_ns;
     r.packets[0] = e.packets[0];
@@ -214,6 +220,11 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
         std::memcpy(r.ja3c, m->ja3c, sizeof(r.ja3c));
         std::memcpy(r.ja3s, m->ja3s, sizeof(r.ja3s));
         r.tls_version = m->tls_version;
+    } else {
+        std::memset(r.host, 0, sizeof(r.host));
+        std::memset(r.ja3c, 0, sizeof(r.ja3c));
+        std::memset(r.ja3s, 0, sizeof(r.ja3s));
+        r.tls_version = 0;
     }
     if (reported_ != nullptr) {
         const Reported& p = reported_[flows_.index_of(e)];
@@ -221,12 +232,18 @@ void Worker::end_flow(FlowEntry& e, FlowEnd why) noexcept {
         r.reported_packets[1] = p.packets[1];
         r.reported_bytes[0] = p.bytes[0];
         r.reported_bytes[1] = p.bytes[1];
+    } else {
+        std::memset(r.reported_packets, 0, sizeof(r.reported_packets));
+        std::memset(r.reported_bytes, 0, sizeof(r.reported_bytes));
     }
     if (e.key.tunnel != 0 && outer_ != nullptr) [[unlikely]] {
         const Outer& o = outer_[flows_.index_of(e)];
         r.outer_version = o.version;
         std::memcpy(r.outer_src, o.src, sizeof(r.outer_src));
         std::memcpy(r.outer_dst, o.dst, sizeof(r.outer_dst));
+    } else {
+        std::memset(r.outer_src, 0, sizeof(r.outer_src));
+        std::memset(r.outer_dst, 0, sizeof(r.outer_dst));
     }
 }
 
