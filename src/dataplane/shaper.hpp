@@ -22,8 +22,11 @@
 // all together, so queued packets can never empty the pool the RX rings refill from. A full
 // queue drops the newcomer (shaper_overflow), so does a full backlog (shaper_backlog) and a
 // per-host key that finds no free queue among its kProbe slots (shaper_hosts); a packet that
-// waited longer than max_delay is dropped at the head (shaper_delay). police:NAME uses the
-// same buckets without a queue: out-of-profile packets are dropped (police).
+// waited longer than max_delay is dropped at the head (shaper_delay). A queued packet also
+// carries a byte of the caller's (admit's tag, a second dynamic field): the worker puts the
+// uninspected cause there and counts it when the packet leaves the queue, not when it is
+// queued, so a packet dropped from the queue is never counted as forwarded. police:NAME uses
+// the same buckets without a queue: out-of-profile packets are dropped (police).
 
 #include <atomic>
 #include <cstdint>
