@@ -4,6 +4,7 @@
 // Copied by value into a per-worker single-producer/single-consumer rte_ring.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "dataplane/flow_key.hpp"
 
@@ -34,7 +35,7 @@ struct FlowRecord {
     uint16_t worker;
     uint16_t reason;      // verdict reason id
     uint8_t unenforced;   // 1: monitor mode, the verdict was recorded only (flow log "enforced": false)
-    uint8_t pad8;
+    uint8_t outer_version;  // a tunnelled flow's carrier: 4 or 6 (0: none, or no IP carrier)
     uint16_t pad[2];
     uint64_t risk_excepted;  // risks a policy exception told the verdict to ignore
     char host[80];
@@ -44,7 +45,15 @@ struct FlowRecord {
     // adds is packets - reported_packets (IPFIX sends deltas; the flow log, totals).
     uint64_t reported_packets[2];
     uint64_t reported_bytes[2];
+    // A tunnelled flow's carrier addresses (the IP header that carried the inner packet) as
+    // the flow's first packet had them: its source, its destination (outer_version's length).
+    uint8_t outer_src[16];
+    uint8_t outer_dst[16];
 };
-static_assert(sizeof(FlowRecord) % 8 == 0, "rte_ring element sizes must be multiples of 4");
+// No implicit padding: Worker::fill_record writes every field and so every byte.
+static_assert(std::has_unique_object_representations_v<FlowKey> &&
+                  sizeof(FlowRecord) == sizeof(FlowKey) + 4 + 7 * 8 + 5 * 2 + 2 + 2 * 2 + 8 + 80 + 16 + 16 + 4 * 8 + 32,
+              "FlowRecord has implicit padding (fill_record leaves no byte unwritten)");
+static_assert(sizeof(FlowRecord) % 16 == 0, "rte_ring element sizes must be multiples of 4; kept a multiple of 16");
 
 } // namespace l7gate::dp

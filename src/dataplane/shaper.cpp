@@ -114,7 +114,9 @@ const char* Shaper::init(ShaperBuckets* shared, int socket, uint32_t backlog_cap
     host_buckets_full_ = host_buckets_full;
     static const rte_mbuf_dynfield desc = {"l7gate_shaper_link", sizeof(Link), alignof(Link), 0};
     dynfield_ = rte_mbuf_dynfield_register(&desc);
-    if (dynfield_ < 0) {
+    static const rte_mbuf_dynfield tag_desc = {"l7gate_shaper_tag", sizeof(uint8_t), alignof(uint8_t), 0};
+    tagfield_ = rte_mbuf_dynfield_register(&tag_desc);
+    if (dynfield_ < 0 || tagfield_ < 0) {
         return "cannot register the shaper's mbuf field";
     }
     constexpr unsigned n = kFlat + kHostQueues;
@@ -176,10 +178,11 @@ bool Shaper::refill(ShapeQueue& q, const ShaperProfile& p, uint64_t now_ns) noex
     return true;
 }
 
-void Shaper::push(ShapeQueue& q, rte_mbuf* m, uint64_t now_ns) noexcept {
+void Shaper::push(ShapeQueue& q, rte_mbuf* m, uint64_t now_ns, uint8_t tag) noexcept {
     Link& l = link(m);
     l.next = nullptr;
     l.enq_ns = now_ns;
+    *RTE_MBUF_DYNFIELD(m, tagfield_, uint8_t*) = tag;
     if (q.tail != nullptr) {
         link(q.tail).next = m;
     } else {
@@ -206,7 +209,7 @@ rte_mbuf* Shaper::pop(ShapeQueue& q) noexcept {
 }
 
 Admit Shaper::admit(rte_mbuf* m, const ShaperProfile& p, uint8_t shaper, bool police, uint8_t port, uint8_t out,
-                    uint64_t host_key, uint64_t now_ns, DropReason& why) noexcept {
+                    uint64_t host_key, uint64_t now_ns, DropReason& why, uint8_t tag) noexcept {
     ShapeQueue* q = host_key != 0 ? host_queue(host_key) : &queues_[shaper * kMaxPorts + port];
     if (q == nullptr) {
         why = DropReason::ShaperHosts;
@@ -237,7 +240,7 @@ Admit Shaper::admit(rte_mbuf* m, const ShaperProfile& p, uint8_t shaper, bool po
         why = DropReason::ShaperBacklog;
         return Admit::Drop;
     }
-    push(*q, m, now_ns);
+    push(*q, m, now_ns, tag);
     return Admit::Queued;
 }
 

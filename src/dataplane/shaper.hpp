@@ -22,8 +22,11 @@
 // all together, so queued packets can never empty the pool the RX rings refill from. A full
 // queue drops the newcomer (shaper_overflow), so does a full backlog (shaper_backlog) and a
 // per-host key that finds no free queue among its kProbe slots (shaper_hosts); a packet that
-// waited longer than max_delay is dropped at the head (shaper_delay). police:NAME uses the
-// same buckets without a queue: out-of-profile packets are dropped (police).
+// waited longer than max_delay is dropped at the head (shaper_delay). A queued packet also
+// carries a byte of the caller's (admit's tag, a second dynamic field): the worker puts the
+// uninspected cause there and counts it when the packet leaves the queue, not when it is
+// queued, so a packet dropped from the queue is never counted as forwarded. police:NAME uses
+// the same buckets without a queue: out-of-profile packets are dropped (police).
 
 #include <atomic>
 #include <cstdint>
@@ -114,9 +117,13 @@ public:
                      Counter* host_buckets_full = nullptr) noexcept;
 
     // A packet of a shape/police flow. Send: it may leave now (credit taken). Queued: the
-    // shaper owns it until drain() or flush(). Drop: the caller drops it for `why`.
+    // shaper owns it until drain() or flush(), and `tag` (the caller's, e.g. what to count
+    // when it leaves) waits with it: tag(m) reads it back. Drop: the caller drops it for `why`.
     Admit admit(rte_mbuf* m, const ShaperProfile& p, uint8_t shaper, bool police, uint8_t port, uint8_t out,
-                uint64_t host_key, uint64_t now_ns, DropReason& why) noexcept;
+                uint64_t host_key, uint64_t now_ns, DropReason& why, uint8_t tag = 0) noexcept;
+
+    // The tag a queued packet was admitted with (meaningful from admit() to its drain()).
+    uint8_t tag(const rte_mbuf* m) const noexcept { return *RTE_MBUF_DYNFIELD(m, tagfield_, const uint8_t*); }
 
     // Releases queued packets the buckets allow at now_ns, oldest first per queue:
     // emit(shaper, out_index, mbuf) for each that leaves, expired(shaper, mbuf) for each that waited longer
@@ -144,7 +151,7 @@ private:
     Link& link(rte_mbuf* m) const noexcept;
     ShapeQueue* host_queue(uint64_t key) noexcept;
     bool refill(ShapeQueue& q, const ShaperProfile& p, uint64_t now_ns) noexcept;
-    void push(ShapeQueue& q, rte_mbuf* m, uint64_t now_ns) noexcept;
+    void push(ShapeQueue& q, rte_mbuf* m, uint64_t now_ns, uint8_t tag) noexcept;
     rte_mbuf* pop(ShapeQueue& q) noexcept;
 
     ShaperBuckets* shared_ = nullptr;
@@ -155,6 +162,7 @@ private:
     uint32_t backlog_cap_ = 4096;      // at most this many
     Counter* host_buckets_full_ = nullptr;
     int dynfield_ = -1;
+    int tagfield_ = -1;  // a byte of its own: Link fills the 16 bytes it has
 };
 
 inline Shaper::Link& Shaper::link(rte_mbuf* m) const noexcept {

@@ -62,6 +62,14 @@ const char* Worker::init(const WorkerConfig& cfg) noexcept {
         // not a table sized for a peak that is mostly empty.
         active_pass_ns_ = uint64_t{cfg.active_timeout_s} * 1000000000u / 8u;
     }
+    constexpr uint8_t kIpCarried = kDecapAll & ~(1u << static_cast<unsigned>(Encap::Pppoe) | 1u << static_cast<unsigned>(Encap::Mpls));
+    if (cfg.flow_log != nullptr && (cfg.decap & kIpCarried) != 0) {
+        // Written only at a tunnelled flow's creation, so never read uninitialised: no memset.
+        outer_ = static_cast<Outer*>(table_alloc(sizeof(Outer) * flows_.capacity(), cfg.socket));
+        if (outer_ == nullptr) {
+            return "cannot allocate the tunnelled flows' outer addresses (lower --flows or narrow --decap)";
+        }
+    }
     if (!frags_.init(cfg.frags, cfg.frag_timeout_s, cfg.socket)) {
         return "cannot allocate the fragment table (lower --frags)";
     }
@@ -117,6 +125,7 @@ Worker::~Worker() {
     table_free(ff_);
     table_free(linear_);
     table_free(reported_);
+    table_free(outer_);
     if (own_buckets_ != nullptr) {
         own_buckets_->~ShaperBuckets();
         table_free(own_buckets_);
@@ -189,13 +198,20 @@ inline FlowRecord* Worker::record_slot() noexcept {
 }
 
 [[gnu::always_inline]] inline void Worker::fill_record(const FlowEntry& e, FlowEnd why, FlowRecord& r) noexcept {
-    std::memset(&r, 0, sizeof(r));
+    // Every byte is written once (the record has no implicit padding): the parts that only
+    // some flows have are zeroed in their own branch, not by a memset of the whole record
+    // first (a rep stos of 38 words per ended flow).
     r.key = e.key;
     r.client_slot = e.client_slot();
     r.category = e.category;
     r.verdict = e.action;
+    r.end = static_cast<uint8_t>(why);
     r.reason = static_cast<uint16_t>(e.reason & ~cached::kUnenforced);
     r.unenforced = cached::enforced(e.reason) ? 0 : 1;
+    r.outer_version = 0;
+    r.pad[0] = 0;
+    r.pad[1] = 0;
+    r.risk_excepted = 0;
     if (policy_ != nullptr && e.risk != 0 && policy_->any_exceptions) [[unlikely]] {
         // Which risks an exception covers (MAC pools cannot be told apart here: by IP).
         char lower[80];
@@ -203,7 +219,6 @@ inline FlowRecord* Worker::record_slot() noexcept {
         f.l7_known = true;
         r.risk_excepted = policy_->excepted_risks(f);
     }
-    r.end = static_cast<uint8_t>(why);
     r.first_ns = e.first_ns;
     r.last_ns = e.last_ns;
     r.packets[0] = e.packets[0];
@@ -219,6 +234,11 @@ inline FlowRecord* Worker::record_slot() noexcept {
         std::memcpy(r.ja3c, m->ja3c, sizeof(r.ja3c));
         std::memcpy(r.ja3s, m->ja3s, sizeof(r.ja3s));
         r.tls_version = m->tls_version;
+    } else {
+        std::memset(r.host, 0, sizeof(r.host));
+        std::memset(r.ja3c, 0, sizeof(r.ja3c));
+        std::memset(r.ja3s, 0, sizeof(r.ja3s));
+        r.tls_version = 0;
     }
     if (reported_ != nullptr) {
         const Reported& p = reported_[flows_.index_of(e)];
@@ -226,6 +246,18 @@ inline FlowRecord* Worker::record_slot() noexcept {
         r.reported_packets[1] = p.packets[1];
         r.reported_bytes[0] = p.bytes[0];
         r.reported_bytes[1] = p.bytes[1];
+    } else {
+        std::memset(r.reported_packets, 0, sizeof(r.reported_packets));
+        std::memset(r.reported_bytes, 0, sizeof(r.reported_bytes));
+    }
+    if (e.key.tunnel != 0 && outer_ != nullptr) [[unlikely]] {
+        const Outer& o = outer_[flows_.index_of(e)];
+        r.outer_version = o.version;
+        std::memcpy(r.outer_src, o.src, sizeof(r.outer_src));
+        std::memcpy(r.outer_dst, o.dst, sizeof(r.outer_dst));
+    } else {
+        std::memset(r.outer_src, 0, sizeof(r.outer_src));
+        std::memset(r.outer_dst, 0, sizeof(r.outer_dst));
     }
 }
 
@@ -296,7 +328,7 @@ void Worker::monitored(const rte_mbuf* m, uint8_t action, bool blocked) noexcept
     counters_.monitor_forwarded_bytes[static_cast<size_t>(k)].add(m->pkt_len);
 }
 
-bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept {
+bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns, uint8_t tag) noexcept {
     const uint8_t si = cached::shaper(e.action);
     if (policy_ == nullptr || si >= policy_->shapers.size() || !policy_->shapers[si].defined) {
         return true;  // a verdict kept from an older snapshot whose shaper is gone: unshaped
@@ -311,7 +343,7 @@ bool Worker::shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns
     ShaperCounters& sc = counters_.shaper[si];
     DropReason why = DropReason::ShaperOverflow;
     switch (shaper_.admit(m, sp, si, cached::police(e.action), port, static_cast<uint8_t>(peer_idx_[pi]), host_key,
-                          now_ns, why)) {
+                          now_ns, why, tag)) {
     case Admit::Send:
         sc.sent.inc();
         sc.bytes.add(m->pkt_len);
@@ -356,6 +388,9 @@ void Worker::drain_shaper(uint64_t now_ns) noexcept {
             sc.delayed.inc();
             sc.queued.sub(1);
             sc.bytes.add(m->pkt_len);
+            if (const uint8_t tag = shaper_.tag(m); tag != 0) [[unlikely]] {
+                uninspected(static_cast<Uninspected>(tag - 1), m);  // queued as uninspected (shape())
+            }
             shaped_tx_[out][shaped_n_[out]++] = m;
             if (shaped_n_[out] == kMaxBurst) {
                 flush_shaped(out);
@@ -390,6 +425,15 @@ inline void Worker::uninspected(Uninspected cause, const rte_mbuf* m) noexcept {
     counters_.uninspected_bytes[static_cast<size_t>(cause)].add(m->pkt_len);
 }
 
+// What shape() carries with a queued packet: 1 + the cause process_burst counts the packet
+// under when it leaves at once (a tunnel not looked into, a flow without nDPI state), 0 when
+// it is inspected. Only shaped packets compute it.
+static inline uint8_t uninspected_tag(TunSkip skip, DpiState dpi) noexcept {
+    return skip != TunSkip::None     ? static_cast<uint8_t>(1 + static_cast<unsigned>(Uninspected::Encapsulation))
+           : dpi == DpiState::None ? static_cast<uint8_t>(1 + static_cast<unsigned>(Uninspected::NoDpiState))
+                                     : 0;
+}
+
 // A tunnelled packet (or a tunnel not looked into), off the plain path: counted by
 // encapsulation, and an inner flow's key gets its tunnel discriminator, a keyed hash (the
 // flow table's secret) of the encapsulation, the carrier's addresses and the tunnel id, so that
@@ -421,6 +465,14 @@ void Worker::tunnelled(PacketMeta& pm) noexcept {
     const uint64_t h = siphash_bytes<sizeof(t)>(&t, flows_.secret());
     const auto tag = static_cast<uint16_t>(h ^ h >> 16 ^ h >> 32 ^ h >> 48);
     pm.key.tunnel = tag != 0 ? tag : 1;
+}
+
+// A tunnelled flow's entry was created by pm: its carrier's addresses, for the flow's records.
+void Worker::remember_outer(const FlowEntry& e, const PacketMeta& pm) noexcept {
+    Outer& o = outer_[flows_.index_of(e)];
+    std::memcpy(o.src, pm.outer_src, sizeof(o.src));
+    std::memcpy(o.dst, pm.outer_dst, sizeof(o.dst));
+    o.version = pm.outer_version;
 }
 
 void Worker::reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept {
@@ -832,6 +884,9 @@ L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& 
                 counters_.flows_asymmetric.inc();
             }
             isn_[flows_.index_of(*e)] = syn ? pm.tcp_seq : 0;
+            if (pm.key.tunnel != 0 && outer_ != nullptr) [[unlikely]] {
+                remember_outer(*e, pm);
+            }
             if (syn && pm.payload_length == 0 && (pm.tcp_flags & (tcp_flag::kFin | tcp_flag::kRst)) == 0 &&
                 classifier_.deferrable(pm.key)) {
                 classifier_.defer(*e);  // no nDPI state until its first payload
@@ -969,8 +1024,9 @@ L7G_STAGE bool Worker::act(FlowEntry& e, rte_mbuf* m, const PacketMeta& pm, uint
             }
         }
     }
-    if (cached::shaped(e.action) && policy_ != nullptr && !shape(m, e, pi, t)) {
-        return false;  // queued or dropped by the shaper
+    if (cached::shaped(e.action) && policy_ != nullptr &&
+        !shape(m, e, pi, t, uninspected_tag(pm.tun_skip, e.dpi_state()))) {
+        return false;  // queued (counted as uninspected when it leaves, if it is) or dropped by the shaper
     }
     return true;
 }

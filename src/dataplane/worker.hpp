@@ -190,11 +190,15 @@ private:
     // reject verdict: builds the RST / ICMP packets (rate-limited) for the dropped packet.
     void reject(const rte_mbuf* m, const PacketMeta& pm, uint64_t now_ns) noexcept;
     [[gnu::noinline, gnu::cold]] void tunnelled(PacketMeta& pm) noexcept;
+    [[gnu::noinline, gnu::cold]] void remember_outer(const FlowEntry& e, const PacketMeta& pm) noexcept;
     inline void uninspected(Uninspected cause, const rte_mbuf* m) noexcept;
     // Sends what reject() built on the worker's own TX queues.
     void flush_injected(unsigned pi) noexcept;
     // A shape/police flow's packet: true when it leaves now (else queued or dropped).
-    bool shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns) noexcept;
+    // `tag`: 1 + the Uninspected cause of a packet of an uninspected flow (0: inspected). The
+    // caller counts a packet that leaves now; one the shaper queues carries the tag and is
+    // counted when it leaves the queue (drain_shaper), never when it is dropped there.
+    bool shape(rte_mbuf* m, const FlowEntry& e, unsigned pi, uint64_t now_ns, uint8_t tag = 0) noexcept;
     void flush_shaped(unsigned out) noexcept;
     // What the policy needs to know about a flow; the hostname is lowercased into `lower`.
     FlowFacts facts(const FlowEntry& e, char (&lower)[80]) const noexcept;
@@ -315,6 +319,17 @@ private:
         uint64_t bytes[2];
     };
     Reported* reported_ = nullptr;
+    // Per flow entry, only with a flow log and an IP-carried encapsulation in --decap (else
+    // nullptr): a tunnelled flow's carrier addresses, as its first packet had them (source,
+    // destination; version 0: no IP carrier, e.g. PPPoE or MPLS). Written when a flow with a
+    // tunnel discriminator is created, read only for such a flow's record, so a plain flow's
+    // entry is never touched.
+    struct Outer {
+        uint8_t src[16];
+        uint8_t dst[16];
+        uint8_t version;
+    };
+    Outer* outer_ = nullptr;
     uint32_t active_cursor_ = 0;  // next entry report_active() looks at
     uint64_t active_next_ns_ = 0;  // report_active() takes its next step then
     uint64_t active_pass_ns_ = 0;  // a whole pass takes this long: an eighth of the timeout

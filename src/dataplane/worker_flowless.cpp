@@ -95,7 +95,8 @@ bool Worker::flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t c
     e.flags = static_cast<uint8_t>(1u | client << 1);
     e.action = action;
     e.reason = reason;
-    return shape(m, e, pi, now_ns);
+    // Sent now: the caller counts it as no_flow; queued: counted so when it leaves the queue.
+    return shape(m, e, pi, now_ns, static_cast<uint8_t>(1 + static_cast<unsigned>(Uninspected::NoFlow)));
 }
 
 } // namespace l7gate::dp

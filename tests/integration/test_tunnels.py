@@ -149,6 +149,9 @@ ENCAPS = {
     "gre": ("gre", False, lambda p, d: outer4(gre(p, 0x0800), 47, d)),
     "gre_key_csum_seq": ("gre", True, lambda p, d: outer4(gre(p, 0x86DD, key=77, csum=True, seq=True), 47, d)),
     "gre_ethernet": ("gre", False, lambda p, d: outer4(gre(inner_eth(p), 0x6558, key=5), 47, d)),
+    # The client behind the tunnel end with the higher address: the outer addresses are logged
+    # as the first packet had them, not in the key's order.
+    "gre_from_b": ("gre", False, lambda p, d: outer4(gre(p, 0x0800), 47, 1 - d)),
     "vxlan": ("vxlan", False, lambda p, d: udp4(vxlan(p, 4242), 49152 + d, 4789, 0)),
     "gtp_u": ("gtp_u", False, lambda p, d: udp4(gtpu(p, 0x100 + d), 2152, 2152, d)),
     "gtp_u_ext_ipv6": ("gtp_u", True, lambda p, d: udp4(gtpu(p, 0x200 + d, ext=True), 2152, 2152, d)),
@@ -157,6 +160,11 @@ ENCAPS = {
     "pppoe_ipv6": ("pppoe", True, lambda p, d: pppoe(p)),
     "mpls": ("mpls", False, lambda p, d: mpls(p, d)),
 }
+
+# name -> the flow log's (outer_src, outer_dst): the carrier's addresses in the flow's first
+# packet (the client's SYN); None: no IP carrier, no such fields.
+OUTER = {name: ((OUT6_A, OUT6_B) if name.endswith("_in_ipv6") else None if name.startswith(("pppoe", "mpls"))
+                else (OUT_B, OUT_A) if name == "gre_from_b" else (OUT_A, OUT_B)) for name in ENCAPS}
 
 
 def build(encaps):
@@ -230,6 +238,11 @@ class TunnelTest(unittest.TestCase):
                     mine = [f for f in flows if cli in (f["src_ip"], f["dst_ip"])]
                     self.assertEqual(len(mine), 1, "%s %s: %s" % (name, host, mine))
                     self.assertEqual(mine[0].get("encap"), encap, mine[0])
+                    if OUTER[name] is None:
+                        self.assertNotIn("outer_src", mine[0])
+                        self.assertNotIn("outer_dst", mine[0])
+                    else:
+                        self.assertEqual((mine[0].get("outer_src"), mine[0].get("outer_dst")), OUTER[name], mine[0])
                     self.assertEqual(mine[0]["host"], host, mine[0])
                     self.assertEqual(mine[0]["verdict"], "drop" if host == BLOCKED else "pass", mine[0])
                     self.assertEqual(mine[0]["c2s_packets"] + mine[0]["s2c_packets"], 6, mine[0])
@@ -305,6 +318,91 @@ class UninspectedTest(unittest.TestCase):
         self.assertEqual(sum(pk.values()), len(out) - inspected + no_state + 1, u)  # +1: the PPTP flow's packet is counted and has a flow
         harness.figure("uninspected by cause (one of each, 200-flow flood into a 16-flow table)",
                        ", ".join("%s %d" % kv for kv in sorted(pk.items())))
+
+
+SHAPED_POLICY = """
+version: 1
+default_policy: lan
+shapers:
+  s: {rate: 4mbit, burst: 16kb, queue: 64, max_delay: 50ms}
+policies:
+  lan: {default: "shape:s"}
+"""
+
+
+class ShapedUninspectedTest(unittest.TestCase):
+    """A flow whose packets are uninspected (a tunnel not looked into: PPTP's GRE version 1)
+    through a shaper, at 5x its rate: what the shaper sends at once, what it queues and sends
+    later, and what it drops (a full queue, max_delay, still queued at the stop)."""
+
+    def setUp(self):
+        if Ether is None:
+            self.skipTest("scapy missing for /usr/bin/python3")
+        require_binary(self)
+        self.work = tempfile.mkdtemp(prefix="l7gate-shaped-uninspected-")
+
+    def tearDown(self):
+        harness.remove_work(self.work, quiet=True)
+
+    def test_counted_once_when_the_shaper_sends_it_never_when_it_drops_it(self):
+        t0 = 1700000000 * 1000000
+        gap_us = 1000 * 8 * 1e6 / (4000000 * 5)  # 1,000-byte frames at 5x 4 Mbit/s
+        frame = outer4(struct.pack("!HHHH", 0x3001, 0x880B, 0, 1).ljust(1000 - 34, b"\0"), 47, 0)
+        recs = [(t0 + int(i * gap_us), frame) for i in range(1000)]
+        rx = os.path.join(self.work, "rx.pcap")
+        harness.write_pcap_records(rx, recs)
+        empty = os.path.join(self.work, "empty.pcap")
+        write_pcap(empty, [])
+        policy = os.path.join(self.work, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write(SHAPED_POLICY)
+        r = run_l7gate(self.work, "shunin", [[rx], [empty]], ["--policy", policy, "--clock", "capture"])
+        self.assertEqual(r.rc, 0, r.describe())
+        out = read_pcap(r.outs[1][0])
+        sh = r.stats["shapers"]["by_shaper"]["s"]
+        u = r.stats["uninspected"]
+        self.assertGreater(sh["delayed"], 0, sh)  # some left from the queue ...
+        drops = r.stats["drops"]
+        # ... and some were queued, then dropped (max_delay, or still queued at the stop).
+        self.assertGreater(drops["shaper_delay"] + drops["shaper_flush"], 0, drops)
+        self.assertEqual(sh["sent"] + sh["delayed"], len(out), sh)
+        self.assertEqual(u["encapsulation"]["packets"], len(out), (u, sh))
+        self.assertEqual(u["encapsulation"]["bytes"], len(out) * len(frame), (u, sh))
+        self.assertEqual(sum(v["packets"] for k, v in u.items() if k != "encapsulation"), 0, u)
+        harness.figure("uninspected flow shaped at 5x its rate",
+                       "%d frames: %d sent at once, %d from the queue, %d dropped; uninspected %d"
+                       % (len(recs), sh["sent"], sh["delayed"], len(recs) - len(out), u["encapsulation"]["packets"]))
+
+
+    def test_flowless_packets_the_shaper_queues_count_as_no_flow_when_sent(self):
+        # A 16-entry flow table filled by unshaped flows, then 300 one-packet flows of a
+        # shaped pool at 5x the rate: none gets an entry (flowless, verdict shape:s).
+        t0 = 1700000000 * 1000000
+        gap_us = 1000 * 8 * 1e6 / (4000000 * 5)
+        fill = [(t0 + i, harness.udp_frame(256 + i, 5000, i, 100)) for i in range(100)]      # 198.18.2.x: pass
+        flood = [(t0 + 1000 + int(i * gap_us), harness.udp_frame(1 + i % 250, 6000 + i, i, 1000))
+                 for i in range(300)]                                                          # 198.18.1.x: shaped
+        rx = os.path.join(self.work, "rx.pcap")
+        harness.write_pcap_records(rx, fill + flood)
+        empty = os.path.join(self.work, "empty.pcap")
+        write_pcap(empty, [])
+        policy = os.path.join(self.work, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write(SHAPED_POLICY.replace("default_policy: lan", "default_policy: other")
+                    + "  other: {default: pass}\npools:\n  - {name: lan, ip: [198.18.1.0/24], policy: lan}\n")
+        r = run_l7gate(self.work, "shflowless", [[rx], [empty]],
+                       ["--policy", policy, "--clock", "capture", "--flows", "16", "--dpi-flows", "16"])
+        self.assertEqual(r.rc, 0, r.describe())
+        out = read_pcap(r.outs[1][0])
+        fl = r.stats["flows"]
+        sh = r.stats["shapers"]["by_shaper"]["s"]
+        u = r.stats["uninspected"]
+        self.assertEqual(fl["flowless"]["shape"], len(flood), fl)  # every shaped packet was flowless
+        self.assertGreater(sh["delayed"], 0, sh)
+        self.assertEqual(sh["sent"] + sh["delayed"], len(out) - len(fill), sh)
+        # Every packet that left without an entry, unshaped or from the shaper: the unshaped
+        # fill flows beyond the table's entries, and every shaped packet that left.
+        self.assertEqual(u["no_flow"]["packets"], len(out) - fl["created"], (u, fl, sh))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,14 @@ std::string format_flow_record(const dp::FlowRecord& r, ndpi_detection_module_st
         json_escape_to(s, enc < static_cast<unsigned>(dp::Encap::Count) ? dp::kEncapNames[enc] : "unknown");
         s += ",\"tunnel\":";
         append_u64(s, r.key.tunnel);
+        if (r.outer_version == 4 || r.outer_version == 6) {
+            // The carrier's addresses (none for PPPoE or MPLS alone): the source and
+            // destination of the IP header that carried the flow's first packet.
+            s += ",\"outer_src\":";
+            json_escape_to(s, addr_str(r.outer_src, r.outer_version));
+            s += ",\"outer_dst\":";
+            json_escape_to(s, addr_str(r.outer_dst, r.outer_version));
+        }
     }
     s += ",\"ip_version\":";
     append_u64(s, r.key.ip_version);
