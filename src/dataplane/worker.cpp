@@ -731,21 +731,21 @@ void Worker::reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept
     }
 }
 
-FlowEntry* Worker::flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns,
-                                     uint8_t& slot) noexcept {
+Worker::FragFlow Worker::flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns,
+                                           uint8_t slot) noexcept {
     FragKey fk;
     FragTable::make_key(frame, m, fk);
     const uint32_t idx = frags_.lookup(fk, now_ns, slot);
     if (idx == FragTable::kNone) {
-        return nullptr;
+        return {nullptr, slot};
     }
     FlowEntry& e = flows_.at(idx);
     // The flow may have expired (and its slot been reused) since the first fragment.
     if (!e.live() || e.key.proto != m.key.proto ||
         e.key.vlan != m.key.vlan || std::memcmp(e.key.addr, m.key.addr, sizeof(e.key.addr)) != 0) {
-        return nullptr;
+        return {nullptr, slot};
     }
-    return &e;
+    return {&e, slot};
 }
 
 inline const uint8_t* Worker::frame_of(unsigned i, const rte_mbuf* m) const noexcept {
@@ -826,11 +826,11 @@ L7G_STAGE FlowEntry* Worker::flow_of(unsigned i, rte_mbuf* m, const PacketMeta& 
     Burst& b = burst_;
     FlowEntry* e = b.flows[i];
     if (pm.is_fragment && !pm.first_fragment) {
-        // Through a copy: the caller's slot never has its address taken, so the compiler keeps
-        // it in a register over the rest of the loop body.
-        uint8_t fslot = slot;
-        e = flow_for_fragment(frame_of(i, m), pm, now_ns, fslot);
-        slot = fslot;
+        // By value both ways (FragFlow): the loop's slot never has its address taken, not even
+        // through a copy, so the compiler need not keep it in memory across the loop body.
+        const FragFlow f = flow_for_fragment(frame_of(i, m), pm, now_ns, slot);
+        e = f.e;
+        slot = f.slot;
         if (e == nullptr) {
             counters_.malformed[static_cast<unsigned>(DropReason::FragNoFirst)].inc();
             if (cfg_.malformed_drop) {

@@ -251,7 +251,13 @@ private:
                     bool changed, uint16_t generation, uint64_t& cycles) noexcept;
     void emit_scores(const FlowEntry& e, uint64_t now_ns) noexcept;
     void reclaim_half_open(const FlowEntry& fresh, uint64_t now_ns) noexcept;
-    FlowEntry* flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t& slot) noexcept;
+    // A later fragment's flow (e nullptr: none) and the key slot its first fragment recorded,
+    // returned by value: nothing of process_burst's loop has its address taken.
+    struct FragFlow {
+        FlowEntry* e;
+        uint8_t slot;
+    };
+    FragFlow flow_for_fragment(const uint8_t* frame, const PacketMeta& m, uint64_t now_ns, uint8_t slot) noexcept;
     // A TCP flow's FIN/RST bits and timeout class after a packet from `slot` with `flags`
     // (the caller has set the seen bit; called only on FIN or RST, or during the handshake).
     static void update_tcp(FlowTable& ft, FlowEntry& e, uint8_t flags, uint8_t slot, uint64_t now_ns) noexcept;
