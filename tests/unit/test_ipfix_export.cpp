@@ -89,6 +89,14 @@ dp::FlowRecord record(unsigned i) {
     return r;
 }
 
+std::vector<dp::FlowRecord> records(unsigned n) {
+    std::vector<dp::FlowRecord> v;
+    for (unsigned i = 0; i < n; ++i) {
+        v.push_back(record(i));
+    }
+    return v;
+}
+
 IpfixConfig config(uint16_t port, uint16_t mtu = 1400) {
     IpfixConfig c;
     c.target = "127.0.0.1:" + std::to_string(port);
@@ -143,10 +151,7 @@ TEST(IpfixExport, DownCollectorCountsSendErrorsAndNeverWaits) {
     Udp down(false);
     IpfixExporter x;
     ASSERT_EQ(x.open(config(down.port), 1, test::shared_names().module()), "");
-    std::vector<dp::FlowRecord> recs;
-    for (unsigned i = 0; i < 64; ++i) {
-        recs.push_back(record(i));
-    }
+    const std::vector<dp::FlowRecord> recs = records(64);
     size_t offered = 0;
     double worst_ms = 0;
     for (int round = 0; round < 50; ++round) {
@@ -169,10 +174,7 @@ TEST(IpfixExport, SendsAsItGoesWhenFlushHasNoTimeLeft) {
     Udp coll(true);
     IpfixExporter x;
     ASSERT_EQ(x.open(config(coll.port), 2, test::shared_names().module()), "");
-    std::vector<dp::FlowRecord> recs;
-    for (unsigned i = 0; i < 256; ++i) {
-        recs.push_back(record(i));
-    }
+    const std::vector<dp::FlowRecord> recs = records(256);
     constexpr unsigned kRounds = 400;  // ~9,000 messages: twice the queue's bound
     size_t n = 0;
     for (unsigned r = 0; r < kRounds; ++r) {
@@ -190,10 +192,7 @@ TEST(IpfixExport, EncodeRateOnOneCore) {
     Udp coll(true);
     IpfixExporter x;
     ASSERT_EQ(x.open(config(coll.port), 2, test::shared_names().module()), "");
-    std::vector<dp::FlowRecord> recs;
-    for (unsigned i = 0; i < 256; ++i) {
-        recs.push_back(record(i));
-    }
+    const std::vector<dp::FlowRecord> recs = records(256);
     constexpr unsigned kRounds = 400;  // 102,400 records
     const auto t0 = Clock::now();
     size_t n = 0;
