@@ -146,6 +146,7 @@ void PolicySnapshot::apply_first_match(const CompiledPolicy& p, const FlowFacts&
     }
 }
 
+// The risks of f that an exception of p covers (peer: the remote endpoint).
 uint64_t PolicySnapshot::excepted(const CompiledPolicy& p, const FlowFacts& f, const uint8_t* peer) const noexcept {
     uint64_t mask = 0;
     for (const RiskException* e : p.exceptions) {
@@ -173,16 +174,13 @@ uint64_t PolicySnapshot::excepted(const CompiledPolicy& p, const FlowFacts& f, c
             mask |= e->risks;
         }
     }
-    return mask;
+    return mask & f.risk;
 }
 
 uint64_t PolicySnapshot::excepted_risks(const FlowFacts& f) const noexcept {
     bool local_is_server = false;
     const CompiledPolicy& p = policies[pool_policy(f, local_is_server)];
-    if (p.exceptions.empty()) {
-        return 0;
-    }
-    return excepted(p, f, local_is_server ? f.client_ip : f.server_ip) & f.risk;
+    return excepted(p, f, local_is_server ? f.client_ip : f.server_ip);
 }
 
 Verdict PolicySnapshot::evaluate(const FlowFacts& f, unsigned worker) const noexcept {
@@ -196,7 +194,7 @@ Verdict PolicySnapshot::evaluate(const FlowFacts& f, unsigned worker) const noex
     v.enforced = p.enforce;
 
     // Risks and score: strictest over the chain.
-    const uint64_t exc = p.exceptions.empty() ? 0 : (excepted(p, f, peer) & f.risk);
+    const uint64_t exc = p.exceptions.empty() ? 0 : excepted(p, f, peer);
     const uint64_t risk = f.risk & ~exc;
     v.excepted_risks = exc;
     uint32_t risk_marker = kNoPos;

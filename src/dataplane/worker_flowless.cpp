@@ -18,15 +18,9 @@ bool Worker::flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t c
     bool blocked = false;
     bool enforced = true;  // monitor mode (README "Monitor mode"): decided, counted, forwarded
     bool certain = policy_ != nullptr;  // no policy: nothing to apply, the option decides
-    if (blocked_ != nullptr && (blocked_->contains(pm.key.ip_version, pm.key.addr[0]) ||
-                                blocked_->contains(pm.key.ip_version, pm.key.addr[1]))) {
-        action = cached::kDrop;
-        reason = blocked_->reason;
-        certain = true;
-        blocked = true;
-    } else if (policy_ != nullptr) {
-        // As decide() for a new flow: its sender is the client (its receiver for a SYN-ACK),
-        // and nothing is known of its application yet.
+    // As decide() for a new flow: its sender is the client (its receiver for a SYN-ACK), and
+    // nothing is known of its application yet.
+    auto facts = [&] {
         FlowFacts f;
         f.ip_version = pm.key.ip_version;
         f.client_ip = pm.key.addr[client];
@@ -38,7 +32,16 @@ bool Worker::flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t c
             f.server_mac = from_client ? eth : eth + 6;
         }
         f.l7_known = false;
-        const Verdict v = policy_->evaluate(f, cfg_.queue);
+        return f;
+    };
+    if (blocked_ != nullptr && (blocked_->contains(pm.key.ip_version, pm.key.addr[0]) ||
+                                blocked_->contains(pm.key.ip_version, pm.key.addr[1]))) {
+        action = cached::kDrop;
+        reason = blocked_->reason;
+        certain = true;
+        blocked = true;
+    } else if (policy_ != nullptr) {
+        const Verdict v = policy_->evaluate(facts(), cfg_.queue);
         counters_.policy_evaluations.inc();
         action = cached::encode(v.action, v.shaper, v.local_is_server);
         reason = v.reason;
@@ -67,16 +70,7 @@ bool Worker::flowless(rte_mbuf* m, const PacketMeta& pm, uint8_t slot, uint8_t c
     }
     counters_.reason_packets[reason & (kMaxReasons - 1)].inc();
     if (blocked && policy_ != nullptr && policy_->any_monitor) {
-        FlowFacts f;
-        f.ip_version = pm.key.ip_version;
-        f.client_ip = pm.key.addr[client];
-        f.server_ip = pm.key.addr[client ^ 1];
-        if (m->data_len >= 12) {
-            const uint8_t* eth = rte_pktmbuf_mtod(m, const uint8_t*);
-            f.client_mac = slot == client ? eth + 6 : eth;
-            f.server_mac = slot == client ? eth : eth + 6;
-        }
-        enforced = policy_->unenforced_bit(f) == 0;
+        enforced = policy_->unenforced_bit(facts()) == 0;
     }
     if (!enforced) {
         monitored(m, action, blocked);

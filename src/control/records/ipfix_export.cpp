@@ -419,12 +419,10 @@ size_t IpfixExporter::offer(const dp::FlowRecord* recs, size_t n) {
             if (!tried) {  // once per offer, as the flow log's file: room by sending
                 tried = true;
                 send_queued(Clock::now() + kSendSlice);
-                if (queue_.size() < kMaxQueuedMessages) {
-                    --k;
-                    continue;
-                }
             }
-            break;  // the collector's path is slower than the records: the stream counts the rest
+            if (queue_.size() >= kMaxQueuedMessages) {
+                break;  // the collector's path is slower than the records: the stream counts the rest
+            }
         }
         const dp::FlowRecord& r = recs[k];
         Domain& d = *domains_[r.worker < domains_.size() ? r.worker : 0];
